@@ -1,0 +1,40 @@
+"""`d2net-jax COMMAND ...`: one console script, one module per command.
+
+Each command module has `main(argv: list[str]) -> int`, with argv excluding the command name.
+"""
+
+import importlib
+import sys
+
+COMMANDS = {
+    'train': ('d2net_jax.commands.train', 'train (and evaluate) from a config'),
+    'evaluate': ('d2net_jax.commands.evaluate', 'score a detections JSON against ground truth'),
+    'localize': ('d2net_jax.commands.localize', 'run a trained checkpoint, write detections'),
+    'plot': ('d2net_jax.commands.plot', 'draw TCAM, attention, ground truth and detections'),
+    'convert': ('d2net_jax.data.convert', 'convert W-TALC / STPN features to the HDF5 store'),
+    'import': ('d2net_jax.data.own_data', 'import your own .npy features + labels to HDF5'),
+    'synthetic': ('d2net_jax.data.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),
+}
+
+
+def usage() -> str:
+  lines = ['usage: d2net-jax COMMAND [args]', '', 'commands:']
+  lines += [f'  {name:10s} {help_}' for name, (_, help_) in COMMANDS.items()]
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if not argv or argv[0] in ('-h', '--help', 'help'):
+    print(usage())
+    return 0 if argv else 2
+  name, rest = argv[0], argv[1:]
+  if name not in COMMANDS:
+    print(f'd2net-jax: unknown command {name!r}\n\n{usage()}', file=sys.stderr)
+    return 2
+  module = importlib.import_module(COMMANDS[name][0])
+  return int(module.main(rest) or 0)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

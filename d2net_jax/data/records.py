@@ -1,0 +1,83 @@
+"""The dataset model every reader produces and every consumer (batching, training, evaluation) reads.
+
+A `VideoRecord` holds one video's annotations and a way to load its features `(T, D)` float32
+(D/2 RGB channels, then D/2 optical-flow channels). Features are loaded on demand, so a store larger
+than memory works. A `Dataset` is the class list plus the videos, with the names of the training and
+test subsets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """Bad input data; the message names the file and, where known, the video."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoRecord:
+  """One video.
+
+  Attributes:
+    video_id: the video's name.
+    subset: e.g. 'validation', 'test', 'training'.
+    labels: (C,) float32 multi-hot video-level label (the weak label).
+    segments: (N, 2) float64 ground-truth instances [start_s, end_s], seconds.
+    segment_classes: (N,) int32 class index of each instance.
+    duration: video length in seconds (annotation).
+    seconds_per_snippet: feature timing; snippet t covers [t, t + 1) * seconds_per_snippet.
+    num_snippets: T, the number of feature rows.
+    load: returns the (T, D) float32 features.
+  """
+  video_id: str
+  subset: str
+  labels: np.ndarray
+  segments: np.ndarray
+  segment_classes: np.ndarray
+  duration: float
+  seconds_per_snippet: float
+  num_snippets: int
+  load: Callable[[], np.ndarray] = dataclasses.field(repr=False, compare=False)
+
+  def features(self) -> np.ndarray:
+    """(T, D) float32 features."""
+    return self.load()
+
+
+@dataclasses.dataclass
+class Dataset:
+  """Class list and videos.
+
+  Attributes:
+    name: dataset name.
+    class_names: C class names in index order.
+    videos: all videos, in a fixed order.
+    train_subset, test_subset: subset names used for training and testing.
+    feature_dim: D.
+    ambiguous: optional {video_id: (M, 2) seconds} regions to ignore in evaluation (THUMOS14).
+  """
+  name: str
+  class_names: Sequence[str]
+  videos: list[VideoRecord]
+  train_subset: str
+  test_subset: str
+  feature_dim: int
+  ambiguous: Mapping[str, np.ndarray] | None = None
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def subset(self, name: str) -> list[VideoRecord]:
+    """Videos of one subset, in dataset order."""
+    return [v for v in self.videos if v.subset == name]
+
+  def train_videos(self) -> list[VideoRecord]:
+    return self.subset(self.train_subset)
+
+  def test_videos(self) -> list[VideoRecord]:
+    return self.subset(self.test_subset)
