@@ -74,6 +74,7 @@ def loss_config() -> ml_collections.ConfigDict:
   c.gamma = 0.01  # Intra-class compactness weight.
   c.prob_clip = 1e-3  # p clamped to [clip, 1 - clip].
   c.positive_class_weight = True  # Official code: positive terms times C. paper: none.
+  c.class_reduction = 'mean'  # Eq. 4 over classes: 'mean' (official code). paper: 'sum'.
   c.fg_threshold = 0.5  # tau of Eq. 2 for lambda.
   c.bg_threshold = 0.5  # tau of Eq. 2 for lambda_b = 1 - lambda. ActivityNet1.2 official: 0.8.
   c.normalize_attention = True  # Official code divides Eq. 2 by the kept attention. paper: sum.
