@@ -137,9 +137,14 @@ def localize_config() -> ml_collections.ConfigDict:
 
 
 def evaluation_config() -> ml_collections.ConfigDict:
+  """Detection mAP with ActivityNet eval_detection.py semantics (d2net_jax/evaluation.py)."""
   c = ml_collections.ConfigDict()
+  # THUMOS14 0.1:0.7 (official D2-Net scorer: 0.1:0.5); ActivityNet1.2: 0.5:0.95 step 0.05.
   c.tiou_thresholds = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
   c.use_ambiguous = True  # Drop detections overlapping Ambiguous_test.txt regions, if given.
+  # Detections in videos outside the scored ground truth: 'false_positive' (the ActivityNet
+  # scorer), 'drop', or 'error'. Always counted in the output.
+  c.unknown_videos = 'false_positive'
   return c
 
 

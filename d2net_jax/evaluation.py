@@ -1,0 +1,665 @@
+"""Temporal detection mAP with the semantics of ActivityNet's `Evaluation/eval_detection.py`.
+
+That scorer (used by BaS-Net, ACM-Net, CoLA and most WTAL code since) is the field's standard:
+
+  * Per class, the detections of all videos are ranked by score, highest first. Ties keep their
+    input order here (stable sort); the reference uses `argsort()[::-1]`, whose tie order is
+    unspecified (reversed input order for small arrays), so only tied scores can differ.
+  * Each detection, in rank order, is compared with the ground truth (GT) instances of its class
+    in its video by temporal IoU (tIoU). At each threshold it takes the not yet matched instance
+    of highest tIoU (ties: the earlier instance); if that tIoU >= threshold it is a true positive
+    (TP) and locks the instance, otherwise a false positive (FP). A duplicate of a matched
+    detection is therefore a FP. Detections in videos without GT of their class are FPs.
+  * AP is the VOC 2010+ interpolated area: precision made monotone from the right, summed over
+    the recall steps. A class with GT but no detection has AP 0. mAP is the mean over classes.
+
+Which classes are scored: those with at least one GT instance in the scored videos (the reference
+builds its class list from the GT; recall divides by the number of instances, undefined for 0).
+Classes declared through `class_names` but without GT are reported and their detections ignored;
+a detection label that is neither a GT class nor a declared one is an error.
+
+Vectorised (NumPy): the only sequential dependency of the greedy matching is between detections of
+the same (class, video) group, so the k-th ranked detection of every group is matched at once, for
+all thresholds, in round k. Detections whose best tIoU is below the smallest threshold are FPs at
+every threshold and skip the rounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from d2net_jax import detections as detections_lib
+from d2net_jax.data.records import DataError
+
+THUMOS14_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+ACTIVITYNET_TIOU = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+# The averages THUMOS14 papers report, each over the thresholds of a range (step 0.1).
+THUMOS14_RANGES = {
+    '0.1:0.5': (0.1, 0.2, 0.3, 0.4, 0.5),
+    '0.3:0.7': (0.3, 0.4, 0.5, 0.6, 0.7),
+    '0.1:0.7': THUMOS14_TIOU,
+}
+UNKNOWN_VIDEO_POLICIES = ('false_positive', 'drop', 'error')
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs.
+
+
+@dataclasses.dataclass(frozen=True)
+class GroundTruth:
+  """The scored GT instances.
+
+  Attributes:
+    video_ids: the V scored videos (also those without instances).
+    class_names: the C scored classes (each with >= 1 instance).
+    video_index: (M,) int64 video of each instance.
+    class_index: (M,) int64 class of each instance.
+    segments: (M, 2) float64 [start_s, end_s].
+    subsets: the subsets the videos were taken from.
+    classes_without_instances: declared classes (`class_names`) with no instance here.
+    declared_class_names: the full class list given (or a Dataset's), else None; class indices
+      in detections refer to it.
+    source: where it came from (error messages).
+  """
+  video_ids: tuple[str, ...]
+  class_names: tuple[str, ...]
+  video_index: np.ndarray
+  class_index: np.ndarray
+  segments: np.ndarray
+  subsets: tuple[str, ...]
+  classes_without_instances: tuple[str, ...] = ()
+  declared_class_names: tuple[str, ...] | None = None
+  source: str = 'ground truth'
+
+  @property
+  def num_instances(self) -> int:
+    return int(self.segments.shape[0])
+
+
+def _database_from_dataset(dataset) -> dict[str, Any]:
+  """A `records.Dataset` -> the ActivityNet "database" dict."""
+  database = {}
+  for video in dataset.videos:
+    annotations = [{'segment': [float(s), float(e)], 'label': str(dataset.class_names[int(c)])}
+                   for (s, e), c in zip(np.asarray(video.segments).reshape(-1, 2),
+                                        np.asarray(video.segment_classes).reshape(-1))]
+    database[video.video_id] = {'subset': video.subset, 'duration': float(video.duration),
+                                'annotations': annotations}
+  return database
+
+
+def _as_subsets(subset: str | Iterable[str] | None) -> tuple[str, ...] | None:
+  if subset is None:
+    return None
+  if isinstance(subset, str):
+    return (subset,)
+  return tuple(subset)
+
+
+def load_ground_truth(ground_truth: Any,
+                      subset: str | Iterable[str] | None = None,
+                      class_names: Sequence[str] | None = None) -> GroundTruth:
+  """Reads the GT to score.
+
+  Args:
+    ground_truth: an ActivityNet GT JSON path; its dict ({"database": {video: {"subset",
+      "duration", "annotations": [{"segment": [s, e], "label": name}]}}}) or the bare "database";
+      a `records.Dataset`; or a `GroundTruth` (returned as is).
+    subset: keep the videos of this subset (or these subsets). None: the GT must hold one subset.
+    class_names: the model's class list (order of the per-class table; classes absent from the GT
+      are allowed in detections and reported). Defaults to a Dataset's list, else sorted GT labels.
+  """
+  if isinstance(ground_truth, GroundTruth):
+    return ground_truth
+  source = 'ground truth'
+  if hasattr(ground_truth, 'videos') and hasattr(ground_truth, 'class_names'):
+    source = f'dataset {getattr(ground_truth, "name", "")!r}'
+    if class_names is None:
+      class_names = list(ground_truth.class_names)
+    database = _database_from_dataset(ground_truth)
+  else:
+    if isinstance(ground_truth, (str, os.PathLike)):
+      source = str(ground_truth)
+      try:
+        with open(ground_truth) as f:
+          ground_truth = json.load(f)
+      except json.JSONDecodeError as e:
+        raise DataError(f'{source}: not valid JSON ({e}).') from e
+    if not isinstance(ground_truth, Mapping):
+      raise DataError(f'{source}: expected the ActivityNet GT dict, got '
+                      f'{type(ground_truth).__name__}.')
+    database = ground_truth.get('database', ground_truth)
+
+  wanted = _as_subsets(subset)
+  present = sorted({str(v.get('subset', '')) for v in database.values()
+                    if isinstance(v, Mapping)})
+  if wanted is None:
+    if len(present) > 1:
+      raise ValueError(f'{source}: holds the subsets {present}; say which to score (subset=...).')
+    wanted = tuple(present)
+  missing = [s for s in wanted if s not in present]
+  if missing:
+    raise DataError(f'{source}: no video of subset(s) {missing} (present: {present}).')
+
+  video_ids, video_index, labels, segments = [], [], [], []
+  for video, entry in database.items():
+    if not isinstance(entry, Mapping) or 'annotations' not in entry:
+      raise DataError(f'{source}: video {video!r}: entry has no "annotations".')
+    if str(entry.get('subset', '')) not in wanted:
+      continue
+    vi = len(video_ids)
+    video_ids.append(str(video))
+    for ann in entry['annotations']:
+      try:
+        start, end = (float(x) for x in ann['segment'])
+        label = ann['label']
+      except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f'{source}: video {video!r}: bad annotation {ann!r}.') from e
+      if not (np.isfinite(start) and np.isfinite(end)) or end < start:
+        raise DataError(f'{source}: video {video!r}: bad segment [{start}, {end}] ({label}).')
+      video_index.append(vi)
+      labels.append(str(label))
+      segments.append((start, end))
+
+  present_labels = set(labels)
+  if class_names is None:
+    scored = sorted(present_labels)
+    declared_only = []
+  else:
+    declared = [str(c) for c in class_names]
+    unknown = sorted(present_labels - set(declared))
+    if unknown:
+      raise DataError(f'{source}: GT labels {unknown} are not among the {len(declared)} '
+                      'class names given.')
+    scored = [c for c in declared if c in present_labels]
+    declared_only = [c for c in declared if c not in present_labels]
+  class_of = {c: i for i, c in enumerate(scored)}
+  return GroundTruth(
+      video_ids=tuple(video_ids),
+      class_names=tuple(scored),
+      video_index=np.asarray(video_index, dtype=np.int64),
+      class_index=np.asarray([class_of[l] for l in labels], dtype=np.int64),
+      segments=np.asarray(segments, dtype=np.float64).reshape(-1, 2),
+      subsets=tuple(wanted),
+      classes_without_instances=tuple(declared_only),
+      declared_class_names=None if class_names is None else tuple(str(c) for c in class_names),
+      source=source)
+
+
+def parse_ambiguous(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """THUMOS14 `Ambiguous_test.txt` -> {video_id: (R, 2) float64 [start_s, end_s]}.
+
+  Lines are `video_name [label] start_s end_s` (the label is empty in the THUMOS14 file).
+  """
+  regions: dict[str, list[tuple[float, float]]] = {}
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      fields = line.split()
+      if not fields:
+        continue
+      try:
+        if len(fields) not in (3, 4):
+          raise ValueError(line)
+        start, end = float(fields[-2]), float(fields[-1])
+      except ValueError as e:
+        raise DataError(f'{path}:{number}: expected "video_name [label] start_s end_s", got '
+                        f'{line.strip()!r}.') from e
+      if end < start:
+        raise DataError(f'{path}:{number}: region [{start}, {end}] ends before it starts.')
+      regions.setdefault(fields[0], []).append((start, end))
+  return {video: np.asarray(r, dtype=np.float64) for video, r in regions.items()}
+
+
+def _as_regions(ambiguous) -> tuple[dict[str, np.ndarray], str] | tuple[None, None]:
+  if ambiguous is None:
+    return None, None
+  if isinstance(ambiguous, (str, os.PathLike)):
+    return parse_ambiguous(ambiguous), pathlib.Path(ambiguous).name
+  return ({str(v): np.asarray(r, dtype=np.float64).reshape(-1, 2) for v, r in ambiguous.items()},
+          'given regions')
+
+
+def ambiguous_mask(video_ids: np.ndarray, segments: np.ndarray,
+                   regions: Mapping[str, np.ndarray]) -> np.ndarray:
+  """(N,) bool: the detection overlaps (intersection > 0 s) an ambiguous region of its video.
+
+  The region's label is ignored, as in the D2-Net / W-TALC scorers (they test a non-empty
+  intersection of snippet index sets; here the intersection of the segments in seconds).
+  """
+  hit = np.zeros(len(video_ids), dtype=bool)
+  for video, r in regions.items():
+    rows = np.flatnonzero(video_ids == video)
+    if rows.size == 0 or r.size == 0:
+      continue
+    seg = segments[rows]
+    inter = (np.minimum(seg[:, None, 1], r[None, :, 1]) -
+             np.maximum(seg[:, None, 0], r[None, :, 0]))
+    hit[rows] = (inter > 0).any(axis=1)
+  return hit
+
+
+# ----------------------------------------------------------------------------------------------
+# Matching and AP.
+
+
+def segment_tiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """tIoU of segments a (..., 2) and b (..., 2) (broadcast); 0 where the union is empty."""
+  inter = np.clip(np.minimum(a[..., 1], b[..., 1]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+  union = (b[..., 1] - b[..., 0]) + (a[..., 1] - a[..., 0]) - inter
+  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _padded_tiou(det_segments, gt_segments, start, count):
+  """(A, m) tIoU of each detection with its group's GT (-inf past the group), (A, m) GT index."""
+  m = max(int(count.max()), 1)
+  cols = np.arange(m)
+  valid = cols[None, :] < count[:, None]
+  gt_index = start[:, None] + np.minimum(cols[None, :], np.maximum(count[:, None] - 1, 0))
+  tiou = segment_tiou(det_segments[:, None, :], gt_segments[gt_index])
+  return np.where(valid, tiou, -np.inf), gt_index
+
+
+def match_detections(det_keys: np.ndarray, det_segments: np.ndarray,
+                     gt_keys: np.ndarray, gt_segments: np.ndarray,
+                     thresholds: np.ndarray, chunk: int = 4096) -> np.ndarray:
+  """Greedy matching of the reference scorer; returns (K, N) bool, True = TP.
+
+  Args:
+    det_keys: (N,) group of each detection (class * V + video; -1 = no GT group).
+      Detections must already be in rank order (score descending) within each group.
+    det_segments: (N, 2).
+    gt_keys: (M,) group of each GT instance, sorted ascending (stable: earlier instances first).
+    gt_segments: (M, 2).
+    thresholds: (K,) tIoU thresholds.
+  """
+  n, k = det_keys.shape[0], thresholds.shape[0]
+  tp = np.zeros((k, n), dtype=bool)
+  if n == 0 or gt_keys.shape[0] == 0:
+    return tp
+  start = np.searchsorted(gt_keys, det_keys, side='left')
+  count = np.searchsorted(gt_keys, det_keys, side='right') - start
+  count[det_keys < 0] = 0
+
+  # Best tIoU per detection (chunked to bound the padded (chunk, m) arrays): below the smallest
+  # threshold means FP everywhere, so such detections skip the sequential rounds.
+  candidates = np.flatnonzero(count > 0)
+  best = np.full(n, -np.inf)
+  for lo in range(0, candidates.size, chunk):
+    rows = candidates[lo:lo + chunk]
+    tiou, _ = _padded_tiou(det_segments[rows], gt_segments, start[rows], count[rows])
+    best[rows] = tiou.max(axis=1)
+  candidates = np.flatnonzero(best >= thresholds.min())
+  if candidates.size == 0:
+    return tp
+
+  # Rank of each candidate within its group (input order = rank order), then rounds by rank.
+  keys = det_keys[candidates]
+  by_group = np.argsort(keys, kind='stable')
+  sorted_keys = keys[by_group]
+  first = np.searchsorted(sorted_keys, sorted_keys, side='left')
+  rank = np.empty(candidates.size, dtype=np.int64)
+  rank[by_group] = np.arange(candidates.size) - first
+  by_round = np.argsort(rank, kind='stable')
+  bounds = np.searchsorted(rank[by_round], np.arange(rank.max() + 2), side='left')
+
+  locked = np.zeros((k, gt_keys.shape[0]), dtype=bool)
+  thr = thresholds[:, None]
+  for r in range(bounds.size - 1):
+    rows = candidates[by_round[bounds[r]:bounds[r + 1]]]  # One detection per group.
+    tiou, gt_index = _padded_tiou(det_segments[rows], gt_segments, start[rows], count[rows])
+    available = np.where(locked[:, gt_index], -np.inf, tiou[None])  # (K, A, m)
+    choice = available.argmax(axis=-1)  # First maximum: the earlier instance on ties.
+    chosen_tiou = np.take_along_axis(available, choice[..., None], axis=-1)[..., 0]
+    hit = chosen_tiou >= thr  # (K, A)
+    tp[:, rows] = hit
+    kk, aa = np.nonzero(hit)
+    locked[kk, gt_index[aa, choice[kk, aa]]] = True
+  return tp
+
+
+def interpolated_ap(tp: np.ndarray, num_positives: int) -> np.ndarray:
+  """VOC 2010+ interpolated AP of ranked TP flags (K, n) -> (K,).
+
+  precision_i = TP_i / i and recall_i = TP_i / num_positives over the first i detections;
+  precision is replaced by its maximum over ranks >= i (monotone envelope) and summed times the
+  recall increments (the final step to recall 1 has precision 0).
+  """
+  k, n = tp.shape
+  ap = np.zeros(k)
+  if n == 0 or num_positives <= 0:
+    return ap
+  tp_cum = np.cumsum(tp, axis=1, dtype=np.float64)
+  fp_cum = np.cumsum(~tp, axis=1, dtype=np.float64)
+  recall = tp_cum / float(num_positives)
+  precision = tp_cum / (tp_cum + fp_cum)
+  envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+  steps = np.diff(recall, axis=1, prepend=0.0)
+  for i in range(k):
+    # Only the recall steps are summed, plus the zero-precision step to recall 1, so the sum
+    # adds the same terms in the same order as the reference scorer.
+    changed = steps[i] != 0
+    terms = steps[i][changed] * envelope[i][changed]
+    if recall[i, -1] != 1.0:
+      terms = np.append(terms, 0.0)
+    ap[i] = np.sum(terms)
+  return ap
+
+
+# ----------------------------------------------------------------------------------------------
+# The evaluator.
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationResult:
+  """mAP and the counts behind it.
+
+  Attributes:
+    tiou: (K,) thresholds.
+    mAP: (K,) mean AP over the C scored classes, fractions in [0, 1].
+    average_mAP: mean of `mAP` over all K thresholds.
+    range_mAP: {'0.1:0.5': .., '0.3:0.7': .., '0.1:0.7': ..}, the THUMOS14 averages whose
+      thresholds are all in `tiou`.
+    class_names: (C,) scored classes.
+    ap: (C, K) per-class AP.
+    num_positives: (C,) GT instances per class.
+    num_detections_per_class: (C,) scored detections per class.
+    true_positives, false_positives: (C, K) counts.
+    num_videos: scored GT videos; num_videos_with_instances: those with >= 1 instance.
+    num_instances: GT instances scored.
+    num_detections_input, num_detections: detections given / scored.
+    num_ambiguous_removed: detections dropped for overlapping an ambiguous region.
+    num_unknown_video_detections, num_unknown_videos: detections (videos) not in the scored GT.
+    unknown_video_policy: what was done with them ('false_positive' or 'drop').
+    num_ignored_detections: detections of declared classes without GT (not scored).
+    classes_without_instances: those classes.
+    subsets: scored subsets.
+    protocol: one line saying how it was scored.
+  """
+  tiou: np.ndarray
+  mAP: np.ndarray
+  average_mAP: float
+  range_mAP: dict[str, float]
+  class_names: tuple[str, ...]
+  ap: np.ndarray
+  num_positives: np.ndarray
+  num_detections_per_class: np.ndarray
+  true_positives: np.ndarray
+  false_positives: np.ndarray
+  num_videos: int
+  num_videos_with_instances: int
+  num_instances: int
+  num_detections_input: int
+  num_detections: int
+  num_ambiguous_removed: int
+  num_unknown_video_detections: int
+  num_unknown_videos: int
+  unknown_video_policy: str
+  num_ignored_detections: int
+  classes_without_instances: tuple[str, ...]
+  subsets: tuple[str, ...]
+  protocol: str
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready: tiou, mAP, average_mAP, per_class_AP, protocol and the counts."""
+    return {
+        'tiou': [float(t) for t in self.tiou],
+        'mAP': [float(m) for m in self.mAP],
+        'average_mAP': float(self.average_mAP),
+        'range_mAP': {k: float(v) for k, v in self.range_mAP.items()},
+        'per_class_AP': {c: [float(a) for a in row] for c, row in zip(self.class_names, self.ap)},
+        'true_positives': [int(x) for x in self.true_positives.sum(0)],
+        'false_positives': [int(x) for x in self.false_positives.sum(0)],
+        'per_class_true_positives': {c: [int(x) for x in row]
+                                     for c, row in zip(self.class_names, self.true_positives)},
+        'per_class_num_instances': {c: int(x)
+                                    for c, x in zip(self.class_names, self.num_positives)},
+        'num_videos': self.num_videos,
+        'num_videos_with_instances': self.num_videos_with_instances,
+        'num_instances': self.num_instances,
+        'num_detections_input': self.num_detections_input,
+        'num_detections': self.num_detections,
+        'num_ambiguous_removed': self.num_ambiguous_removed,
+        'num_unknown_video_detections': self.num_unknown_video_detections,
+        'num_unknown_videos': self.num_unknown_videos,
+        'unknown_video_policy': self.unknown_video_policy,
+        'num_ignored_detections': self.num_ignored_detections,
+        'classes_without_instances': list(self.classes_without_instances),
+        'subsets': list(self.subsets),
+        'protocol': self.protocol,
+    }
+
+
+def parse_tiou(text: str) -> tuple[float, ...]:
+  """'0.1:0.7:0.1' (start:stop:step, stop included) or '0.3,0.5' -> thresholds.
+
+  Values are rounded to 10 decimals, so 0.9 is 0.9 (np.linspace(0.5, 0.95, 10) gives
+  0.8999999999999999; only a tIoU exactly equal to the threshold can tell them apart).
+  """
+  text = text.strip()
+  try:
+    if ':' in text:
+      parts = [float(x) for x in text.split(':')]
+      if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+        raise ValueError(text)
+      start, stop, step = parts
+      count = int(np.floor((stop - start) / step + 1e-9)) + 1
+      values = [start + i * step for i in range(count)]
+    else:
+      values = [float(x) for x in text.split(',') if x.strip()]
+  except ValueError as e:
+    raise ValueError(f'tIoU thresholds {text!r}: expected start:stop:step or a comma list.') from e
+  return check_tiou(round(v, 10) for v in values)
+
+
+def check_tiou(thresholds: Iterable[float]) -> tuple[float, ...]:
+  values = tuple(float(t) for t in thresholds)
+  if not values or any(not 0.0 <= t <= 1.0 for t in values):
+    raise ValueError(f'tIoU thresholds must be a non-empty list in [0, 1], got {values}.')
+  return values
+
+
+def _range_averages(tiou: np.ndarray, mAP: np.ndarray) -> dict[str, float]:
+  out = {}
+  for name, values in THUMOS14_RANGES.items():
+    idx = [np.flatnonzero(np.isclose(tiou, v, atol=1e-9)) for v in values]
+    if all(i.size for i in idx):
+      out[name] = float(np.mean([mAP[i[0]] for i in idx]))
+  return out
+
+
+def evaluate_detections(ground_truth: Any,
+                        detections: Any,
+                        tiou_thresholds: Iterable[float] = THUMOS14_TIOU,
+                        *,
+                        subset: str | Iterable[str] | None = None,
+                        ambiguous: Any = None,
+                        class_names: Sequence[str] | None = None,
+                        unknown_videos: str = 'false_positive') -> EvaluationResult:
+  """Detection mAP per tIoU threshold (module docstring: the semantics).
+
+  Args:
+    ground_truth: see `load_ground_truth` (path, GT dict, Dataset or GroundTruth).
+    detections: a results JSON path, a results dict, {video: rows} (see
+      `detections.flatten_detections`) or a `DetectionArrays`.
+    tiou_thresholds: (K,) thresholds in [0, 1].
+    subset: GT subset(s) to score (see `load_ground_truth`).
+    ambiguous: None, an `Ambiguous_test.txt` path or {video: (R, 2) seconds}: detections that
+      overlap a region of their video are dropped before scoring (THUMOS14 D2-Net protocol).
+    class_names: the model's classes (needed for class indices in `detections`).
+    unknown_videos: detections of videos that are not in the scored GT:
+      'false_positive' (what the reference does), 'drop', or 'error'. Always counted.
+  """
+  if unknown_videos not in UNKNOWN_VIDEO_POLICIES:
+    raise ValueError(f'unknown_videos={unknown_videos!r}; one of {UNKNOWN_VIDEO_POLICIES}.')
+  thresholds = np.asarray(check_tiou(tiou_thresholds), dtype=np.float64)
+  gt = load_ground_truth(ground_truth, subset, class_names)
+  names_for_indices = class_names if class_names is not None else gt.declared_class_names
+  if isinstance(detections, detections_lib.DetectionArrays):
+    det, det_source = detections, 'detections'
+  elif isinstance(detections, (str, os.PathLike)):
+    det_source = str(detections)
+    det = detections_lib.flatten_detections(detections_lib.read_detections(detections),
+                                            names_for_indices, source=det_source)
+  else:
+    det_source = 'detections'
+    det = detections_lib.flatten_detections(detections, names_for_indices, source=det_source)
+  num_input = len(det)
+
+  # Labels: every detection label must be a known class.
+  known = set(gt.class_names) | set(gt.classes_without_instances)
+  unknown_labels = sorted(set(det.labels.tolist()) - known)
+  if unknown_labels:
+    raise DataError(f'{det_source}: labels {unknown_labels} are not classes of the ground truth '
+                    f'{gt.source} (classes: {sorted(known)}).')
+
+  # Videos outside the scored GT (the reference counts their detections as FPs, silently).
+  video_of = {v: i for i, v in enumerate(gt.video_ids)}
+  det_video = np.asarray([video_of.get(v, -1) for v in det.video_ids.tolist()], dtype=np.int64)
+  if unknown_videos == 'error' and (det_video < 0).any():
+    names = sorted(set(det.video_ids[det_video < 0].tolist()))
+    raise DataError(f'{det_source}: detections in {len(names)} video(s) not in the ground truth '
+                    f'{gt.source} (subset {list(gt.subsets)}): {names[:5]}'
+                    f'{" ..." if len(names) > 5 else ""}.')
+
+  keep = np.ones(num_input, dtype=bool)
+  regions, regions_name = _as_regions(ambiguous)
+  num_ambiguous = 0
+  if regions is not None:
+    dropped = ambiguous_mask(det.video_ids, det.segments, regions)
+    num_ambiguous = int(dropped.sum())
+    keep &= ~dropped
+
+  unknown = (det_video < 0) & keep
+  num_unknown = int(unknown.sum())
+  num_unknown_videos = len(set(det.video_ids[unknown].tolist()))
+  if unknown_videos == 'drop':
+    keep &= ~unknown
+
+  class_of = {c: i for i, c in enumerate(gt.class_names)}
+  det_class = np.asarray([class_of.get(l, -1) for l in det.labels.tolist()], dtype=np.int64)
+  ignored = keep & (det_class < 0)
+  num_ignored = int(ignored.sum())
+  keep &= det_class >= 0
+
+  rows = np.flatnonzero(keep)
+  det_class, det_video = det_class[rows], det_video[rows]
+  det_segments, det_scores = det.segments[rows], det.scores[rows]
+  # Rank order: by class, then score descending; ties keep input order.
+  order = np.lexsort((np.arange(rows.size), -det_scores, det_class))
+  det_class, det_video, det_segments = det_class[order], det_video[order], det_segments[order]
+
+  num_videos = len(gt.video_ids)
+  det_keys = np.where(det_video >= 0, det_class * num_videos + det_video, -1)
+  gt_keys = gt.class_index * num_videos + gt.video_index
+  gt_order = np.argsort(gt_keys, kind='stable')
+  tp = match_detections(det_keys, det_segments, gt_keys[gt_order], gt.segments[gt_order],
+                        thresholds)
+
+  num_classes = len(gt.class_names)
+  bounds = np.searchsorted(det_class, np.arange(num_classes + 1), side='left')
+  num_positives = np.bincount(gt.class_index, minlength=num_classes)
+  ap = np.zeros((num_classes, thresholds.size))
+  tps = np.zeros((num_classes, thresholds.size), dtype=np.int64)
+  fps = np.zeros_like(tps)
+  for c in range(num_classes):
+    flags = tp[:, bounds[c]:bounds[c + 1]]
+    ap[c] = interpolated_ap(flags, int(num_positives[c]))
+    tps[c] = flags.sum(axis=1)
+    fps[c] = flags.shape[1] - tps[c]
+  mAP = ap.mean(axis=0) if num_classes else np.zeros(thresholds.size)
+
+  protocol = ['ActivityNet eval_detection semantics (greedy highest-tIoU matching, '
+              'VOC interpolated AP)']
+  if regions is not None:
+    protocol.append(f'ambiguous regions from {regions_name} ({sum(len(r) for r in regions.values())}'
+                    ' regions): detections overlapping one in the same video dropped')
+  else:
+    protocol.append('no ambiguous-region filtering')
+  protocol.append({'false_positive': 'detections in videos outside the GT count as FP',
+                   'drop': 'detections in videos outside the GT dropped',
+                   'error': 'detections in videos outside the GT are an error'}[unknown_videos])
+  return EvaluationResult(
+      tiou=thresholds,
+      mAP=mAP,
+      average_mAP=float(mAP.mean()),
+      range_mAP=_range_averages(thresholds, mAP),
+      class_names=gt.class_names,
+      ap=ap,
+      num_positives=num_positives,
+      num_detections_per_class=np.diff(bounds),
+      true_positives=tps,
+      false_positives=fps,
+      num_videos=num_videos,
+      num_videos_with_instances=int(np.unique(gt.video_index).size),
+      num_instances=gt.num_instances,
+      num_detections_input=num_input,
+      num_detections=int(rows.size),
+      num_ambiguous_removed=num_ambiguous,
+      num_unknown_video_detections=num_unknown,
+      num_unknown_videos=num_unknown_videos,
+      unknown_video_policy=unknown_videos,
+      num_ignored_detections=num_ignored,
+      classes_without_instances=gt.classes_without_instances,
+      subsets=gt.subsets,
+      protocol='; '.join(protocol) + '.')
+
+
+# ----------------------------------------------------------------------------------------------
+# Output.
+
+
+def format_table(result: EvaluationResult, per_class: bool = True) -> str:
+  """The mAP table (percent), the TP/FP counts per threshold and the per-class AP table."""
+  r = result
+  lines = [
+      f'Detection mAP, subset {"+".join(r.subsets) or "-"}: {r.num_videos} videos '
+      f'({r.num_videos_with_instances} with instances), {r.num_instances} instances, '
+      f'{len(r.class_names)} classes; {r.num_detections} of {r.num_detections_input} '
+      'detections scored.',
+      f'Protocol: {r.protocol}',
+  ]
+  if r.num_ambiguous_removed:
+    lines.append(f'  {r.num_ambiguous_removed} detections dropped for ambiguous regions.')
+  if r.num_unknown_video_detections:
+    lines.append(f'  WARNING: {r.num_unknown_video_detections} detections in '
+                 f'{r.num_unknown_videos} videos not in the ground truth '
+                 f'({"counted as false positives" if r.unknown_video_policy == "false_positive" else "dropped"}).')
+  if r.num_ignored_detections:
+    lines.append(f'  WARNING: {r.num_ignored_detections} detections of classes without ground '
+                 f'truth ({", ".join(r.classes_without_instances)}) not scored.')
+  head = ''.join(f'{t:>8.2f}' for t in r.tiou)
+  averages = {'avg': r.average_mAP, **r.range_mAP}
+  avg_head = ''.join(f'{"avg " + k if k != "avg" else "avg":>13s}' for k in averages)
+  lines += [
+      '',
+      f'{"tIoU":<10s}{head}{avg_head}',
+      f'{"mAP (%)":<10s}' + ''.join(f'{100 * m:8.2f}' for m in r.mAP) +
+      ''.join(f'{100 * v:13.2f}' for v in averages.values()),
+      f'{"TP":<10s}' + ''.join(f'{int(x):8d}' for x in r.true_positives.sum(0)),
+      f'{"FP":<10s}' + ''.join(f'{int(x):8d}' for x in r.false_positives.sum(0)),
+  ]
+  if per_class and r.class_names:
+    width = max(12, max(len(c) for c in r.class_names) + 1)
+    lines += ['', 'Per-class AP (%)',
+              f'{"class":<{width}s}{"#GT":>6s}{"#det":>7s}{head}']
+    for c, name in enumerate(r.class_names):
+      lines.append(f'{name:<{width}s}{int(r.num_positives[c]):6d}'
+                   f'{int(r.num_detections_per_class[c]):7d}' +
+                   ''.join(f'{100 * a:8.2f}' for a in r.ap[c]))
+  return '\n'.join(lines)
+
+
+def save_metrics(path: str | os.PathLike, result: EvaluationResult) -> pathlib.Path:
+  """Writes `result.to_dict()` as JSON."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(result.to_dict(), f, indent=1)
+  return path

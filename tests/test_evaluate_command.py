@@ -1,0 +1,86 @@
+"""`d2net-jax evaluate` end to end on small JSON files."""
+
+import json
+
+import numpy as np
+
+from d2net_jax import cli
+from d2net_jax import detections as detections_lib
+
+
+def _write_gt(path, database):
+  path.write_text(json.dumps({'version': 'test', 'database': database}))
+  return path
+
+
+def _files(tmp_path):
+  gt = _write_gt(tmp_path / 'gt.json', {
+      'v1': {'subset': 'test', 'duration': 60.0, 'annotations': [
+          {'segment': [0.0, 10.0], 'label': 'Jump'}, {'segment': [20.0, 30.0], 'label': 'Jump'},
+          {'segment': [40.0, 50.0], 'label': 'Run'}]},
+      'v2': {'subset': 'validation', 'duration': 60.0, 'annotations': [
+          {'segment': [0.0, 5.0], 'label': 'Swim'}]},
+  })
+  # Jump: exact copy (TP), then [24, 30] (tIoU 0.6 with [20, 30]): AP 1 up to 0.6, 1/2 at 0.7.
+  # Run: [41, 50] (tIoU 0.9): AP 1 everywhere.
+  det = detections_lib.write_detections(tmp_path / 'det.json', {'v1': [
+      ('Jump', 0.0, 10.0, 0.9), ('Jump', 24.0, 30.0, 0.8), ('Run', 41.0, 50.0, 0.7)]})
+  return gt, det
+
+
+def test_prints_table_and_writes_metrics(tmp_path, capsys):
+  gt, det = _files(tmp_path)
+  out = tmp_path / 'metrics.json'
+  code = cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(det),
+                   '--subset', 'test', '--output', str(out)])
+  assert code == 0
+  printed = capsys.readouterr().out
+  assert '1 videos (1 with instances), 3 instances, 2 classes' in printed
+  assert 'no ambiguous-region filtering' in printed
+  assert 'Per-class AP' in printed and 'Jump' in printed
+  metrics = json.loads(out.read_text())
+  assert metrics['tiou'] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+  # mAP = mean(Jump, Run) = (1 + 1) / 2 up to 0.6, (1/2 + 1) / 2 at 0.7.
+  np.testing.assert_allclose(metrics['mAP'], [1, 1, 1, 1, 1, 1, 0.75])
+  np.testing.assert_allclose(metrics['average_mAP'], (6 + 0.75) / 7)
+  np.testing.assert_allclose(metrics['per_class_AP']['Jump'], [1, 1, 1, 1, 1, 1, 0.5])
+  assert metrics['protocol'].startswith('ActivityNet eval_detection semantics')
+  assert metrics['num_videos'] == 1 and metrics['num_instances'] == 3
+  assert metrics['false_positives'] == [0, 0, 0, 0, 0, 0, 1]
+
+
+def test_tiou_and_ambiguous_options(tmp_path, capsys):
+  gt, det = _files(tmp_path)
+  ambiguous = tmp_path / 'Ambiguous_test.txt'
+  ambiguous.write_text('v1  45.0 46.0\n')  # Overlaps the Run detection: Run AP 0.
+  out = tmp_path / 'metrics.json'
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(det),
+                   '--subset', 'test', '--tiou', '0.5,0.7', '--ambiguous', str(ambiguous),
+                   '--output', str(out), '--no-per-class']) == 0
+  printed = capsys.readouterr().out
+  assert 'Per-class AP' not in printed and '1 detections dropped for ambiguous' in printed
+  metrics = json.loads(out.read_text())
+  assert metrics['tiou'] == [0.5, 0.7] and metrics['num_ambiguous_removed'] == 1
+  np.testing.assert_allclose(metrics['mAP'], [0.5, 0.25])
+  assert 'Ambiguous_test.txt' in metrics['protocol']
+
+
+def test_errors_exit_nonzero_with_a_message(tmp_path, capsys):
+  gt, det = _files(tmp_path)
+  # Two subsets in the GT and no --subset.
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(det)]) == 1
+  assert 'subset' in capsys.readouterr().err
+  # A label that is not a GT class of the scored subset.
+  bad = detections_lib.write_detections(tmp_path / 'bad.json',
+                                        {'v1': [('Swim', 0.0, 5.0, 0.9)]})
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(bad),
+                   '--subset', 'test']) == 1
+  assert "['Swim']" in capsys.readouterr().err
+  # A video outside the GT, with --unknown-videos error.
+  other = detections_lib.write_detections(tmp_path / 'other.json',
+                                          {'v9': [('Jump', 0.0, 5.0, 0.9)]})
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(other),
+                   '--subset', 'test', '--unknown-videos', 'error']) == 1
+  assert 'v9' in capsys.readouterr().err
+  assert cli.main(['evaluate', '--ground-truth', str(tmp_path / 'missing.json'),
+                   '--detections', str(det)]) == 1
