@@ -100,39 +100,77 @@ def loss_config() -> ml_collections.ConfigDict:
 
 
 def train_config() -> ml_collections.ConfigDict:
+  """Optimiser, schedule, parallelism, checkpoints and logging (d2net_jax/train.py)."""
   c = ml_collections.ConfigDict()
-  c.seed = 1
-  c.batch_size = 10  # Global batch (videos), split over devices.
+  c.seed = 1  # Parameters, dropout, Eq. 3 pairing and the data order all derive from it.
+  # Global batch (videos), split over devices. Official options.py default: 20 (its help text
+  # says 10; the README's command keeps the default). paper: 10.
+  c.batch_size = 20
   c.num_steps = 20000
   c.learning_rate = 1e-4
   c.weight_decay = 5e-4  # paper: 0.005.
   # 'coupled': wd * param added to the gradient before Adam (torch.optim.Adam, official code);
   # 'decoupled': AdamW.
   c.weight_decay_mode = 'coupled'
-  c.parallelism = 'pmap'  # 'pmap' or 'jit' (jax.jit over a device mesh).
-  c.log_every = 10
-  c.eval_every = 500
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-8
+  # Official code: no update when the loss is <= 0 (every video of the batch skipped). Non-finite
+  # losses or gradients always skip the update.
+  c.skip_nonpositive_loss = True
+  c.parallelism = 'pmap'  # 'pmap' (jax.pmap over local devices) or 'jit' (jax.jit over a device mesh).
+  c.log_every = 10  # Metrics fetched from the device, written to metrics.jsonl, every this many steps.
+  c.eval_every = 500  # Official code: evaluates every 500 steps (--test-iter).
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
-  # Best-checkpoint selection: 'validation' (held-out part of the training subset) or 'test'
-  # (the field's published protocol; inflates results).
+  # Best-checkpoint selection: 'validation' (held-out part of the training subset, see
+  # data.val_fraction) or 'test' (the field's published protocol; inflates results).
   c.selection = 'validation'
+  # Selection metric: mAP at this tIoU; -1 = mean over evaluation.tiou_thresholds. Official code:
+  # mAP@0.5 for THUMOS14, the mean for ActivityNet1.2.
+  c.selection_iou = 0.5
+  c.final_test = True  # Evaluate the selected checkpoint on the test subset at the end.
+  c.tensorboard = True  # TensorBoard event files too, when tensorboardX is installed.
   c.distributed = False  # jax.distributed.initialize() for multi-host runs (TPU pods).
   return c
 
 
 def localize_config() -> ml_collections.ConfigDict:
-  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py."""
+  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py (see d2net_jax/localize.py)."""
   c = ml_collections.ConfigDict()
-  c.topk_ratio = 8  # Official scorer: k = max(1, floor(s / ratio)). ActivityNet1.2: 4.
-  c.class_threshold = 0.5  # Relevant classes: p > class_threshold * max(p).
-  c.activitynet_class_rule = False  # Official ActivityNet rule (at most two classes).
-  c.rescale_attention = False  # ActivityNet official: lambda' scaled by 2 / max(lambda').
-  c.proposal_thresholds = (0.025, 0.475, 0.025)  # start, stop (inclusive), step.
+  # Video-level class scores p: mean of the top-k snippets of `class_score_source`:
+  # 'refined' (lambda' * T, official detectionMAP.py) or 'tcam' (T, paper).
+  c.class_score_source = 'refined'  # paper: 'tcam'.
+  c.topk_ratio = 8  # k = max(1, round_down(s / ratio)). ActivityNet1.2 official: 4.
+  c.topk_rounding = 'floor'  # 'floor' (official scorer) or 'ceil'. paper: 'ceil'.
+  # Relevant classes: p > class_threshold * max(p) and p > 0.
+  c.class_threshold = 0.5
+  # Official ActivityNet rule instead: at most `activitynet_max_classes` classes, those with
+  # p > max(floor, the (max_classes + 1)-th highest p), floor = activitynet_high_floor if any
+  # p > activitynet_high_floor else activitynet_class_floor.
+  c.activitynet_class_rule = False  # ActivityNet1.2 official: True.
+  c.activitynet_max_classes = 2
+  c.activitynet_class_floor = 0.5
+  c.activitynet_high_floor = 1.0
+  # lambda' scaled by attention_scale / max(lambda') before r_c = lambda' * T_c.
+  c.rescale_attention = False  # ActivityNet1.2 official: True.
+  c.attention_scale = 2.0
+  c.proposal_thresholds = (0.025, 0.475, 0.025)  # start, stop (inclusive), step. paper: stop 0.5.
   c.min_proposal_snippets = 2
-  c.inflation = 0.25  # Outer region: 25% of the proposal width on each side.
-  c.nms_threshold = 0.3  # paper: 0.5.
-  c.score_threshold = 0.1  # Per video, fraction of the best proposal's score.
+  # Outer region: floor(inflation * width) snippets (at least min_outer_snippets) on each side,
+  # cut at the video borders; a side that would be empty is left out.
+  c.inflation = 0.25
+  c.min_outer_snippets = 1
+  # S_o: 'sides' (mean of the two side means, official) or 'pooled' (mean over all outer snippets).
+  c.outer_mean = 'sides'  # paper (as written): 'pooled'.
+  # Official: drop a proposal when (S_o - S_i + 1) / 2 > outer_rejection_threshold.
+  c.outer_rejection = True  # paper: False.
+  c.outer_rejection_threshold = 0.7
+  c.nms_threshold = 0.3  # Class-wise NMS, IoU >= this is suppressed. paper: 0.5.
+  # Keep detections with score >= score_threshold * best score, the best taken per (video, class)
+  # ('class', official) or per video ('video', paper).
+  c.score_threshold = 0.1
+  c.score_threshold_scope = 'class'  # paper: 'video'.
   return c
 
 

@@ -1,0 +1,132 @@
+"""Orbax checkpoints of the whole `TrainState`: the latest few for resuming, and the best one.
+
+Layout under the workdir:
+  checkpoints/<step>/      the latest `keep` states, every `checkpoint_every` steps (orbax).
+  best/<step>/             the state selected by evaluation mAP (orbax, one kept).
+  best/selection.json      which step, by which metric and protocol ('validation' or 'test').
+  corrupt_checkpoints/     step folders that failed to restore, moved aside.
+
+Resume order (one place, `restore_latest`): the newest checkpoint that restores, else None (a
+fresh start). A truncated or otherwise unreadable newest checkpoint is moved aside with a warning
+and the previous one is tried.
+"""
+
+import json
+import logging
+import os
+import pathlib
+import shutil
+import warnings
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def _abstract(tree):
+  """Shapes and dtypes of a pytree, the restore target."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+  """Writes JSON atomically (write, then rename)."""
+  tmp = path.with_suffix(path.suffix + '.tmp')
+  tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+  os.replace(tmp, path)
+
+
+class Checkpointer:
+  """Saves and restores `TrainState`s under `workdir` (see the module docstring)."""
+
+  def __init__(self, workdir, keep: int = 3, async_save: bool = True, read_only: bool = False):
+    self.workdir = pathlib.Path(workdir).absolute()
+    options = dict(create=not read_only, read_only=read_only,
+                   enable_async_checkpointing=async_save)
+    self._latest = ocp.CheckpointManager(
+        self.workdir / 'checkpoints',
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
+    self._best = ocp.CheckpointManager(
+        self.workdir / 'best', options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+
+  # Latest.
+
+  def save(self, state, force: bool = False) -> bool:
+    """Saves `state` under its step (asynchronously); False if that step is already saved."""
+    step = int(jax.device_get(state.step))
+    if step in self._latest.all_steps():
+      return False
+    return self._latest.save(step, args=ocp.args.StandardSave(state), force=force)
+
+  def latest_step(self) -> Optional[int]:
+    return self._latest.latest_step()
+
+  def restore_latest(self, template) -> Optional[Any]:
+    """The newest checkpoint that restores into `template`'s structure, or None if there is none.
+
+    Unreadable checkpoints (truncated or missing files) are moved to `corrupt_checkpoints/` with
+    a warning, so the run continues from the previous good one and can save that step again.
+    """
+    self._latest.wait_until_finished()
+    for step in sorted(self._latest.all_steps(), reverse=True):
+      try:
+        return self._latest.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
+      except Exception as e:  # pylint: disable=broad-except
+        moved = self._move_aside(step)
+        message = (f'checkpoint step {step} in {self.workdir / "checkpoints"} is unreadable '
+                   f'({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}); '
+                   f'moved to {moved}, trying the previous one')
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        logging.warning(message)
+    return None
+
+  def _move_aside(self, step: int) -> pathlib.Path:
+    source = self._latest.directory / str(step)
+    target = self.workdir / 'corrupt_checkpoints' / str(step)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+      shutil.rmtree(target)
+    shutil.move(str(source), str(target))
+    self._latest.reload()
+    return target
+
+  # Best.
+
+  def save_best(self, state, selection: dict) -> None:
+    """Saves `state` as the best one; `selection` (step, metric, value, protocol) goes to JSON."""
+    step = int(jax.device_get(state.step))
+    self._best.wait_until_finished()
+    if step not in self._best.all_steps():
+      self._best.save(step, args=ocp.args.StandardSave(state), force=True)
+      self._best.wait_until_finished()
+    _write_json(self.workdir / 'best' / 'selection.json', dict(selection, step=step))
+
+  def best_selection(self) -> Optional[dict]:
+    """The best checkpoint's selection record, or None."""
+    path = self.workdir / 'best' / 'selection.json'
+    if not path.exists() or self._best.latest_step() is None:
+      return None
+    return json.loads(path.read_text())
+
+  def restore_best(self, template) -> Optional[Any]:
+    step = self._best.latest_step()
+    if step is None:
+      return None
+    return self._best.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
+
+  def restore_for_inference(self, template):
+    """(state, which): the best checkpoint if there is one, else the latest; which says so."""
+    state = self.restore_best(template)
+    if state is not None:
+      return state, 'best'
+    state = self.restore_latest(template)
+    if state is not None:
+      return state, 'latest'
+    raise FileNotFoundError(f'no checkpoint under {self.workdir}')
+
+  def wait(self) -> None:
+    self._latest.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def close(self) -> None:
+    self._latest.close()
+    self._best.close()

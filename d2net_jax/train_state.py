@@ -1,0 +1,77 @@
+"""The training state pytree and the optimiser that updates it.
+
+`TrainState` is a plain pytree (checkpointed whole by orbax): the parameters, the optax state, the
+running background reference `x_ref` of Eq. 8, the step, the base PRNG key every per-step key is
+folded from, and a count of skipped (non-finite) updates.
+"""
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training step reads and writes.
+
+  Attributes:
+    step: int32 scalar, the number of steps taken (the next step's index).
+    params: the model parameters.
+    opt_state: the optax optimiser state.
+    x_ref: (D/2,) float32 running mean of background embeddings (Eq. 8), no gradient.
+    key: (2,) uint32 base PRNG key; step keys are `fold_in(key, step)`.
+    num_skipped: int32 scalar, updates skipped so far because the loss or a gradient was not finite.
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  x_ref: jax.Array
+  key: jax.Array
+  num_skipped: jax.Array
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam with L2 weight decay.
+
+  'coupled' (official code, torch.optim.Adam(weight_decay=wd)): wd * param is added to the
+  gradient before the Adam moments. 'decoupled': AdamW (the decay bypasses the moments).
+  """
+  c = train_config
+  adam = dict(b1=c.adam_b1, b2=c.adam_b2, eps=c.adam_eps)
+  if c.weight_decay_mode == 'coupled':
+    return optax.chain(
+        optax.add_decayed_weights(c.weight_decay),
+        optax.scale_by_adam(**adam),
+        optax.scale_by_learning_rate(c.learning_rate),
+    )
+  if c.weight_decay_mode == 'decoupled':
+    return optax.adamw(c.learning_rate, weight_decay=c.weight_decay, **adam)
+  raise ValueError(
+      f"train.weight_decay_mode must be 'coupled' or 'decoupled', got {c.weight_decay_mode!r}")
+
+
+def init_params(model, feature_dim: int, key: jax.Array, length: int = 8):
+  """Model parameters, initialised from a (1, length, feature_dim) dummy input."""
+  features = jnp.zeros((1, length, feature_dim), jnp.float32)
+  mask = jnp.ones((1, length), jnp.float32)
+  return model.init({'params': key}, features, mask, train=False)['params']
+
+
+def create_train_state(model, optimizer: optax.GradientTransformation, feature_dim: int,
+                       seed: int) -> TrainState:
+  """A fresh state: parameters from `seed`, zero x_ref (as the official code), step 0."""
+  root = jax.random.PRNGKey(seed)
+  init_key, train_key = jax.random.split(root)
+  params = init_params(model, feature_dim, init_key)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=optimizer.init(params),
+      x_ref=jnp.zeros((feature_dim // 2,), jnp.float32),
+      key=train_key,
+      num_skipped=jnp.zeros((), jnp.int32),
+  )
