@@ -7,8 +7,9 @@ The file format (what `d2net-jax localize` writes and `d2net-jax evaluate` reads
    "external_data": {}}
 
 In memory, `results` (the dict under "results") is the exchange structure. `flatten_detections`
-also takes per-video rows `(class, start_s, end_s, score)` (an (N, 4) array with the class index in
-column 0, or tuples whose class is an index or a name) and returns one `DetectionArrays`.
+also takes per-video rows `(class, start_s, end_s, score)`: an (N, 4) array with the class index in
+column 0, tuples whose class is an index or a name, or an object with `to_list()` giving such
+tuples (`localize.Detections`); it returns one `DetectionArrays`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def _label_name(value: Any, class_names: Sequence[str] | None, video: str, sourc
 def _video_rows(video: str, rows: Any, class_names: Sequence[str] | None, source: str):
   """One video's detections (dicts, tuples or an (N, 4) array) -> list of (label, s, e, score)."""
   out = []
+  if hasattr(rows, 'to_list') and not isinstance(rows, np.ndarray):
+    rows = rows.to_list()  # localize.Detections: [(class_index, start_s, end_s, score), ...].
   if isinstance(rows, np.ndarray):
     if rows.size == 0:
       return out
@@ -115,7 +118,8 @@ def flatten_detections(detections: Mapping[str, Any],
 
   Args:
     detections: a whole results JSON dict (with "results"), or {video_id: rows} where rows are
-      result dicts, (class, start_s, end_s, score) tuples, or an (N, 4) array [class, s, e, score].
+      result dicts, (class, start_s, end_s, score) tuples, an (N, 4) array [class, s, e, score],
+      or a `localize.Detections`.
     class_names: needed when classes are given as indices.
     source: named in error messages (e.g. the file path).
   """

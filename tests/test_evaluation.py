@@ -360,3 +360,20 @@ def test_results_json_round_trip(tmp_path):
   path.write_text('{"version": 1}')
   with pytest.raises(DataError, match='no "results"'):
     detections_lib.read_detections(path)
+
+
+class _LocalizerOutput:
+  """Stands in for `localize.Detections` (anything with `to_list()` of (class, s, e, score))."""
+
+  def __init__(self, rows):
+    self.rows = rows
+
+  def to_list(self):
+    return list(self.rows)
+
+
+def test_localizer_style_detections():
+  videos = {'a': [('Jump', 0.0, 10.0)], 'b': [('Run', 5.0, 9.0)]}
+  dets = {'a': _LocalizerOutput([(0, 0.0, 10.0, 0.9)]), 'b': _LocalizerOutput([(1, 5.0, 9.0, 0.8)])}
+  result = evaluation.evaluate_detections(_gt(videos), dets, (0.5,), class_names=['Jump', 'Run'])
+  np.testing.assert_array_equal(result.ap, [[1.0], [1.0]])
