@@ -1,0 +1,164 @@
+"""One video's TCAM, attention, ground truth and detections on one time axis (the paper's Fig. 4).
+
+`plot_video` draws, in seconds:
+  * top panel, per snippet: T_c (solid) and the refined r_c = lambda' * T_c (dotted) of the chosen
+    classes, and lambda' (black, dashed);
+  * bottom panel: one row per chosen class, the ground-truth instances as green bars in the upper
+    half and the detections as blue bars in the lower half whose height is the score relative to
+    the best detection drawn (as in Fig. 4).
+
+Matplotlib's Agg canvas is used directly (no pyplot, no global backend switch), so it runs
+headless and in threads.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from d2net_jax import config as config_lib
+from d2net_jax import localize
+
+
+def _class_index(value: Any, class_names: Sequence[str], what: str) -> int:
+  """A class given by name or index -> its index; ValueError for unknown ones."""
+  if isinstance(value, (str, np.str_)):
+    try:
+      return list(class_names).index(str(value))
+    except ValueError:
+      raise ValueError(f'{what}: unknown class {str(value)!r}; classes: '
+                       f'{list(class_names)}') from None
+  if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(class_names):
+    return int(value)
+  raise ValueError(f'{what}: class {value!r} is neither a class name nor an index in '
+                   f'[0, {len(class_names)})')
+
+
+def _segments(rows: Iterable[Any], class_names: Sequence[str], what: str, with_score: bool):
+  """Rows (class, start_s, end_s[, score]) -> list of (class_index, start, end, score)."""
+  out = []
+  for row in rows:
+    row = tuple(row)
+    if len(row) != (4 if with_score else 3):
+      fields = '(class, start_s, end_s, score)' if with_score else '(class, start_s, end_s)'
+      raise ValueError(f'{what}: expected {fields}, got {row!r}')
+    start, end = float(row[1]), float(row[2])
+    if not (np.isfinite(start) and np.isfinite(end)) or end < start:
+      raise ValueError(f'{what}: bad segment [{start}, {end}]')
+    score = float(row[3]) if with_score else 1.0
+    out.append((_class_index(row[0], class_names, what), start, end, score))
+  return out
+
+
+def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarray,
+               seconds_per_snippet: float, class_names: Sequence[str],
+               classes: Sequence[str | int] | None = None,
+               ground_truth: Iterable[Any] | None = None,
+               detections: localize.Detections | Iterable[Any] | None = None,
+               title: str | None = None, localize_config: Any = None,
+               dpi: int = 120) -> pathlib.Path:
+  """Writes the figure of one video to `path` (PNG) and returns the path.
+
+  Args:
+    path: output file; missing parent folders are created.
+    tcam: (s, C) class activations T.
+    attention: (s,) bottom-up attention lambda'.
+    seconds_per_snippet: snippet t covers [t, t + 1) * seconds_per_snippet.
+    class_names: the C class names.
+    classes: classes to draw (names or indices). Default: the classes of the ground truth and the
+      detections, and the relevant classes of Sec. 3.3 under `localize_config`.
+    ground_truth: (class, start_s, end_s) rows.
+    detections: a `localize.Detections` or (class, start_s, end_s, score) rows.
+    title: figure title.
+    localize_config: the `localize` section (default: official values), for the refined
+      sequence (its attention rescaling) and the default classes.
+    dpi: resolution.
+  """
+  tcam = np.asarray(tcam, np.float64)
+  attention = np.asarray(attention, np.float64)
+  if tcam.ndim != 2 or tcam.shape[0] == 0:
+    raise ValueError(f'tcam must be (s, C) with s > 0, got shape {tcam.shape}')
+  if attention.shape != (tcam.shape[0],):
+    raise ValueError(f'attention must be ({tcam.shape[0]},), got shape {attention.shape}')
+  if len(class_names) != tcam.shape[1]:
+    raise ValueError(f'{len(class_names)} class names for a tcam of {tcam.shape[1]} classes')
+  if not seconds_per_snippet > 0:
+    raise ValueError(f'seconds_per_snippet must be > 0, got {seconds_per_snippet}')
+
+  if localize_config is None:
+    localize_config = config_lib.localize_config()
+  refined = localize.refined_sequence(tcam, attention, localize_config)
+  gt = _segments(ground_truth or (), class_names, 'ground_truth', with_score=False)
+  if isinstance(detections, localize.Detections):
+    detections = detections.to_list()
+  det = _segments(detections or (), class_names, 'detections', with_score=True)
+
+  if classes is not None:
+    drawn = [_class_index(c, class_names, 'classes') for c in classes]
+    drawn = list(dict.fromkeys(drawn))
+  else:
+    scores = localize.video_class_scores(tcam, attention, localize_config)
+    relevant = set(np.flatnonzero(localize.relevant_classes(scores, localize_config)).tolist())
+    drawn = sorted(relevant | {g[0] for g in gt} | {d[0] for d in det})
+  if not drawn:
+    raise ValueError('no class to draw: pass `classes`')
+
+  s = tcam.shape[0]
+  sps = float(seconds_per_snippet)
+  edges = np.arange(s + 1) * sps  # Snippet t is drawn flat over [t, t + 1) * sps.
+
+  def steps(values):
+    return edges, np.append(values, values[-1])
+
+  duration = s * sps
+
+  fig = Figure(figsize=(12, 3.2 + 0.45 * len(drawn)), dpi=dpi)
+  FigureCanvasAgg(fig)
+  grid = fig.add_gridspec(2, 1, height_ratios=[3, 0.6 + 0.45 * len(drawn)], hspace=0.08)
+  top = fig.add_subplot(grid[0])
+  bottom = fig.add_subplot(grid[1], sharex=top)
+  colors = [f'C{i % 10}' for i in range(len(drawn))]
+
+  for color, c in zip(colors, drawn):
+    top.plot(*steps(tcam[:, c]), color=color, lw=1.2, drawstyle='steps-post',
+             label=f'T: {class_names[c]}')
+    top.plot(*steps(refined[:, c]), color=color, lw=1.0, ls=':', drawstyle='steps-post',
+             label=f"λ'·T: {class_names[c]}")
+  top.plot(*steps(attention), color='black', lw=1.0, ls='--', drawstyle='steps-post',
+           label="λ' (bottom-up attention)")
+  top.set_ylabel('activation')
+  top.set_ylim(0, max(1.05, float(np.max(attention)) * 1.05, float(np.max(tcam[:, drawn])) * 1.05))
+  top.legend(loc='upper left', bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
+  top.grid(alpha=0.3)
+  top.tick_params(labelbottom=False)
+
+  row_of = {c: len(drawn) - 1 - i for i, c in enumerate(drawn)}  # First class on top.
+  best = max([d[3] for d in det if d[0] in row_of] + [0.0])
+  for c, start, end, _ in gt:
+    if c in row_of:
+      y = row_of[c]
+      bottom.broken_barh([(start, end - start)], (y + 0.52, 0.4), color='tab:green', alpha=0.8)
+  for c, start, end, score in det:
+    if c in row_of:
+      y = row_of[c]
+      height = 0.45 * (max(score, 0.0) / best if best > 0 else 1.0)
+      bottom.broken_barh([(start, end - start)], (y + 0.03, max(height, 0.02)),
+                         color='tab:blue', alpha=0.55, edgecolor='navy', linewidth=0.4)
+  bottom.set_ylim(0, len(drawn))
+  bottom.set_yticks(np.arange(len(drawn)) + 0.5, [class_names[c] for c in drawn[::-1]], fontsize=8)
+  for y in range(1, len(drawn)):
+    bottom.axhline(y, color='grey', lw=0.5)
+  bottom.set_xlim(0, duration)
+  bottom.set_xlabel('time (s)    [green: ground truth; blue: detections, height = score / best]')
+  if title:
+    top.set_title(title)
+
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, format='png', bbox_inches='tight')
+  return path

@@ -1,0 +1,80 @@
+"""Tests of d2net_jax/plotting.py: the PNG is written and readable; bad input is refused."""
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from d2net_jax import config as config_lib
+from d2net_jax import localize
+from d2net_jax import plotting
+
+NAMES = ['Diving', 'HighJump', 'Shotput']
+SPS = 0.64
+
+
+def _video():
+  s = 60
+  tcam = np.full((s, 3), 0.05, np.float32)
+  tcam[10:20, 0] = 0.9
+  tcam[35:45, 2] = 0.8
+  attention = np.full(s, 0.2, np.float32)
+  attention[10:20] = attention[35:45] = 0.9
+  return tcam, attention
+
+
+def _image(path):
+  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  image = matplotlib.image.imread(path)
+  assert image.shape[0] > 200 and image.shape[1] > 600
+  return image
+
+
+def test_plot_with_detections_and_ground_truth(tmp_path):
+  tcam, attention = _video()
+  detections = localize.localize_video(tcam, attention, SPS, config_lib.localize_config())
+  assert set(detections.class_index.tolist()) == {0, 2}
+  path = plotting.plot_video(
+      tmp_path / 'nested' / 'video.png', tcam=tcam, attention=attention, seconds_per_snippet=SPS,
+      class_names=NAMES, ground_truth=[('Diving', 6.4, 12.8), (2, 22.4, 28.8)],
+      detections=detections, title='video_test_0000004')
+  image = _image(path)
+  assert image[..., :3].std() > 0.05  # Not blank.
+
+
+def test_default_classes_come_from_the_relevant_rule_gt_and_detections(tmp_path):
+  tcam, attention = _video()
+  # Only class 0 carries a detection row; class 2 is relevant by its scores; class 1 by its GT.
+  path = plotting.plot_video(tmp_path / 'a.png', tcam=tcam, attention=attention,
+                             seconds_per_snippet=SPS, class_names=NAMES,
+                             ground_truth=[('HighJump', 1.0, 2.0)],
+                             detections=[(0, 6.4, 12.8, 0.7)])
+  tall = _image(path).shape[0]
+  path = plotting.plot_video(tmp_path / 'b.png', tcam=tcam, attention=attention,
+                             seconds_per_snippet=SPS, class_names=NAMES, classes=['Diving'])
+  assert _image(path).shape[0] < tall  # Three class rows against one.
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(classes=['Swimming']), "unknown class 'Swimming'"),
+    (dict(classes=[7]), 'neither a class name nor an index'),
+    (dict(ground_truth=[('Swimming', 1.0, 2.0)]), "ground_truth: unknown class 'Swimming'"),
+    (dict(ground_truth=[('Diving', 3.0, 2.0)]), r'bad segment \[3.0, 2.0\]'),
+    (dict(ground_truth=[('Diving', 1.0)]), r'expected \(class, start_s, end_s\)'),
+    (dict(detections=[('Diving', 1.0, 2.0)]), r'expected \(class, start_s, end_s, score\)'),
+    (dict(class_names=['Diving']), '1 class names for a tcam of 3 classes'),
+    (dict(attention=np.zeros(5)), 'attention must be'),
+    (dict(seconds_per_snippet=0.0), 'seconds_per_snippet'),
+])
+def test_bad_input(tmp_path, kwargs, match):
+  tcam, attention = _video()
+  args = dict(tcam=tcam, attention=attention, seconds_per_snippet=SPS, class_names=NAMES)
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    plotting.plot_video(tmp_path / 'x.png', **args)
+  assert not (tmp_path / 'x.png').exists()
+
+
+def test_nothing_to_draw(tmp_path):
+  with pytest.raises(ValueError, match='no class to draw'):
+    plotting.plot_video(tmp_path / 'x.png', tcam=np.zeros((8, 3)), attention=np.zeros(8),
+                        seconds_per_snippet=SPS, class_names=NAMES)
