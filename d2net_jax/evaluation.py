@@ -418,8 +418,12 @@ class EvaluationResult:
         'false_positives': [int(x) for x in self.false_positives.sum(0)],
         'per_class_true_positives': {c: [int(x) for x in row]
                                      for c, row in zip(self.class_names, self.true_positives)},
+        'per_class_false_positives': {c: [int(x) for x in row]
+                                      for c, row in zip(self.class_names, self.false_positives)},
         'per_class_num_instances': {c: int(x)
                                     for c, x in zip(self.class_names, self.num_positives)},
+        'per_class_num_detections': {c: int(x) for c, x in zip(self.class_names,
+                                                              self.num_detections_per_class)},
         'num_videos': self.num_videos,
         'num_videos_with_instances': self.num_videos_with_instances,
         'num_instances': self.num_instances,
@@ -500,6 +504,9 @@ def evaluate_detections(ground_truth: Any,
     raise ValueError(f'unknown_videos={unknown_videos!r}; one of {UNKNOWN_VIDEO_POLICIES}.')
   thresholds = np.asarray(check_tiou(tiou_thresholds), dtype=np.float64)
   gt = load_ground_truth(ground_truth, subset, class_names)
+  if gt.num_instances == 0:
+    raise DataError(f'{gt.source}: no ground-truth instance in subset(s) {list(gt.subsets)}; '
+                    'nothing to score.')
   names_for_indices = class_names if class_names is not None else gt.declared_class_names
   if isinstance(detections, detections_lib.DetectionArrays):
     det, det_source = detections, 'detections'
@@ -576,10 +583,11 @@ def evaluate_detections(ground_truth: Any,
   mAP = ap.mean(axis=0) if num_classes else np.zeros(thresholds.size)
 
   protocol = ['ActivityNet eval_detection semantics (greedy highest-tIoU matching, '
-              'VOC interpolated AP)']
+              'VOC interpolated AP, tied scores in input order)']
   if regions is not None:
-    protocol.append(f'ambiguous regions from {regions_name} ({sum(len(r) for r in regions.values())}'
-                    ' regions): detections overlapping one in the same video dropped')
+    num_regions = sum(len(r) for r in regions.values())
+    protocol.append(f'ambiguous regions from {regions_name} ({num_regions} regions): detections '
+                    'overlapping one in the same video dropped')
   else:
     protocol.append('no ambiguous-region filtering')
   protocol.append({'false_positive': 'detections in videos outside the GT count as FP',
@@ -628,9 +636,10 @@ def format_table(result: EvaluationResult, per_class: bool = True) -> str:
   if r.num_ambiguous_removed:
     lines.append(f'  {r.num_ambiguous_removed} detections dropped for ambiguous regions.')
   if r.num_unknown_video_detections:
+    fate = ('counted as false positives' if r.unknown_video_policy == 'false_positive'
+            else 'dropped')
     lines.append(f'  WARNING: {r.num_unknown_video_detections} detections in '
-                 f'{r.num_unknown_videos} videos not in the ground truth '
-                 f'({"counted as false positives" if r.unknown_video_policy == "false_positive" else "dropped"}).')
+                 f'{r.num_unknown_videos} videos not in the ground truth ({fate}).')
   if r.num_ignored_detections:
     lines.append(f'  WARNING: {r.num_ignored_detections} detections of classes without ground '
                  f'truth ({", ".join(r.classes_without_instances)}) not scored.')

@@ -289,6 +289,8 @@ def test_subset_filtering_and_counts():
                             subset='validation')['database'])
   with pytest.raises(ValueError, match='subset'):
     evaluation.evaluate_detections(gt, {}, (0.5,))
+  with pytest.raises(DataError, match='no ground-truth instance'):
+    evaluation.evaluate_detections(_gt({'c': []}), {}, (0.5,))
   result = evaluation.evaluate_detections(gt, _det([('a', 'Jump', 0.0, 10.0, 1.0)]), (0.5,),
                                           subset='test')
   assert (result.num_videos, result.num_instances, result.class_names) == (1, 1, ('Jump',))

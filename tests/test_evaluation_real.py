@@ -45,8 +45,9 @@ def _thumos14_dataset(folder) -> Dataset:
 def _write_ground_truth(dataset, path):
   """The data helper's exporter when it exists, else the same JSON written here."""
   try:
-    from d2net_jax.data.ground_truth import export_ground_truth  # pylint: disable=g-import-not-at-top
-  except ImportError:
+    from d2net_jax.data import ground_truth  # pylint: disable=g-import-not-at-top
+    export_ground_truth = ground_truth.export_ground_truth
+  except (ImportError, AttributeError):
     export_ground_truth = None
   if export_ground_truth is not None:
     export_ground_truth(dataset, path)

@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
       prog='d2net-jax evaluate',
       description='Detection mAP (ActivityNet eval_detection semantics) of a results JSON.')
   parser.add_argument('--ground-truth', required=True,
-                      help='ActivityNet GT JSON ({"database": {video: {"subset", "annotations"}}}).')
+                      help='ActivityNet GT JSON '
+                      '({"database": {video: {"subset", "annotations"}}}).')
   parser.add_argument('--detections', required=True,
                       help='ActivityNet results JSON ({"results": {video: [{"label", "score", '
                       '"segment"}]}}).')
