@@ -1,0 +1,148 @@
+"""Orbax checkpoints: exact resume of the step loop, fallback past a corrupt latest checkpoint,
+best-checkpoint bookkeeping."""
+
+import pathlib
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from d2net_jax import checkpointing
+from d2net_jax import model as model_lib
+from d2net_jax import parallel
+from d2net_jax import train
+from d2net_jax import train_state as train_state_lib
+from tests import train_fixtures
+
+
+@pytest.fixture(scope='module', autouse=True)
+def fast_compile():
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)
+
+
+def _fresh(config):
+  """Everything rebuilt from the config, as a new process would."""
+  model = model_lib.build_model(config.model, config.data.num_classes)
+  optimizer = train_state_lib.make_optimizer(config.train)
+  state = train_state_lib.create_train_state(model, optimizer, config.data.feature_dim,
+                                             config.train.seed)
+  runner = parallel.StepRunner(train.make_step_fn(config, model, optimizer), 'pmap',
+                               devices=jax.devices()[:2])
+  return state, runner
+
+
+def _train(runner, state, until, checkpointer=None, every=None):
+  """Steps up to `until`; the batch of step s is a pure function of s (as TrainBatcher's)."""
+  state = runner.put_state(state)
+  while int(state.step) < until:
+    batch = train_fixtures.random_batch(int(state.step))
+    state, _ = runner(state, runner.put_batch(batch))
+    if checkpointer is not None and int(state.step) % every == 0:
+      checkpointer.save(state)
+  if checkpointer is not None:
+    checkpointer.wait()
+  return jax.device_get(state)
+
+
+@pytest.fixture(scope='module')
+def config():
+  config = train_fixtures.tiny_config()
+  config.model.dropout_rate = 0.5  # Resume must also reproduce the dropout keys.
+  return config
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(config):
+  state, runner = _fresh(config)
+  return _train(runner, state, 6)
+
+
+def test_resume_reaches_the_same_parameters(config, uninterrupted, tmp_path):
+  state, runner = _fresh(config)
+  first = checkpointing.Checkpointer(tmp_path, keep=2)
+  _train(runner, state, 3, first, every=1)
+  first.close()
+
+  template, runner = _fresh(config)  # A new "process": nothing kept but the workdir.
+  second = checkpointing.Checkpointer(tmp_path, keep=2)
+  restored = second.restore_latest(template)
+  assert int(restored.step) == 3
+  resumed = _train(runner, restored, 6)
+  second.close()
+  chex.assert_trees_all_equal(resumed, uninterrupted)
+
+
+def _corrupt(step_dir: pathlib.Path) -> None:
+  """Truncates every data file of an orbax step folder to half its size."""
+  files = [p for p in step_dir.rglob('*') if p.is_file() and p.parent.name == 'd']
+  assert files
+  for path in files:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax async teardown.
+def test_corrupt_latest_falls_back_to_previous_with_warning(config, tmp_path):
+  state, runner = _fresh(config)
+  checkpointer = checkpointing.Checkpointer(tmp_path, keep=3)
+  _train(runner, state, 2, checkpointer, every=1)
+  expected_step1 = checkpointer.restore_latest(state)  # Step 2, as a sanity check of the files.
+  assert int(expected_step1.step) == 2
+  checkpointer.close()
+  _corrupt(tmp_path / 'checkpoints' / '2')
+
+  checkpointer = checkpointing.Checkpointer(tmp_path, keep=3)
+  with pytest.warns(RuntimeWarning, match='step 2 .* unreadable'):
+    restored = checkpointer.restore_latest(state)
+  assert int(restored.step) == 1
+  assert (tmp_path / 'corrupt_checkpoints' / '2').is_dir()
+  assert checkpointer.latest_step() == 1
+  # Training on from step 1 can save step 2 again.
+  again = _train(runner, restored, 2, checkpointer, every=1)
+  assert checkpointer.latest_step() == 2
+  chex.assert_trees_all_equal(checkpointer.restore_latest(state), again)
+  checkpointer.close()
+
+
+def test_missing_metadata_also_falls_back(config, tmp_path):
+  state, runner = _fresh(config)
+  checkpointer = checkpointing.Checkpointer(tmp_path, keep=3)
+  _train(runner, state, 2, checkpointer, every=1)
+  checkpointer.close()
+  (tmp_path / 'checkpoints' / '2' / 'default' / '_METADATA').unlink()
+  checkpointer = checkpointing.Checkpointer(tmp_path, keep=3)
+  with pytest.warns(RuntimeWarning):
+    assert int(checkpointer.restore_latest(state).step) == 1
+  checkpointer.close()
+
+
+def test_no_checkpoint_means_fresh_start(config, tmp_path):
+  state, _ = _fresh(config)
+  checkpointer = checkpointing.Checkpointer(tmp_path)
+  assert checkpointer.restore_latest(state) is None
+  assert checkpointer.best_selection() is None
+  with pytest.raises(FileNotFoundError):
+    checkpointer.restore_for_inference(state)
+  checkpointer.close()
+
+
+def test_best_checkpoint_and_its_selection_record(config, tmp_path):
+  state, runner = _fresh(config)
+  after_one = _train(runner, state, 1)
+  checkpointer = checkpointing.Checkpointer(tmp_path)
+  checkpointer.save_best(after_one, {'metric': 'mAP@0.5', 'value': 0.25,
+                                     'protocol': 'validation'})
+  checkpointer.save(state)
+  checkpointer.close()
+  checkpointer = checkpointing.Checkpointer(tmp_path, read_only=True)
+  record = checkpointer.best_selection()
+  assert record == {'metric': 'mAP@0.5', 'value': 0.25, 'protocol': 'validation', 'step': 1}
+  restored, which = checkpointer.restore_for_inference(state)
+  assert which == 'best'
+  chex.assert_trees_all_equal(restored, after_one)
+  np.testing.assert_array_equal(restored.x_ref, after_one.x_ref)
+  checkpointer.close()
