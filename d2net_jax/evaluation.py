@@ -76,7 +76,7 @@ class GroundTruth:
   subsets: tuple[str, ...]
   classes_without_instances: tuple[str, ...] = ()
   declared_class_names: tuple[str, ...] | None = None
-  source: str = 'ground truth'
+  source: str = 'the in-memory ground truth'
 
   @property
   def num_instances(self) -> int:
@@ -118,7 +118,7 @@ def load_ground_truth(ground_truth: Any,
   """
   if isinstance(ground_truth, GroundTruth):
     return ground_truth
-  source = 'ground truth'
+  source = 'the in-memory ground truth'
   if hasattr(ground_truth, 'videos') and hasattr(ground_truth, 'class_names'):
     source = f'dataset {getattr(ground_truth, "name", "")!r}'
     if class_names is None:
@@ -523,16 +523,18 @@ def evaluate_detections(ground_truth: Any,
   known = set(gt.class_names) | set(gt.classes_without_instances)
   unknown_labels = sorted(set(det.labels.tolist()) - known)
   if unknown_labels:
-    raise DataError(f'{det_source}: labels {unknown_labels} are not classes of the ground truth '
-                    f'{gt.source} (classes: {sorted(known)}).')
+    listed = sorted(known)
+    raise DataError(f'{det_source}: labels {unknown_labels} are not classes of {gt.source} '
+                    f'({len(listed)} classes: {listed[:20]}{" ..." if len(listed) > 20 else ""}).'
+                    ' Pass class_names to score a model whose classes the GT lacks.')
 
   # Videos outside the scored GT (the reference counts their detections as FPs, silently).
   video_of = {v: i for i, v in enumerate(gt.video_ids)}
   det_video = np.asarray([video_of.get(v, -1) for v in det.video_ids.tolist()], dtype=np.int64)
   if unknown_videos == 'error' and (det_video < 0).any():
     names = sorted(set(det.video_ids[det_video < 0].tolist()))
-    raise DataError(f'{det_source}: detections in {len(names)} video(s) not in the ground truth '
-                    f'{gt.source} (subset {list(gt.subsets)}): {names[:5]}'
+    raise DataError(f'{det_source}: detections in {len(names)} video(s) not in {gt.source} '
+                    f'(subset {list(gt.subsets)}): {names[:5]}'
                     f'{" ..." if len(names) > 5 else ""}.')
 
   keep = np.ones(num_input, dtype=bool)
