@@ -136,7 +136,7 @@ def train_config() -> ml_collections.ConfigDict:
 
 
 def localize_config() -> ml_collections.ConfigDict:
-  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py (see d2net_jax/localize.py)."""
+  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py (d2net_jax/localize.py)."""
   c = ml_collections.ConfigDict()
   # Video-level class scores p: mean of the top-k snippets of `class_score_source`:
   # 'refined' (lambda' * T, official detectionMAP.py) or 'tcam' (T, paper).
