@@ -13,7 +13,6 @@ from typing import Dict
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 

@@ -1,11 +1,11 @@
 """Times forward + backward of D2-Net and d2net_loss (gradient w.r.t. the parameters).
 
-For each shape: compile time, traces (the denoising schedule switching on must not retrace), and
-the steady-state time (compile: first call minus a steady call) of one jitted step, with every input on the device and host transfers
-disallowed during the timed calls (no host round-trips). Also the loss alone (gradient w.r.t. the
-model outputs) to separate its cost from the model's.
+For each shape: compile time (first call minus a steady call), traces (the denoising schedule
+switching on must not retrace), and the steady-state time of one jitted step, with every input on
+the device and host transfers disallowed during the timed calls (no host round-trips). Also the
+loss alone (gradient w.r.t. the model outputs) to separate its cost from the model's.
 
-  .venv/bin/python experiments/bench_loss.py            # THUMOS14 shape (10 x 750 x 2048, C 20)
+  .venv/bin/python experiments/bench_loss.py            # small and THUMOS14 (10 x 750 x 2048, C 20)
   .venv/bin/python experiments/bench_loss.py --quick    # fewer repetitions
 """
 
@@ -14,7 +14,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from d2net_jax import config as config_lib

@@ -339,7 +339,8 @@ def test_discriminative_loss_formula_and_switches():
   np.testing.assert_allclose(losses.discriminative_loss(p, y, valid, w),
                              per_class.mean(1)[valid].mean(), rtol=1e-5)
   np.testing.assert_allclose(
-      losses.discriminative_loss(p, y, valid, w, positive_class_weight=False, class_reduction='sum'),
+      losses.discriminative_loss(p, y, valid, w, positive_class_weight=False,
+                                 class_reduction='sum'),
       (-(y * pos + (1 - y) * neg)).sum(1)[valid].mean(), rtol=1e-5)
   zeros = {k: jnp.zeros(B) for k in w}
   np.testing.assert_allclose(losses.focal_loss(p, y, valid),
@@ -524,7 +525,8 @@ def test_skipped_videos_change_nothing():
   np.testing.assert_allclose(aux['x_ref'], aux_k['x_ref'], rtol=1e-6)
   f = lambda t, e: losses.d2net_loss({'tcam': t, 'embeddings': e}, _batch(case),
                                      _state(case['x_ref']), _config(), jax.random.key(0))[0]
-  g_t, g_e = jax.jit(jax.grad(f, argnums=(0, 1)))(jnp.asarray(case['tcam']), jnp.asarray(case['emb']))
+  g_t, g_e = jax.jit(jax.grad(f, argnums=(0, 1)))(jnp.asarray(case['tcam']),
+                                                   jnp.asarray(case['emb']))
   np.testing.assert_array_equal(g_t[2:], 0)
   np.testing.assert_array_equal(g_e[2:], 0)
   assert np.any(g_t[:2] != 0) and np.any(g_e[:2] != 0)

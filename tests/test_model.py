@@ -1,7 +1,6 @@
-"""D2Net: shapes, masking, dropout switches, init, and equality with a NumPy two-stream reference."""
+"""D2Net: shapes, masking, dropout switches, init, equality with a NumPy two-stream reference."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -73,7 +72,7 @@ def test_padded_snippets_do_not_affect_valid_outputs(overrides):
 
 
 def _numpy_reference(params, features, leaky=0.2, residual=True):
-  """Official-style forward for an unpadded video: x1 = act(conv(F)) + F, x2 = act(conv(x1)) + x1."""
+  """Official-style forward of an unpadded video: x1 = act(conv(F)) + F, x2 = act(conv(x1)) + x1."""
 
   def conv_same(x, kernel, bias, dilation):
     k = kernel.shape[0]
