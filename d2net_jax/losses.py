@@ -372,8 +372,9 @@ def d2net_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array],
   loss and aux of the whole global batch, and lax.pmean of the per-device gradients is the
   gradient of that loss (the transposes of psum / all_gather sum the cotangents over devices).
 
-  Order of the official code: x_ref is updated first and L_DS uses the new x_ref; L_DS is 0 while
-  x_ref is all zeros. The denoising terms are always computed (static graph) and switched on by
+  Videos with fewer than `min_snippets` valid snippets or no positive label are left out of every
+  term and count (official code). Order of the official code: x_ref is updated first (every step,
+  denoising on or not) and L_DS uses the new x_ref; L_DS is 0 while x_ref is all zeros. The denoising terms are always computed (static graph) and switched on by
   `denoising_schedule`; aux reports their values whether on or not.
 
   Returns (loss, aux) with aux: 'loss', 'loss_dis', 'loss_ds', 'loss_dv', 'denoise_on',
