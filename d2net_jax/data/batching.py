@@ -1,0 +1,363 @@
+"""Static-shape batches for jit: random training crops, bucketed evaluation, device sharding, prefetch.
+
+Every batch is a dict of NumPy arrays (the shared batch contract):
+
+  'features'    (B, T, D) float32, zeros at padding;
+  'mask'        (B, T) float32, 1 on the valid snippets (a prefix), 0 on padding;
+  'labels'      (B, C) float32 multi-hot video-level labels;
+  'video_index' (B,) int32, index into the video list the batch was drawn from (-1: filler row).
+
+Training (`TrainBatcher`): B videos drawn with replacement, each randomly cropped to at most
+`max_seqlen` snippets and padded to exactly `max_seqlen`, so the train step compiles once. The
+official code crops/pads to min(max_seqlen, longest video in the batch) instead, a different shape
+nearly every step; under jit that would mean one compilation per distinct length. The cost of the
+static shape is compute on padding: THUMOS14 videos average ~330 snippets, so a 750-long batch is
+mostly padding for short videos (the masks make the result identical). `pad_to` trades a bounded
+number of shapes (max_seqlen / pad_to) for less padding.
+
+`TrainBatcher.batch(step)` is a pure function of (seed, step): a run resumed at step k sees exactly
+the batches of an uninterrupted run.
+
+Evaluation (`eval_batches`): every video whole, padded to a length bucket: the next multiple of
+`bucket` ('multiple', a dataset compiles at most ceil(T_max / bucket) programs: 42 for THUMOS14's
+longest video of 2615 snippets at bucket 64) or the next power of two of at least `bucket`
+('pow2', at most log2(T_max / bucket) + 1 programs: 7 for THUMOS14, at most 2x padding).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from d2net_jax.data.records import DataError, VideoRecord
+
+Batch = Dict[str, np.ndarray]
+BUCKET_MODES = ('multiple', 'pow2')
+
+
+def _num_classes(videos: Sequence[VideoRecord], num_classes: Optional[int]) -> int:
+  if num_classes is not None:
+    return int(num_classes)
+  if not videos:
+    raise ValueError('no videos to batch')
+  return int(np.asarray(videos[0].labels).shape[-1])
+
+
+def _load(video: VideoRecord, feature_dim: Optional[int] = None) -> np.ndarray:
+  """(T, D) float32 features of `video`, checked against its record."""
+  features = np.asarray(video.features(), dtype=np.float32)
+  if features.ndim != 2 or features.shape[0] == 0:
+    raise DataError(f'video {video.video_id!r}: features have shape {features.shape}, '
+                    'expected (T, D) with T >= 1')
+  if feature_dim is not None and features.shape[1] != feature_dim:
+    raise DataError(f'video {video.video_id!r}: {features.shape[1]}-d features, expected '
+                    f'{feature_dim}-d like the other videos')
+  return features
+
+
+def _labels(video: VideoRecord, num_classes: int) -> np.ndarray:
+  labels = np.asarray(video.labels, dtype=np.float32)
+  if labels.shape != (num_classes,):
+    raise DataError(f'video {video.video_id!r}: labels have shape {labels.shape}, expected '
+                    f'({num_classes},)')
+  return labels
+
+
+class TrainBatcher:
+  """Random training batches (B, max_seqlen, D), a pure function of (seed, step).
+
+  Videos are drawn uniformly with replacement (like the official loader). A video longer than
+  `max_seqlen` is cut to a random contiguous window of `max_seqlen` snippets (every start in
+  [0, T - max_seqlen] equally likely; the official `random_extract` never picks the last one);
+  shorter videos are zero-padded and masked.
+  """
+
+  def __init__(self, videos: Sequence[VideoRecord], batch_size: int, max_seqlen: int, seed: int,
+               num_classes: Optional[int] = None, *, pad_to: Optional[int] = None,
+               cache: bool = False):
+    """
+    Args:
+      videos: the training videos; 'video_index' of a batch indexes this list.
+      batch_size: B, the global batch (split over devices by `shard_batch`).
+      max_seqlen: crop length and (by default) the static padded length T.
+      seed: batches are a function of (seed, step) only.
+      num_classes: C (default: the length of the first video's labels).
+      pad_to: None (static T = max_seqlen), or pad each batch only to the next multiple of
+        `pad_to` above its longest crop (at most ceil(max_seqlen / pad_to) shapes).
+      cache: keep every video's features in memory after the first load (fast when the training
+        set fits in RAM; the default reads from the store each time).
+    """
+    if not videos:
+      raise ValueError('TrainBatcher needs at least one video')
+    if batch_size < 1 or max_seqlen < 1:
+      raise ValueError(f'batch_size={batch_size} and max_seqlen={max_seqlen} must be >= 1')
+    if pad_to is not None and pad_to < 1:
+      raise ValueError(f'pad_to={pad_to} must be None or >= 1')
+    self.videos = list(videos)
+    self.batch_size = int(batch_size)
+    self.max_seqlen = int(max_seqlen)
+    self.seed = int(seed)
+    self.num_classes = _num_classes(self.videos, num_classes)
+    self.pad_to = pad_to
+    self._cache: Optional[Dict[int, np.ndarray]] = {} if cache else None
+    self._cache_lock = threading.Lock()
+    self._feature_dim: Optional[int] = None
+
+  def _features(self, index: int) -> np.ndarray:
+    if self._cache is not None:
+      with self._cache_lock:
+        found = self._cache.get(index)
+      if found is not None:
+        return found
+    features = _load(self.videos[index], self._feature_dim)
+    self._feature_dim = features.shape[1]
+    if self._cache is not None:
+      with self._cache_lock:
+        self._cache[index] = features
+    return features
+
+  def batch(self, step: int) -> Batch:
+    """The batch of training step `step` (same (seed, step), same batch)."""
+    rng = np.random.default_rng([self.seed, int(step)])
+    indices = rng.integers(len(self.videos), size=self.batch_size)
+    crops = []
+    for index in indices:
+      features = self._features(int(index))
+      length = features.shape[0]
+      if length > self.max_seqlen:
+        start = int(rng.integers(length - self.max_seqlen + 1))
+        features = features[start:start + self.max_seqlen]
+      crops.append(features)
+    longest = max(c.shape[0] for c in crops)
+    length = self.max_seqlen
+    if self.pad_to is not None:
+      length = min(self.max_seqlen, -(-longest // self.pad_to) * self.pad_to)
+    dim = crops[0].shape[1]
+    features = np.zeros((self.batch_size, length, dim), np.float32)
+    mask = np.zeros((self.batch_size, length), np.float32)
+    for row, crop in enumerate(crops):
+      features[row, :crop.shape[0]] = crop
+      mask[row, :crop.shape[0]] = 1.0
+    labels = np.stack([_labels(self.videos[int(i)], self.num_classes) for i in indices])
+    return {'features': features, 'mask': mask, 'labels': labels,
+            'video_index': indices.astype(np.int32)}
+
+  def iterate(self, start_step: int = 0, num_steps: Optional[int] = None,
+              prefetch_size: int = 2) -> 'Prefetcher':
+    """Batches of steps start_step, start_step + 1, ... (`num_steps` of them, or forever),
+    prepared ahead in a background thread (`prefetch`). Close it (or use `with`) when done."""
+    if num_steps is None:
+      steps: Iterable[int] = _count(start_step)
+    else:
+      steps = range(start_step, start_step + num_steps)
+    return prefetch((self.batch(step) for step in steps), prefetch_size)
+
+
+def _count(start: int) -> Iterator[int]:
+  step = start
+  while True:
+    yield step
+    step += 1
+
+
+def bucket_length(num_snippets: int, bucket: int, mode: str = 'multiple') -> int:
+  """Padded length of a T-snippet video: ceil(T / bucket) * bucket, or for 'pow2' the least
+  bucket * 2^k >= T."""
+  if bucket < 1:
+    raise ValueError(f'bucket={bucket} must be >= 1')
+  if mode not in BUCKET_MODES:
+    raise ValueError(f'bucket mode {mode!r}; one of {BUCKET_MODES}')
+  num_snippets = max(int(num_snippets), 1)
+  if mode == 'multiple':
+    return -(-num_snippets // bucket) * bucket
+  return bucket * 2 ** max(0, math.ceil(math.log2(num_snippets / bucket)))
+
+
+def eval_lengths(videos: Sequence[VideoRecord], bucket: int = 64, mode: str = 'multiple'
+                 ) -> List[int]:
+  """The distinct padded lengths (= compiled programs per batch size) of evaluating `videos`."""
+  return sorted({bucket_length(v.num_snippets, bucket, mode) for v in videos})
+
+
+def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: int = 1,
+                 num_classes: Optional[int] = None, mode: str = 'multiple') -> Iterator[Batch]:
+  """Whole videos, padded to their length bucket, `batch_size` videos of one bucket per batch.
+
+  With batch_size 1 the batches follow the order of `videos`; otherwise videos are grouped by
+  bucket (ascending, dataset order within a bucket). A bucket's last batch is filled up with
+  rows of video_index -1, mask 0, zero features and labels. Features are read as the batches
+  are consumed. The padded length comes from `num_snippets`; a video whose features disagree
+  with it is an error.
+  """
+  if batch_size < 1:
+    raise ValueError(f'batch_size={batch_size} must be >= 1')
+  videos = list(videos)
+  if not videos:
+    return
+  classes = _num_classes(videos, num_classes)
+  lengths = [bucket_length(v.num_snippets, bucket, mode) for v in videos]
+  if batch_size == 1:
+    groups = [[i] for i in range(len(videos))]
+  else:
+    by_length: Dict[int, List[int]] = {}
+    for i, length in enumerate(lengths):
+      by_length.setdefault(length, []).append(i)
+    groups = [members[k:k + batch_size] for _, members in sorted(by_length.items())
+              for k in range(0, len(members), batch_size)]
+  feature_dim = None
+  for group in groups:
+    length = lengths[group[0]]
+    loaded = []
+    for i in group:
+      features = _load(videos[i], feature_dim)
+      feature_dim = features.shape[1]
+      if features.shape[0] != videos[i].num_snippets:
+        raise DataError(f'video {videos[i].video_id!r}: {features.shape[0]} feature rows but '
+                        f'num_snippets={videos[i].num_snippets}')
+      loaded.append(features)
+    batch = {
+        'features': np.zeros((batch_size, length, feature_dim), np.float32),
+        'mask': np.zeros((batch_size, length), np.float32),
+        'labels': np.zeros((batch_size, classes), np.float32),
+        'video_index': np.full((batch_size,), -1, np.int32),
+    }
+    for row, (i, features) in enumerate(zip(group, loaded)):
+      batch['features'][row, :features.shape[0]] = features
+      batch['mask'][row, :features.shape[0]] = 1.0
+      batch['labels'][row] = _labels(videos[i], classes)
+      batch['video_index'][row] = i
+    yield batch
+
+
+def shard_batch(batch: Dict[str, Any], num_devices: int) -> Dict[str, Any]:
+  """(B, ...) -> (num_devices, B / num_devices, ...) for every array of the batch (pmap layout)."""
+  if num_devices < 1:
+    raise ValueError(f'num_devices={num_devices} must be >= 1')
+  sharded = {}
+  for name, value in batch.items():
+    size = value.shape[0]
+    if size % num_devices:
+      raise ValueError(f'batch[{name!r}] has leading size {size}, not divisible by '
+                       f'{num_devices} devices; choose a batch size that is a multiple of it')
+    sharded[name] = value.reshape((num_devices, size // num_devices) + tuple(value.shape[1:]))
+  return sharded
+
+
+class _Raised:
+  """An exception of the producer thread, handed to the consumer."""
+
+  def __init__(self, error: BaseException):
+    self.error = error
+
+
+_END = object()
+
+
+def _produce(source: Iterator[Any], items: queue.Queue, stop: threading.Event) -> None:
+  """Producer thread: moves `source` into `items` until exhausted, failed or stopped.
+
+  It holds no reference to the `Prefetcher`, so dropping that object stops the thread.
+  """
+
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        items.put(item, timeout=0.05)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  try:
+    for item in source:
+      if not put(item):
+        return
+    put(_END)
+  except BaseException as error:  # pylint: disable=broad-except
+    put(_Raised(error))
+  finally:
+    close = getattr(source, 'close', None)
+    if close is not None:
+      try:
+        close()
+      except Exception:  # pylint: disable=broad-except
+        pass
+
+
+class Prefetcher:
+  """Iterates `iterator` in a background thread, up to `size` items ahead (see `prefetch`)."""
+
+  def __init__(self, iterator: Iterable[Any], size: int = 2):
+    if size < 1:
+      raise ValueError(f'prefetch size={size} must be >= 1')
+    self._queue: queue.Queue = queue.Queue(maxsize=size)
+    self._stop = threading.Event()
+    self._done = False
+    self._thread = threading.Thread(target=_produce, args=(iter(iterator), self._queue, self._stop),
+                                    name='prefetch', daemon=True)
+    self._thread.start()
+
+  def __iter__(self) -> 'Prefetcher':
+    return self
+
+  def __next__(self):
+    if self._done:
+      raise StopIteration
+    while True:
+      try:
+        item = self._queue.get(timeout=0.1)
+        break
+      except queue.Empty:
+        if not self._thread.is_alive() and self._queue.empty():
+          self._done = True
+          raise StopIteration from None
+    if item is _END:
+      self.close()
+      raise StopIteration
+    if isinstance(item, _Raised):
+      self.close()
+      raise item.error
+    return item
+
+  def close(self, timeout: float = 10.0) -> None:
+    """Stops the producer thread and waits for it (it finishes the item it is computing)."""
+    self._done = True
+    self._stop.set()
+    while True:  # Unblock a producer waiting on a full queue.
+      try:
+        self._queue.get_nowait()
+      except queue.Empty:
+        break
+    if self._thread.is_alive() and threading.current_thread() is not self._thread:
+      self._thread.join(timeout)
+
+  @property
+  def alive(self) -> bool:
+    """Whether the producer thread still runs."""
+    return self._thread.is_alive()
+
+  def __enter__(self) -> 'Prefetcher':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def __del__(self):
+    stop = getattr(self, '_stop', None)
+    if stop is not None:
+      stop.set()
+
+
+def prefetch(iterator: Iterable[Any], size: int = 2) -> Prefetcher:
+  """Items of `iterator`, computed up to `size` ahead in a background thread.
+
+  The producer's exceptions are re-raised in the consumer (at the item where they happened).
+  `close()` (or leaving a `with` block, or dropping the iterator) stops the thread. Work that
+  should overlap the training step goes into `iterator` itself, e.g. a `map` that also calls
+  `jax.device_put`. NumPy and HDF5 reads release the GIL, so a thread is enough.
+  """
+  return Prefetcher(iterator, size)
