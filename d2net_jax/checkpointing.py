@@ -28,6 +28,15 @@ def _abstract(tree):
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _signature(tree):
+  """Sorted (shape, dtype) of the leaves: what a checkpoint must match to restore into `tree`."""
+  return sorted((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(tree))
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint in the workdir holds arrays of other shapes than the current config's state."""
+
+
 def _write_json(path: pathlib.Path, value) -> None:
   """Writes JSON atomically (write, then rename)."""
   tmp = path.with_suffix(path.suffix + '.tmp')
@@ -43,10 +52,11 @@ class Checkpointer:
     options = dict(create=not read_only, read_only=read_only,
                    enable_async_checkpointing=async_save)
     self._latest = ocp.CheckpointManager(
-        self.workdir / 'checkpoints',
+        self.workdir / 'checkpoints', item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
     self._best = ocp.CheckpointManager(
-        self.workdir / 'best', options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+        self.workdir / 'best', item_handlers=ocp.StandardCheckpointHandler(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
 
   # Latest.
 
@@ -67,8 +77,20 @@ class Checkpointer:
     a warning, so the run continues from the previous good one and can save that step again.
     """
     self._latest.wait_until_finished()
+    expected = _signature(template)
     for step in sorted(self._latest.all_steps(), reverse=True):
       try:
+        found = _signature(dict(self._latest.item_metadata(step)))
+      except Exception:  # pylint: disable=broad-except
+        found = None  # Unreadable metadata: corrupt, handled below.
+      if found is not None and found != expected:
+        raise CheckpointMismatchError(
+            f'{self._latest.directory / str(step)} holds a state of other shapes than this '
+            'config builds (was the run started with another model or data config? see '
+            f'{self.workdir / "config.json"}); use a new workdir or that config')
+      try:
+        if found is None:
+          raise ValueError('unreadable checkpoint metadata')
         return self._latest.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
       except Exception as e:  # pylint: disable=broad-except
         moved = self._move_aside(step)
@@ -98,7 +120,8 @@ class Checkpointer:
     if step not in self._best.all_steps():
       self._best.save(step, args=ocp.args.StandardSave(state), force=True)
       self._best.wait_until_finished()
-    _write_json(self.workdir / 'best' / 'selection.json', dict(selection, step=step))
+    if jax.process_index() == 0:
+      _write_json(self.workdir / 'best' / 'selection.json', dict(selection, step=step))
 
   def best_selection(self) -> Optional[dict]:
     """The best checkpoint's selection record, or None."""

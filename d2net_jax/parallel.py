@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from d2net_jax.data import batching
+
 BATCH_AXIS = 'batch'
 
 
@@ -80,13 +82,7 @@ class StepRunner:
     """A global host batch (B, ...) as the compiled step's input; this process's slice only."""
     local = process_batch(batch)
     if self.parallelism == 'pmap':
-      n = len(self.local_devices)
-      out = {}
-      for k, v in local.items():
-        if v.shape[0] % n:
-          raise ValueError(f'batch of {v.shape[0]} videos not divisible by {n} devices')
-        out[k] = v.reshape((n, v.shape[0] // n) + v.shape[1:])
-      return out
+      return batching.shard_batch(local, len(self.local_devices))
     return {k: jax.make_array_from_process_local_data(self._batch_sharding, np.asarray(v))
             for k, v in local.items()}
 

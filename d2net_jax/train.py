@@ -9,8 +9,9 @@ parameters as an uninterrupted one.
 import dataclasses
 import functools
 import json
-import logging
 import pathlib
+import signal
+import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -21,7 +22,16 @@ import numpy as np
 import optax
 from jax import lax
 
+from d2net_jax import checkpointing
+from d2net_jax import detections as detections_lib
+from d2net_jax import evaluation
+from d2net_jax import inference
 from d2net_jax import losses
+from d2net_jax import model as model_lib
+from d2net_jax import parallel
+from d2net_jax import run_log
+from d2net_jax import train_state as train_state_lib
+from d2net_jax.data import batching
 from d2net_jax.train_state import TrainState
 
 # ---------------------------------------------------------------------------------------------
@@ -90,3 +100,274 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
   return functools.partial(train_step, model=model, optimizer=optimizer, loss_config=config.loss,
                            skip_nonpositive_loss=config.train.skip_nonpositive_loss,
                            loss_fn=loss_fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config checks (before anything is loaded or compiled).
+
+class ConfigError(ValueError):
+  """A setting training cannot run with; the message is one line naming the field."""
+
+
+_CHOICES = {
+    'train.parallelism': ('pmap', 'jit'),
+    'train.selection': ('validation', 'test'),
+    'train.weight_decay_mode': ('coupled', 'decoupled'),
+    'data.kind': ('synthetic', 'hdf5', 'wtalc', 'stpn'),
+}
+_POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
+             'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
+             'data.feature_dim', 'data.num_classes', 'data.eval_bucket', 'data.eval_batch_size')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """ValueError (one line, naming the field) for settings training cannot run with."""
+  def get(dotted):
+    section, field = dotted.split('.')
+    return config[section][field]
+
+  for name, choices in _CHOICES.items():
+    if get(name) not in choices:
+      raise ConfigError(f'config.{name}={get(name)!r}: must be one of {choices}')
+  for name in _POSITIVE:
+    if not get(name) > 0:
+      raise ConfigError(f'config.{name}={get(name)!r}: must be > 0')
+  if config.data.feature_dim % 2:
+    raise ConfigError(f'config.data.feature_dim={config.data.feature_dim}: must be even '
+                     '(RGB and flow halves)')
+  if config.train.selection == 'validation' and not 0 < config.data.val_fraction < 1:
+    raise ConfigError(f'config.data.val_fraction={config.data.val_fraction}: selection on a '
+                     'validation split needs 0 < val_fraction < 1 (or train.selection=test)')
+  iou = config.train.selection_iou
+  if iou >= 0 and not any(abs(iou - t) < 1e-9 for t in config.evaluation.tiou_thresholds):
+    raise ConfigError(f'config.train.selection_iou={iou}: not among evaluation.tiou_thresholds '
+                     f'{tuple(config.evaluation.tiou_thresholds)} (or -1 for their mean)')
+  if config.data.kind != 'synthetic':
+    if not config.data.path:
+      raise ConfigError(f'config.data.path is empty: where are the {config.data.kind!r} '
+                       'features? (--config.data.path=...)')
+    if not pathlib.Path(config.data.path).exists():
+      raise ConfigError(f'config.data.path={config.data.path!r}: no such file or folder')
+
+
+# ---------------------------------------------------------------------------------------------
+# Input.
+
+
+def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+  """The dataset of `config.data` (the synthetic benchmark is generated on first use)."""
+  from d2net_jax.data import loading  # pylint: disable=import-outside-toplevel
+  return loading.load_dataset(config.data, cache_dir=workdir / 'data')
+
+
+def split_validation(videos, fraction: float, seed: int):
+  """(train, validation): a seeded `fraction` of `videos` held out (at least one if fraction > 0)."""
+  if fraction <= 0:
+    return list(videos), []
+  count = min(len(videos) - 1, max(1, int(round(fraction * len(videos)))))
+  held_out = set(np.random.default_rng(seed).permutation(len(videos))[:count].tolist())
+  return ([v for i, v in enumerate(videos) if i not in held_out],
+          [v for i, v in enumerate(videos) if i in held_out])
+
+
+def selection_videos(config: ml_collections.ConfigDict, dataset):
+  """(training videos, videos that select the best checkpoint, their name) by train.selection."""
+  if config.train.selection == 'validation':
+    train_videos, val_videos = split_validation(dataset.train_videos(), config.data.val_fraction,
+                                                config.data.val_seed)
+    return train_videos, val_videos, 'validation'
+  return dataset.train_videos(), dataset.test_videos(), 'test'
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and state.
+
+
+def build(config: ml_collections.ConfigDict, num_classes: int):
+  """(model, optimizer, fresh TrainState) from the config."""
+  model = model_lib.build_model(config.model, num_classes)
+  optimizer = train_state_lib.make_optimizer(config.train)
+  state = train_state_lib.create_train_state(model, optimizer, config.data.feature_dim,
+                                             config.train.seed)
+  return model, optimizer, state
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+@dataclasses.dataclass
+class Evaluator:
+  """Scores a state's detections on a set of videos (Sec. 3.3 + mAP)."""
+  forward: Callable
+  dataset: Any
+  videos: list
+  config: ml_collections.ConfigDict
+  split: str
+
+  def run(self, state):
+    """(EvaluationResult, {video_id: Detections})."""
+    params, x_ref = jax.device_get((state.params, state.x_ref))
+    return inference.evaluate(self.forward, params, x_ref, self.dataset, self.videos,
+                              self.config)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+
+class _StopFlag:
+  """Ctrl-C sets the flag (the loop saves a checkpoint and stops); a second one interrupts."""
+
+  def __init__(self):
+    self.stop = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    if self.stop:
+      raise KeyboardInterrupt
+    self.stop = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+  path.write_text(json.dumps(value, indent=2, sort_keys=True) + '\n')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
+                       progress: Optional[bool] = None, log=print) -> Dict[str, Any]:
+  """Trains (resuming from `workdir` if it holds a checkpoint), selects and tests the best state.
+
+  Writes to `workdir`: config.json (resolved config), metrics.jsonl (per step), eval.jsonl (per
+  evaluation), checkpoints/, best/ (see checkpointing.py), and at the end results.json (test mAP,
+  with the selection protocol) and detections_test.json. Returns a summary dict.
+  """
+  validate_config(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_main = jax.process_index() == 0
+  c = config.train
+  if is_main:
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  # Data.
+  dataset = load_data(config, workdir)
+  if dataset.feature_dim != config.data.feature_dim:
+    raise ConfigError(f'config.data.feature_dim={config.data.feature_dim} but the dataset has '
+                     f'{dataset.feature_dim}-d features')
+  train_videos, select_videos, protocol = selection_videos(config, dataset)
+  if not select_videos:
+    raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')
+  batcher = batching.TrainBatcher(train_videos, c.batch_size, config.data.max_seqlen, c.seed,
+                                  dataset.num_classes, cache=c.cache_features)
+  log(f'{dataset.name}: {len(train_videos)} training videos, {len(select_videos)} '
+      f'{protocol} videos select the checkpoint, {len(dataset.test_videos())} test videos.')
+
+  # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
+  model, optimizer, state = build(config, dataset.num_classes)
+  checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
+  restored = checkpointer.restore_latest(state)
+  if restored is not None:
+    state = restored
+    log(f'Resumed from {workdir / "checkpoints"} at step {int(state.step)}.')
+  runner = parallel.StepRunner(make_step_fn(config, model, optimizer), c.parallelism)
+  if c.batch_size % runner.num_devices:
+    raise ConfigError(f'config.train.batch_size={c.batch_size} is not divisible by the '
+                     f'{runner.num_devices} devices')
+  state = runner.put_state(state)
+  evaluator = Evaluator(inference.make_forward(model), dataset, select_videos, config, protocol)
+  best = checkpointer.best_selection() or {}
+  last_eval_step = None
+  writer = run_log.MetricWriter(workdir, tensorboard=c.tensorboard and is_main)
+
+  def evaluate_and_select(state):
+    nonlocal best, last_eval_step
+    result, _ = evaluator.run(state)
+    name, value = inference.selection_value(result, c.selection_iou)
+    step = last_eval_step = int(jax.device_get(state.step))
+    record = {'step': step, 'split': protocol, name: value, 'average_mAP': result.average_mAP}
+    if is_main:
+      with (workdir / 'eval.jsonl').open('a') as f:
+        f.write(json.dumps(record) + '\n')
+    if not best or value > best['value']:
+      checkpointer.save_best(state, {
+          'metric': name, 'value': value, 'protocol': protocol,
+          'videos': [v.video_id for v in select_videos]})
+      best = checkpointer.best_selection()
+    log(f'step {step}: {protocol} {name} = {100 * value:.2f} (best {100 * best["value"]:.2f} '
+        f'at step {best["step"]})')
+
+  # Training.
+  start = int(jax.device_get(state.step))
+  steps = range(start, c.num_steps)
+  batches = batcher.iterate(start, len(steps), config.data.prefetch)
+  bar = run_log.Progress(start, c.num_steps, disable=None if progress is None else not progress)
+  pending, last_logged, t0 = [], start, time.perf_counter()
+  with _StopFlag() as interrupt:
+    for step, batch in zip(steps, batches):
+      state, metrics = runner(state, runner.put_batch(batch))
+      pending.append(metrics)
+      done = step + 1
+      if done % c.log_every == 0 or done == c.num_steps or interrupt.stop:
+        fetched = jax.device_get(pending)
+        fetched[-1]['steps_per_sec'] = (done - last_logged) / max(time.perf_counter() - t0, 1e-9)
+        if is_main:
+          for i, m in enumerate(fetched):
+            writer.write(done - len(fetched) + i + 1, m)
+          writer.flush()
+        last_logged, t0, pending = done, time.perf_counter(), []
+        bar.update(done, {k: fetched[-1][k] for k in ('loss', 'loss_dis', 'loss_ds', 'loss_dv')})
+      if done % c.checkpoint_every == 0 or interrupt.stop:
+        checkpointer.save(state)
+      if interrupt.stop:
+        break
+      if done % c.eval_every == 0 and done < c.num_steps:
+        evaluate_and_select(state)
+  batches.close()
+  bar.close()
+  writer.close()
+  checkpointer.save(state, force=True)
+  checkpointer.wait()
+  final_step = int(jax.device_get(state.step))
+  summary = {'step': final_step, 'interrupted': interrupt.stop,
+             'num_skipped': int(jax.device_get(state.num_skipped))}
+  if interrupt.stop:
+    checkpointer.close()
+    log(f'Interrupted: checkpoint saved at step {final_step}; run the same command to resume.')
+    return summary
+
+  # Selection and the test set.
+  if last_eval_step != final_step and best.get('step') != final_step:
+    evaluate_and_select(state)
+  selection = checkpointer.best_selection()
+  summary['selection'] = selection
+  if c.final_test:
+    best_state = checkpointer.restore_best(jax.device_get(state))
+    test_evaluator = dataclasses.replace(evaluator, videos=dataset.test_videos(), split='test')
+    result, detections = test_evaluator.run(best_state)
+    if is_main:
+      detections_lib.write_detections(workdir / 'detections_test.json', detections,
+                                      dataset.class_names)
+      _write_json(workdir / 'results.json', {
+          'test': result.to_dict(),
+          'selected_checkpoint': selection,
+          'selection_protocol': (
+              'best checkpoint selected on a validation split held out from the training subset'
+              if protocol == 'validation' else
+              'best checkpoint selected on the TEST set (published protocol; optimistic)'),
+      })
+    log(f'\nTest set, checkpoint of step {selection["step"]} (selected by {protocol} '
+        f'{selection["metric"]} = {100 * selection["value"]:.2f}):')
+    log(evaluation.format_table(result, per_class=False))
+    summary['test'] = result.to_dict()
+  checkpointer.close()
+  return summary

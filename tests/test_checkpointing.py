@@ -13,7 +13,7 @@ from d2net_jax import model as model_lib
 from d2net_jax import parallel
 from d2net_jax import train
 from d2net_jax import train_state as train_state_lib
-from tests import train_fixtures
+import train_fixtures
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -145,4 +145,19 @@ def test_best_checkpoint_and_its_selection_record(config, tmp_path):
   assert which == 'best'
   chex.assert_trees_all_equal(restored, after_one)
   np.testing.assert_array_equal(restored.x_ref, after_one.x_ref)
+  checkpointer.close()
+
+
+def test_checkpoint_of_another_config_is_an_error_not_corruption(config, tmp_path):
+  state, _ = _fresh(config)
+  checkpointer = checkpointing.Checkpointer(tmp_path)
+  checkpointer.save(state)
+  checkpointer.close()
+  other = train_fixtures.tiny_config()
+  other.data.feature_dim = 2 * train_fixtures.FEATURE_DIM
+  template, _ = _fresh(other)
+  checkpointer = checkpointing.Checkpointer(tmp_path)
+  with pytest.raises(checkpointing.CheckpointMismatchError, match='other shapes'):
+    checkpointer.restore_latest(template)
+  assert checkpointer.latest_step() == 0 and not (tmp_path / 'corrupt_checkpoints').exists()
   checkpointer.close()

@@ -14,7 +14,7 @@ from d2net_jax import model as model_lib
 from d2net_jax import parallel
 from d2net_jax import train
 from d2net_jax import train_state as train_state_lib
-from tests import train_fixtures
+import train_fixtures
 
 NUM_STEPS = 4  # pDMI is on at step 2 (start 1, every 2): the comparison covers both phases.
 

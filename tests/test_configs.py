@@ -1,0 +1,104 @@
+"""Config presets load, differ from the paper exactly where they say so, and the `train` command
+reports config errors in one line before anything is built or compiled."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from d2net_jax import cli
+from d2net_jax import train
+from d2net_jax.commands import config_cli
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
+PRESETS = ('thumos14', 'activitynet12', 'synthetic')
+
+
+def load(name):
+  spec = importlib.util.spec_from_file_location(f'preset_{name}', CONFIGS / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize('name', PRESETS)
+def test_preset_loads_and_is_locked(name):
+  config = load(name).get_config()
+  assert config.data.feature_dim % 2 == 0
+  with pytest.raises(AttributeError):
+    config.train.no_such_field = 1  # Presets may change fields, never add them.
+
+
+@pytest.mark.parametrize('name', ['thumos14', 'activitynet12'])
+def test_paper_variant_changes_exactly_the_listed_fields(name):
+  module = load(name)
+  official, paper = module.get_config(), module.get_config('paper')
+  for dotted in module.PAPER:
+    section, field = dotted.split('.')
+    assert paper[section][field] == module.PAPER[dotted], dotted
+  differing = {f'{s}.{f}' for s in official for f in official[s]
+               if official[s][f] != paper[s][f]}
+  assert differing <= set(module.PAPER) | {'loss.bg_threshold', 'loss.snippet_bg_threshold',
+                                            'localize.activitynet_class_rule',
+                                            'localize.rescale_attention'}
+  assert {'train.batch_size', 'train.weight_decay', 'loss.w_ds'} <= differing
+  with pytest.raises(ValueError, match='unknown argument'):
+    module.get_config('nonsense')
+
+
+def test_official_settings_of_the_presets():
+  thumos, anet = load('thumos14').get_config(), load('activitynet12').get_config()
+  assert (thumos.train.num_steps, thumos.train.learning_rate, thumos.train.weight_decay) == (
+      20000, 1e-4, 5e-4)
+  assert thumos.train.weight_decay_mode == 'coupled'
+  assert (thumos.model.kernel_size, thumos.model.dilation) == (3, 1)
+  assert (anet.model.kernel_size, anet.model.dilation) == (5, 2)
+  assert (anet.loss.topk_ratio, anet.localize.topk_ratio) == (4, 4)
+  assert anet.train.selection_iou == -1 and thumos.train.selection_iou == 0.5
+  assert thumos.train.selection == anet.train.selection == 'validation'
+
+
+def test_synthetic_preset_is_valid_without_a_data_path():
+  train.validate_config(load('synthetic').get_config())
+
+
+def test_command_line_overrides(tmp_path):
+  config, flag_values = config_cli.parse('t', [
+      '--config', str(CONFIGS / 'thumos14.py:paper'), '--config.train.batch_size=4',
+      '--config.train.parallelism', 'jit', '--config.evaluation.tiou_thresholds=(0.3,0.5)'])
+  assert config.train.batch_size == 4 and config.train.parallelism == 'jit'
+  assert tuple(config.evaluation.tiou_thresholds) == (0.3, 0.5)
+  assert config.loss.w_ds == 0.2  # From ':paper'.
+  del flag_values
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+  """Fails the test if the command gets as far as training."""
+  def refuse(*args, **kwargs):
+    raise AssertionError('train_and_evaluate must not run for a bad config')
+  monkeypatch.setattr(train, 'train_and_evaluate', refuse)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config.train.batch_sise=4'], "unknown config field 'train.batch_sise'"),
+    (['--config.train.batch_size=four'], 'batch_size=four'),
+    (['--config.train.parallelism=spmd'], "config.train.parallelism='spmd'"),
+    (['--config.data.kind=hdf5', '--config.data.path=/no/such/store.h5'],
+     "config.data.path='/no/such/store.h5': no such file"),
+    (['--config.data.kind=wtalc'], 'config.data.path is empty'),
+    (['--config.train.selection_iou=0.55'], 'selection_iou=0.55'),
+])
+def test_config_errors_are_one_line(args, message, capsys, tmp_path, no_training):
+  argv = ['train', '--config', str(CONFIGS / 'synthetic.py'), '--workdir', str(tmp_path)] + args
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err
+  assert message in err
+  assert err.count('\n') == 1, err
+
+
+def test_missing_config_file_and_workdir(capsys, tmp_path, no_training):
+  assert cli.main(['train', '--config', str(tmp_path / 'none.py'), '--workdir', 'x']) == 2
+  assert 'none.py' in capsys.readouterr().err
+  assert cli.main(['train', '--config', str(CONFIGS / 'synthetic.py')]) == 2
+  assert '--workdir is required' in capsys.readouterr().err
