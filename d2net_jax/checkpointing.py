@@ -49,6 +49,7 @@ class Checkpointer:
 
   def __init__(self, workdir, keep: int = 3, async_save: bool = True, read_only: bool = False):
     self.workdir = pathlib.Path(workdir).absolute()
+    self.read_only = read_only
     options = dict(create=not read_only, read_only=read_only,
                    enable_async_checkpointing=async_save)
     self._latest = ocp.CheckpointManager(
@@ -93,10 +94,10 @@ class Checkpointer:
           raise ValueError('unreadable checkpoint metadata')
         return self._latest.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
       except Exception as e:  # pylint: disable=broad-except
-        moved = self._move_aside(step)
+        where = 'left in place' if self.read_only else f'moved to {self._move_aside(step)}'
         message = (f'checkpoint step {step} in {self.workdir / "checkpoints"} is unreadable '
                    f'({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}); '
-                   f'moved to {moved}, trying the previous one')
+                   f'{where}, trying the previous one')
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         logging.warning(message)
     return None

@@ -60,19 +60,23 @@ def detect(outputs, videos: Sequence[VideoRecord], localize_config
   return {video.video_id: d for video, d in zip(videos, found)}
 
 
+def score(dataset: Dataset, videos: Sequence[VideoRecord], detections, config
+          ) -> evaluation.EvaluationResult:
+  """mAP of `detections` ({video_id: Detections}) against the ground truth of `videos` only."""
+  scored = dataclasses.replace(dataset, videos=list(videos))
+  ambiguous = dataset.ambiguous if config.evaluation.use_ambiguous else None
+  return evaluation.evaluate_detections(
+      scored, detections, config.evaluation.tiou_thresholds,
+      subset=sorted({v.subset for v in videos}), ambiguous=ambiguous or None,
+      class_names=list(dataset.class_names), unknown_videos=config.evaluation.unknown_videos)
+
+
 def evaluate(forward, params, x_ref, dataset: Dataset, videos: Sequence[VideoRecord], config
              ) -> Tuple[evaluation.EvaluationResult, Dict[str, localize.Detections]]:
-  """mAP of the detections on `videos` (scored against their own ground truth only)."""
+  """(mAP result, detections) of the network on `videos` (the whole of Sec. 3.3 + scoring)."""
   outputs = video_outputs(forward, params, x_ref, videos, config.data, dataset.num_classes)
   detections = detect(outputs, videos, config.localize)
-  scored = dataclasses.replace(dataset, videos=list(videos))
-  subsets = sorted({v.subset for v in videos})
-  ambiguous = dataset.ambiguous if config.evaluation.use_ambiguous else None
-  result = evaluation.evaluate_detections(
-      scored, detections, config.evaluation.tiou_thresholds, subset=subsets,
-      ambiguous=ambiguous or None, class_names=list(dataset.class_names),
-      unknown_videos=config.evaluation.unknown_videos)
-  return result, detections
+  return score(dataset, videos, detections, config), detections
 
 
 def selection_value(result: evaluation.EvaluationResult, iou: float) -> Tuple[str, float]:

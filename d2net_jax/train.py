@@ -192,6 +192,30 @@ def build(config: ml_collections.ConfigDict, num_classes: int):
   return model, optimizer, state
 
 
+def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best'):
+  """(dataset, model, state, which) of a finished or running training run in `workdir`.
+
+  checkpoint: 'best' (the selected one, else the latest) or 'latest'. `which` says which one
+  was restored.
+  """
+  workdir = pathlib.Path(workdir)
+  dataset = load_data(config, workdir)
+  model, _, template = build(config, dataset.num_classes)
+  checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
+  try:
+    if checkpoint == 'best':
+      state, which = checkpointer.restore_for_inference(template)
+    elif checkpoint == 'latest':
+      state, which = checkpointer.restore_latest(template), 'latest'
+      if state is None:
+        raise FileNotFoundError(f'no checkpoint under {workdir / "checkpoints"}')
+    else:
+      raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+  finally:
+    checkpointer.close()
+  return dataset, model, state, which
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
 

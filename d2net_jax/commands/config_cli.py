@@ -3,12 +3,16 @@ ml_collections `config_flags` on a private FlagValues (so a command can run many
 process), with every error reduced to one line.
 """
 
+import json
+import pathlib
 import re
 from typing import Optional, Sequence, Tuple
 
 from absl import flags
 import ml_collections
 from ml_collections import config_flags
+
+from d2net_jax import config as config_lib
 
 
 class UsageError(ValueError):
@@ -72,3 +76,57 @@ def parse(prog: str, argv: Sequence[str], extra_flags=()) -> Tuple[ml_collection
     message = ' '.join(line.strip() for line in str(e).splitlines()[-2:])
     raise UsageError(f'cannot load the config file: {message}') from e
   return config, fv
+
+
+def _update(config: ml_collections.ConfigDict, values: dict, where: str) -> None:
+  """Sets config fields from a JSON dict (lists back to tuples where the schema has tuples)."""
+  for name, value in values.items():
+    if name not in config:
+      raise UsageError(f'{where}: unknown config field {name!r} (written by another version?)')
+    if isinstance(config[name], ml_collections.ConfigDict):
+      _update(config[name], value, where)
+    elif isinstance(config[name], tuple) and isinstance(value, list):
+      config[name] = tuple(value)
+    else:
+      config[name] = value
+
+
+def run_config(workdir) -> ml_collections.ConfigDict:
+  """The resolved config a run saved in `workdir/config.json`, on the current schema."""
+  path = pathlib.Path(workdir) / 'config.json'
+  if not path.exists():
+    raise UsageError(f'{path} not found: is {workdir} a training run folder?')
+  config = config_lib.base_config()
+  _update(config, json.loads(path.read_text()), str(path))
+  config.lock()
+  return config
+
+
+def parse_run(prog: str, argv: Sequence[str], extra_flags=()) -> Tuple[ml_collections.ConfigDict,
+                                                                       flags.FlagValues]:
+  """Like `parse`, for commands on a trained run: `--workdir RUN` (required) supplies the config
+  (its config.json), which `--config.section.field=value` flags may override."""
+  workdir = None
+  for i, arg in enumerate(argv):
+    if arg.startswith('--workdir='):
+      workdir = arg.split('=', 1)[1]
+    elif arg == '--workdir' and i + 1 < len(argv):
+      workdir = argv[i + 1]
+  if not workdir:
+    raise UsageError('--workdir RUN is required (a folder written by `d2net-jax train`)')
+  full = [prog] + list(argv)
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_dict('config', run_config(workdir), flag_values=fv,
+                                  lock_config=True, sys_argv=full)
+  flags.DEFINE_string('workdir', None, 'Run folder written by `d2net-jax train`.', flag_values=fv)
+  for define in extra_flags:
+    define(fv)
+  try:
+    rest = fv(full)
+  except AttributeError as e:
+    raise UsageError(f'unknown config field ({_first_line(e)})') from e
+  except (flags.Error, ValueError, TypeError) as e:
+    raise UsageError(_first_line(e)) from e
+  if len(rest) > 1:
+    raise UsageError(f'unexpected arguments: {" ".join(rest[1:])}')
+  return fv.config, fv

@@ -1,0 +1,70 @@
+"""`d2net-jax plot --workdir RUN --video ID [--output FILE.png]`.
+
+Draws one video's TCAM, bottom-up attention lambda', ground truth and detections (Fig. 4) from a
+trained checkpoint (the selected best one by default); default output RUN/plots/<ID>.png.
+"""
+
+import pathlib
+import sys
+
+from absl import flags
+
+from d2net_jax.commands import config_cli
+from d2net_jax.data.records import DataError
+
+PROG = 'd2net-jax plot'
+
+
+def _define(fv):
+  flags.DEFINE_string('video', None, 'Video id.', flag_values=fv)
+  flags.DEFINE_string('data', None, 'Dataset path (sets config.data.path).', flag_values=fv)
+  flags.DEFINE_string('output', None, 'PNG file (default: RUN/plots/<video>.png).',
+                      flag_values=fv)
+  flags.DEFINE_list('classes', None, 'Classes to draw (default: relevant, GT and detected).',
+                    flag_values=fv)
+  flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.', flag_values=fv)
+
+
+def main(argv) -> int:
+  try:
+    config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
+    if not fv.video:
+      raise config_cli.UsageError('--video ID is required')
+    if fv.data:
+      config.data.path = fv.data
+  except config_cli.UsageError as e:
+    print(f'{PROG}: error: {e}', file=sys.stderr)
+    return 2
+  # pylint: disable=import-outside-toplevel
+  from d2net_jax import inference
+  from d2net_jax import plotting
+  from d2net_jax import train
+  # pylint: enable=import-outside-toplevel
+  workdir = pathlib.Path(fv.workdir)
+  try:
+    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint)
+    matches = [v for v in dataset.videos if v.video_id == fv.video]
+    if not matches:
+      raise DataError(f'{dataset.name}: no video {fv.video!r}')
+    video = matches[0]
+    forward = inference.make_forward(model)
+    (tcam, attention), = inference.video_outputs(forward, state.params, state.x_ref, [video],
+                                                 config.data, dataset.num_classes)
+    found = inference.detect([(tcam, attention)], [video], config.localize)[video.video_id]
+    ground_truth = [(int(c), float(s), float(e)) for (s, e), c
+                    in zip(video.segments.reshape(-1, 2), video.segment_classes)]
+    output = pathlib.Path(fv.output or workdir / 'plots' / f'{video.video_id}.png')
+    plotting.plot_video(
+        output, tcam=tcam, attention=attention, seconds_per_snippet=video.seconds_per_snippet,
+        class_names=list(dataset.class_names), classes=fv.classes, ground_truth=ground_truth,
+        detections=found, localize_config=config.localize,
+        title=f'{video.video_id} ({video.subset}), {which} checkpoint, step {int(state.step)}')
+  except (DataError, FileNotFoundError, ValueError) as e:
+    print(f'{PROG}: error: {e}', file=sys.stderr)
+    return 1
+  print(f'wrote {output}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv[1:]))
