@@ -20,8 +20,10 @@ def data_config() -> ml_collections.ConfigDict:
   c.kind = 'hdf5'
   c.path = ''  # File or folder of the dataset; for 'synthetic' the cache folder ('' = workdir).
   c.name = 'Thumos14reduced'  # W-TALC file prefix: <name>-I3D-JOINTFeatures.npy, <name>-Annotations/.
-  c.feature_dim = 2048  # D: RGB in the first D/2 channels, optical flow in the second.
-  c.num_classes = 20
+  # D: RGB in the first D/2 channels, optical flow in the second. The data must match (checked);
+  # <= 0: take it from the data.
+  c.feature_dim = 2048
+  c.num_classes = 20  # Checked against the data's class list; <= 0: take it from the data.
   c.train_subset = 'validation'  # THUMOS14 trains on `validation`; ActivityNet1.2 on `training`.
   c.test_subset = 'test'  # THUMOS14 tests on `test`; ActivityNet1.2 on `validation`.
   c.seconds_per_snippet = 0.64  # I3D: 16 frames at 25 fps.
@@ -29,6 +31,18 @@ def data_config() -> ml_collections.ConfigDict:
   # for files you trust, and convert them once to the HDF5 store (`d2net-jax convert`).
   c.trust_pickle = False
   c.ambiguous_file = ''  # THUMOS14 Ambiguous_test.txt for the evaluation protocol ('' = none).
+  # Segments reaching outside [0, duration]: 'clip' them with a warning (the real THUMOS14 and
+  # ActivityNet1.2 files have some) or 'refuse' (error). end < start is always an error.
+  c.segment_policy = 'clip'
+  # Features whose length T * seconds_per_snippet differs from the annotated duration by more than
+  # max(tolerance_snippets * seconds_per_snippet, tolerance_fraction * duration): 'warn' or 'error'.
+  c.timing_check = 'warn'
+  c.timing_tolerance_snippets = 2.0
+  c.timing_tolerance_fraction = 0.02
+  # W-TALC weak label: 'labels_all' (labels_all.npy; official code), 'instances' (classes of the
+  # annotated instances) or 'union'. They differ for 28 of the 412 THUMOS14 videos.
+  c.video_labels = 'labels_all'
+  c.class_list = ''  # STPN layout: class names file, one per line ('' = sorted gt.json labels).
   c.max_seqlen = 750  # Training crop length (snippets); batches are padded to this.
   c.eval_bucket = 64  # Evaluation pads each video to a multiple of this many snippets.
   c.eval_batch_size = 1
