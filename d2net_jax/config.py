@@ -20,10 +20,9 @@ def data_config() -> ml_collections.ConfigDict:
   c.kind = 'hdf5'
   c.path = ''  # File or folder of the dataset; for 'synthetic' the cache folder ('' = workdir).
   c.name = 'Thumos14reduced'  # W-TALC file prefix: <name>-I3D-JOINTFeatures.npy, <name>-Annotations/.
-  # D: RGB in the first D/2 channels, optical flow in the second. The data must match (checked);
-  # <= 0: take it from the data.
+  # D: RGB in the first D/2 channels, optical flow in the second. Checked against the data.
   c.feature_dim = 2048
-  c.num_classes = 20  # Checked against the data's class list; <= 0: take it from the data.
+  c.num_classes = 20  # Checked against the data's class list.
   c.train_subset = 'validation'  # THUMOS14 trains on `validation`; ActivityNet1.2 on `training`.
   c.test_subset = 'test'  # THUMOS14 tests on `test`; ActivityNet1.2 on `validation`.
   c.seconds_per_snippet = 0.64  # I3D: 16 frames at 25 fps.

@@ -1,0 +1,154 @@
+"""`d2net-jax convert`: W-TALC or STPN features to the HDF5 store (`python -m d2net_jax.data.convert`).
+
+  d2net-jax convert --layout wtalc --root /data/wtalc --name Thumos14reduced \\
+      --out thumos14.h5 --trust-pickle --gt-out thumos14_gt.json
+  d2net-jax convert --layout stpn --root /data/THUMOS14 --out thumos14.h5
+
+Prints the videos per subset, the feature dim, every issue found (clipped segments, feature
+timing mismatches, ...) and the config flags to train on the store. A bad input stops it with one
+line naming the file and the video, and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+import sys
+
+from d2net_jax.data import ground_truth, hdf5_store, stpn, validation, wtalc
+from d2net_jax.data.records import DataError, Dataset
+
+TRUST_PICKLE_HELP = (
+    'allow loading pickled .npy files (the W-TALC features and annotation lists are pickled '
+    'object arrays). Unpickling a file runs code from it: use this only for files from a source '
+    'you trust. Convert once; the HDF5 store needs no pickle.')
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+  """Options shared by `convert` and `import`: output, timing, policies."""
+  parser.add_argument('--out', required=True, type=pathlib.Path, help='HDF5 store to write')
+  parser.add_argument('--gt-out', type=pathlib.Path, default=None,
+                      help='also write the ground truth as ActivityNet JSON (for evaluation)')
+  parser.add_argument('--seconds-per-snippet', type=float, default=0.64,
+                      help='feature timing: seconds per feature row (I3D: 16 frames at 25 fps = '
+                      '0.64, the default)')
+  parser.add_argument('--feature-dim', type=int, default=None,
+                      help='expected feature dim D (RGB D/2 then flow D/2); default: the data')
+  parser.add_argument('--train-subset', default=None,
+                      help='training subset name (default: THUMOS14 validation, ActivityNet '
+                      'training)')
+  parser.add_argument('--test-subset', default=None,
+                      help='test subset name (default: THUMOS14 test, ActivityNet validation)')
+  parser.add_argument('--segment-policy', choices=validation.SEGMENT_POLICIES, default='clip',
+                      help='segments reaching outside [0, duration]: clip them (with a '
+                      'warning; default) or refuse the data')
+  parser.add_argument('--timing-check', choices=validation.TIMING_CHECKS, default='warn',
+                      help='features whose length disagrees with the annotated duration: warn '
+                      '(default) or refuse')
+  parser.add_argument('--timing-tolerance-snippets', type=float, default=2.0)
+  parser.add_argument('--timing-tolerance-fraction', type=float, default=0.02)
+  parser.add_argument('--compression', choices=hdf5_store.COMPRESSIONS, default='none',
+                      help='compression of the feature arrays in the store')
+
+
+def timing_options(args) -> dict:
+  return dict(segment_policy=args.segment_policy, timing_check=args.timing_check,
+              timing_tolerance_snippets=args.timing_tolerance_snippets,
+              timing_tolerance_fraction=args.timing_tolerance_fraction)
+
+
+def summary_lines(dataset: Dataset) -> list[str]:
+  counts = collections.Counter(v.subset for v in dataset.videos)
+  instances = collections.Counter()
+  for v in dataset.videos:
+    instances[v.subset] += len(v.segments)
+  lines = [f'{dataset.name}: {len(dataset.videos)} videos, {dataset.num_classes} classes, '
+           f'feature dim {dataset.feature_dim}']
+  for subset, n in counts.items():
+    role = {dataset.train_subset: ' (train)', dataset.test_subset: ' (test)'}.get(subset, '')
+    lines.append(f'  subset {subset!r}{role}: {n} videos, {instances[subset]} instances')
+  return lines
+
+
+def write_outputs(dataset: Dataset, args, report: validation.Report) -> None:
+  """Writes the store (and ground truth), then prints the summary, the issues and the flags."""
+  path = hdf5_store.write_store(args.out, dataset, compression=args.compression)
+  print('\n'.join(summary_lines(dataset)))
+  print(f'wrote {path}')
+  if args.gt_out:
+    print(f'wrote {ground_truth.export_ground_truth(dataset, args.gt_out)}')
+  if report.issues:
+    print(f'{len(report.issues)} issues (handled as stated):')
+    for issue in report.issues:
+      print(f'  {issue}')
+  sps = dataset.videos[0].seconds_per_snippet if dataset.videos else args.seconds_per_snippet
+  print('train on it with: --config.data.kind=hdf5 '
+        f'--config.data.path={path} --config.data.feature_dim={dataset.feature_dim} '
+        f'--config.data.num_classes={dataset.num_classes} '
+        f'--config.data.train_subset={dataset.train_subset} '
+        f'--config.data.test_subset={dataset.test_subset} '
+        f'--config.data.seconds_per_snippet={sps:g}')
+
+
+def run_command(prog: str, body) -> int:
+  """Runs `body()`; a DataError becomes one line on stderr and exit status 1."""
+  try:
+    body()
+  except DataError as e:
+    print(f'{prog}: error: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='d2net-jax convert', description='Convert W-TALC or STPN features to the HDF5 store.',
+      epilog=__doc__.split('\n\n')[1] if __doc__ else None,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--layout', required=True, choices=('wtalc', 'stpn'),
+                      help='wtalc: <root>/<Name>-I3D-JOINTFeatures.npy + <Name>-Annotations/; '
+                      'stpn: <root>/features/{train,test}/{rgb,flow}/<video>.npy + gt.json + '
+                      'split_{train,test}.txt')
+  parser.add_argument('--root', required=True, type=pathlib.Path, help='data folder')
+  parser.add_argument('--name', default=None,
+                      help='wtalc: the file prefix <Name> (default Thumos14reduced); stpn: the '
+                      'dataset name (default: the folder name)')
+  parser.add_argument('--trust-pickle', action='store_true', help=TRUST_PICKLE_HELP)
+  parser.add_argument('--video-labels', choices=wtalc.VIDEO_LABEL_SOURCES, default='labels_all',
+                      help='wtalc: the weak video label: labels_all.npy (official), the '
+                      'instances\' classes, or their union')
+  parser.add_argument('--ambiguous', type=pathlib.Path, default=None,
+                      help='wtalc: ambiguous regions file (default: '
+                      '<Name>-Annotations/Ambiguous_test.txt if present)')
+  parser.add_argument('--classes', type=pathlib.Path, default=None,
+                      help='stpn: class names file, one per line (default: sorted gt.json labels)')
+  add_common_arguments(parser)
+  return parser
+
+
+def read(args, report: validation.Report) -> Dataset:
+  options = dict(feature_dim=args.feature_dim, seconds_per_snippet=args.seconds_per_snippet,
+                 train_subset=args.train_subset, test_subset=args.test_subset, report=report,
+                 **timing_options(args))
+  if args.layout == 'wtalc':
+    return wtalc.read_dataset(args.root, args.name or 'Thumos14reduced', trust_pickle=args.trust_pickle,
+                              video_labels=args.video_labels, ambiguous_file=args.ambiguous,
+                              **options)
+  class_names = stpn.read_class_list(args.classes) if args.classes else None
+  return stpn.read_dataset(args.root, name=args.name or '', class_names=class_names, **options)
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+
+  def body():
+    report = validation.Report()
+    dataset = read(args, report)
+    write_outputs(dataset, args, report)
+
+  return run_command('d2net-jax convert', body)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

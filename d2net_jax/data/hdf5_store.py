@@ -1,0 +1,240 @@
+"""The HDF5 feature store: one file, no pickle, features read one video at a time.
+
+Layout (format version 1):
+  /                     attrs: format, format_version, name, feature_dim, train_subset,
+                        test_subset, seconds_per_snippet (default of the videos), complete
+  /class_names          (C,) utf-8 strings, index order
+  /video_ids            (V,) utf-8 strings, the dataset's video order
+  /videos/<key>/        one group per video; <key> is the id with '%', '/' (and a leading '.')
+                        percent-escaped; attrs: video_id, subset, duration, seconds_per_snippet
+      features          (T, D) float32, chunked by rows, optionally compressed
+      labels            (C,) float32 multi-hot
+      segments          (N, 2) float64 [start_s, end_s]
+      segment_classes   (N,) int32
+  /ambiguous/<key>      optional (M, 2) float64 regions ignored in evaluation
+
+`write_store` streams (one video's features in memory at a time) into a temporary file that is
+renamed over `path` only once complete, so a crash never leaves a half file that looks valid.
+`read_store` reads the annotations and opens features lazily (`VideoRecord.load`), so a store
+larger than memory works.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+import threading
+import urllib.parse
+
+import h5py
+import numpy as np
+
+from d2net_jax.data import validation
+from d2net_jax.data.records import DataError, Dataset, VideoRecord
+
+FORMAT = 'd2net_jax.store'
+FORMAT_VERSION = 1
+COMPRESSIONS = ('none', 'gzip', 'lzf')
+
+
+def video_key(video_id: str) -> str:
+  """HDF5 group name of a video id ('/' is a path separator there, '.' names the group itself)."""
+  if not video_id:
+    raise DataError('empty video id')
+  key = video_id.replace('%', '%25').replace('/', '%2F')
+  if key.startswith('.'):
+    key = '%2E' + key[1:]
+  return key
+
+
+def video_id_of_key(key: str) -> str:
+  return urllib.parse.unquote(key)
+
+
+def write_store(path, dataset: Dataset, *, compression: str | None = None,
+                chunk_snippets: int = 256) -> pathlib.Path:
+  """Writes `dataset` to an HDF5 store at `path` (atomically) and returns the path.
+
+  Every video's features are loaded once, checked (shape, feature dim, finite values) and written.
+
+  Args:
+    path: the .h5 file to (over)write.
+    dataset: the videos; `VideoRecord.load` is called once per video.
+    compression: None / 'none', 'gzip' or 'lzf' for the feature arrays.
+    chunk_snippets: rows per HDF5 chunk of a feature array.
+  """
+  compression = None if compression in (None, '', 'none') else compression
+  if compression is not None and compression not in COMPRESSIONS:
+    raise ValueError(f'compression must be one of {COMPRESSIONS}, got {compression!r}')
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}-{threading.get_ident()}')
+  num_classes = len(dataset.class_names)
+  source = f'{path} (writing {dataset.name!r})'
+  try:
+    with h5py.File(tmp, 'w') as f:
+      f.attrs['format'] = FORMAT
+      f.attrs['format_version'] = FORMAT_VERSION
+      f.attrs['complete'] = False
+      f.attrs['name'] = dataset.name
+      f.attrs['feature_dim'] = int(dataset.feature_dim)
+      f.attrs['train_subset'] = dataset.train_subset
+      f.attrs['test_subset'] = dataset.test_subset
+      f.attrs['seconds_per_snippet'] = float(
+          dataset.videos[0].seconds_per_snippet if dataset.videos else 0.64)
+      strings = h5py.string_dtype()
+      f.create_dataset('class_names', data=np.array(list(dataset.class_names), dtype=object),
+                       dtype=strings)
+      videos = f.create_group('videos')
+      ids = []
+      for video in dataset.videos:
+        key = video_key(video.video_id)
+        if key in videos:
+          raise DataError(f'{source}: video {video.video_id!r} appears twice')
+        _write_video(videos.create_group(key), video, num_classes=num_classes,
+                     feature_dim=dataset.feature_dim, compression=compression,
+                     chunk_snippets=chunk_snippets, source=source)
+        ids.append(video.video_id)
+      f.create_dataset('video_ids', data=np.array(ids, dtype=object), dtype=strings)
+      if dataset.ambiguous:
+        group = f.create_group('ambiguous')
+        for video_id, regions in dataset.ambiguous.items():
+          group.create_dataset(video_key(video_id),
+                               data=np.asarray(regions, np.float64).reshape(-1, 2))
+      f.attrs['complete'] = True
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+  return path
+
+
+def _write_video(group, video: VideoRecord, *, num_classes, feature_dim, compression,
+                 chunk_snippets, source):
+  features = validation.check_features(video.features(), source=source,
+                                       video_id=video.video_id, feature_dim=feature_dim)
+  if features.shape[0] != video.num_snippets:
+    raise DataError(f'{validation.where(source, video.video_id)}: loaded {features.shape[0]} '
+                    f'snippets, the record says {video.num_snippets}')
+  labels = np.asarray(video.labels, np.float32)
+  if labels.shape != (num_classes,):
+    raise DataError(f'{validation.where(source, video.video_id)}: labels have shape '
+                    f'{labels.shape}, expected ({num_classes},)')
+  segments = np.asarray(video.segments, np.float64).reshape(-1, 2)
+  classes = np.asarray(video.segment_classes, np.int32).reshape(-1)
+  if len(classes) != len(segments) or (classes.size and
+                                       (classes.min() < 0 or classes.max() >= num_classes)):
+    raise DataError(f'{validation.where(source, video.video_id)}: {len(segments)} segments '
+                    f'with segment classes {classes.tolist()} for {num_classes} classes')
+  group.create_dataset('features', data=features, compression=compression,
+                       chunks=(min(features.shape[0], chunk_snippets), features.shape[1]))
+  group.create_dataset('labels', data=labels)
+  group.create_dataset('segments', data=segments)
+  group.create_dataset('segment_classes', data=classes)
+  group.attrs['video_id'] = video.video_id
+  group.attrs['subset'] = video.subset
+  group.attrs['duration'] = float(video.duration)
+  group.attrs['seconds_per_snippet'] = float(video.seconds_per_snippet)
+
+
+class _LazyFeatures:
+  """Opens the store on first use (again in a forked child) and reads one video's features."""
+
+  def __init__(self, path: pathlib.Path, feature_dim: int):
+    self.path = path
+    self.feature_dim = feature_dim
+    self._file = None
+    self._pid = None
+    self._lock = threading.Lock()
+
+  def __getstate__(self):
+    return {'path': self.path, 'feature_dim': self.feature_dim}
+
+  def __setstate__(self, state):
+    self.__init__(state['path'], state['feature_dim'])
+
+  def _handle(self):
+    if self._file is None or self._pid != os.getpid():
+      self._file = _open(self.path)
+      self._pid = os.getpid()
+    return self._file
+
+  def read(self, key: str, video_id: str, num_snippets: int) -> np.ndarray:
+    with self._lock:
+      try:
+        features = self._handle()['videos'][key]['features'][()]
+      except (OSError, KeyError, ValueError, RuntimeError) as e:
+        raise DataError(f'{self.path}, video {video_id!r}: cannot read features (corrupt or '
+                        f'truncated store?): {e}') from e
+    features = validation.check_features(features, source=self.path, video_id=video_id,
+                                         feature_dim=self.feature_dim)
+    if features.shape[0] != num_snippets:
+      raise DataError(f'{self.path}, video {video_id!r}: {features.shape[0]} snippets, the '
+                      f'store lists {num_snippets}')
+    return features
+
+  def close(self):
+    if self._file is not None:
+      self._file.close()
+      self._file = None
+
+
+def _open(path: pathlib.Path) -> h5py.File:
+  try:
+    return h5py.File(path, 'r')
+  except (OSError, ValueError) as e:
+    raise DataError(f'{path}: not a readable HDF5 file (corrupt or truncated?): {e}') from e
+
+
+def read_store(path) -> Dataset:
+  """Reads a store's annotations; each `VideoRecord.load` reads that video's features."""
+  path = validation.require_file(path, 'HDF5 feature store').resolve()
+  f = _open(path)
+  video_id = None
+  try:
+    with f:
+      attrs = dict(f.attrs)
+      if validation.as_str(attrs.get('format', '')) != FORMAT:
+        raise DataError(f'{path}: not a d2net_jax feature store (no format={FORMAT!r} '
+                        'attribute)')
+      if int(attrs.get('format_version', -1)) > FORMAT_VERSION:
+        raise DataError(f'{path}: store format version {attrs["format_version"]} is newer than '
+                        f'this d2net_jax reads ({FORMAT_VERSION})')
+      if not bool(attrs.get('complete', False)):
+        raise DataError(f'{path}: incomplete store (its writer stopped before the end); '
+                        'write it again')
+      feature_dim = int(attrs['feature_dim'])
+      class_names = [validation.as_str(c) for c in f['class_names'][()]]
+      lazy = _LazyFeatures(path, feature_dim)
+      videos = []
+      group = f['videos']
+      for video_id in (validation.as_str(v) for v in f['video_ids'][()]):
+        key = video_key(video_id)
+        g = group[key]
+        a = g.attrs
+        num_snippets = int(g['features'].shape[0])
+        videos.append(VideoRecord(
+            video_id=video_id,
+            subset=validation.as_str(a['subset']),
+            labels=g['labels'][()].astype(np.float32),
+            segments=g['segments'][()].reshape(-1, 2),
+            segment_classes=g['segment_classes'][()].astype(np.int32),
+            duration=float(a['duration']),
+            seconds_per_snippet=float(a['seconds_per_snippet']),
+            num_snippets=num_snippets,
+            load=functools.partial(lazy.read, key, video_id, num_snippets)))
+      video_id = None
+      ambiguous = None
+      if 'ambiguous' in f:
+        ambiguous = {video_id_of_key(k): d[()].reshape(-1, 2) for k, d in f['ambiguous'].items()}
+      return Dataset(
+          name=validation.as_str(attrs.get('name', path.stem)), class_names=class_names,
+          videos=videos, train_subset=validation.as_str(attrs['train_subset']),
+          test_subset=validation.as_str(attrs['test_subset']), feature_dim=feature_dim,
+          ambiguous=ambiguous)
+  except DataError:
+    raise
+  except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
+    at = f', video {video_id!r}' if video_id is not None else ''
+    raise DataError(f'{path}{at}: damaged store ({type(e).__name__}: {e})') from e

@@ -1,0 +1,94 @@
+"""`load_dataset(data_config)`: the one entry point from a config's `data` section to a `Dataset`."""
+
+from __future__ import annotations
+
+import pathlib
+
+from d2net_jax.data import hdf5_store, stpn, validation, wtalc
+from d2net_jax.data.records import DataError, Dataset
+
+KINDS = ('hdf5', 'wtalc', 'stpn', 'synthetic')
+
+
+def _reader_options(data_config) -> dict:
+  return dict(segment_policy=data_config.segment_policy, timing_check=data_config.timing_check,
+              timing_tolerance_snippets=data_config.timing_tolerance_snippets,
+              timing_tolerance_fraction=data_config.timing_tolerance_fraction,
+              seconds_per_snippet=data_config.seconds_per_snippet,
+              train_subset=data_config.train_subset, test_subset=data_config.test_subset)
+
+
+def _check_against_config(dataset: Dataset, data_config, source) -> Dataset:
+  if data_config.feature_dim > 0 and dataset.feature_dim != data_config.feature_dim:
+    raise DataError(f'{source}: features have dim {dataset.feature_dim}, the config says '
+                    f'data.feature_dim={data_config.feature_dim} (set '
+                    f'--config.data.feature_dim={dataset.feature_dim})')
+  if data_config.num_classes > 0 and dataset.num_classes != data_config.num_classes:
+    raise DataError(f'{source}: {dataset.num_classes} classes, the config says '
+                    f'data.num_classes={data_config.num_classes} (set '
+                    f'--config.data.num_classes={dataset.num_classes})')
+  return dataset
+
+
+def _use_config_subsets(dataset: Dataset, data_config, source) -> Dataset:
+  """The config's train/test subset names, which must both have videos in the store."""
+  present = {v.subset for v in dataset.videos}
+  train, test = data_config.train_subset, data_config.test_subset
+  if train not in present or test not in present:
+    raise DataError(f'{source}: the config names subsets train={train!r}, test={test!r}; the '
+                    f'store has {sorted(present)} and was written with train='
+                    f'{dataset.train_subset!r}, test={dataset.test_subset!r} (set '
+                    f'--config.data.train_subset=... --config.data.test_subset=...)')
+  validation.check_subsets(present, train, test, source)
+  dataset.train_subset, dataset.test_subset = train, test
+  return dataset
+
+
+def load_dataset(data_config, cache_dir=None) -> Dataset:
+  """The dataset described by `data_config` (the `data` section of config.py).
+
+  Args:
+    data_config: `kind` selects the reader: 'hdf5' (`path` = store file), 'wtalc' (`path` = the
+      folder holding <name>-I3D-JOINTFeatures.npy and <name>-Annotations/), 'stpn' (`path` =
+      the STPN / BaS-Net folder) or 'synthetic' (generated once into `path` or `cache_dir`).
+    cache_dir: where the synthetic store goes when `data_config.path` is empty.
+
+  Raises:
+    DataError: unreadable or inconsistent data, or data that does not match the config
+      (feature_dim, num_classes, subset names).
+  """
+  kind = data_config.kind
+  if kind not in KINDS:
+    raise DataError(f'data.kind={kind!r}: must be one of {KINDS}')
+  if kind == 'synthetic':
+    from d2net_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+    path = pathlib.Path(synthetic.ensure_store(data_config, cache_dir))
+    dataset = hdf5_store.read_store(path)
+  else:
+    if not data_config.path:
+      raise DataError(f'data.path is empty: where are the {kind!r} features?')
+    path = pathlib.Path(data_config.path).expanduser()
+    if kind == 'hdf5':
+      dataset = hdf5_store.read_store(path)
+    elif kind == 'wtalc':
+      dataset = wtalc.read_dataset(
+          path, data_config.name, trust_pickle=data_config.trust_pickle,
+          feature_dim=data_config.feature_dim, video_labels=data_config.video_labels,
+          ambiguous_file=data_config.ambiguous_file or None, **_reader_options(data_config))
+    else:
+      class_names = (stpn.read_class_list(data_config.class_list)
+                     if data_config.class_list else None)
+      dataset = stpn.read_dataset(path, feature_dim=data_config.feature_dim,
+                                  class_names=class_names, **_reader_options(data_config))
+  if kind in ('hdf5', 'synthetic'):
+    if data_config.ambiguous_file:
+      dataset.ambiguous = wtalc.read_ambiguous(data_config.ambiguous_file)
+    if kind == 'hdf5':  # The synthetic store's subsets are its preset's.
+      dataset = _use_config_subsets(dataset, data_config, path)
+    report = validation.Report()
+    validation.check_timing(dataset.videos, mode=data_config.timing_check, source=path,
+                            tolerance_snippets=data_config.timing_tolerance_snippets,
+                            tolerance_fraction=data_config.timing_tolerance_fraction,
+                            report=report)
+    report.warn()
+  return _check_against_config(dataset, data_config, path)
