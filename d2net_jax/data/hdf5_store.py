@@ -7,11 +7,16 @@ Layout (format version 1):
   /video_ids            (V,) utf-8 strings, the dataset's video order
   /videos/<key>/        one group per video; <key> is the id with '%', '/' (and a leading '.')
                         percent-escaped; attrs: video_id, subset, duration, seconds_per_snippet
-      features          (T, D) float32, chunked by rows, optionally compressed
+      features          (T, D) float32, chunked by rows, checksummed, optionally compressed
       labels            (C,) float32 multi-hot
       segments          (N, 2) float64 [start_s, end_s]
       segment_classes   (N,) int32
   /ambiguous/<key>      optional (M, 2) float64 regions ignored in evaluation
+  /index/               the per-video annotations again as V-long arrays, so opening a store of
+                        thousands of videos reads a few datasets: num_snippets, duration,
+                        seconds_per_snippet, subset (V,); labels (V, C); segments (S, 2),
+                        segment_classes (S,) of all videos, video v's at
+                        segment_offsets[v]:segment_offsets[v + 1]
 
 `write_store` streams (one video's features in memory at a time) into a temporary file that is
 renamed over `path` only once complete, so a crash never leaves a half file that looks valid.
@@ -97,6 +102,7 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
                      chunk_snippets=chunk_snippets, source=source)
         ids.append(video.video_id)
       f.create_dataset('video_ids', data=np.array(ids, dtype=object), dtype=strings)
+      _write_index(f.create_group('index'), dataset.videos, num_classes)
       if dataset.ambiguous:
         group = f.create_group('ambiguous')
         for video_id, regions in dataset.ambiguous.items():
@@ -108,6 +114,22 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
     tmp.unlink(missing_ok=True)
     raise
   return path
+
+
+def _write_index(group, videos, num_classes):
+  strings = h5py.string_dtype()
+  group['num_snippets'] = np.array([v.num_snippets for v in videos], np.int64)
+  group['duration'] = np.array([v.duration for v in videos], np.float64)
+  group['seconds_per_snippet'] = np.array([v.seconds_per_snippet for v in videos], np.float64)
+  group.create_dataset('subset', data=np.array([v.subset for v in videos], dtype=object),
+                       dtype=strings)
+  group['labels'] = np.array([v.labels for v in videos], np.float32).reshape(-1, num_classes)
+  segments = [np.asarray(v.segments, np.float64).reshape(-1, 2) for v in videos]
+  group['segments'] = np.concatenate(segments + [np.zeros((0, 2))])
+  group['segment_classes'] = np.concatenate(
+      [np.asarray(v.segment_classes, np.int32).reshape(-1) for v in videos] +
+      [np.zeros((0,), np.int32)])
+  group['segment_offsets'] = np.cumsum([0] + [len(x) for x in segments]).astype(np.int64)
 
 
 def _write_video(group, video: VideoRecord, *, num_classes, feature_dim, compression,
@@ -127,7 +149,8 @@ def _write_video(group, video: VideoRecord, *, num_classes, feature_dim, compres
                                        (classes.min() < 0 or classes.max() >= num_classes)):
     raise DataError(f'{validation.where(source, video.video_id)}: {len(segments)} segments '
                     f'with segment classes {classes.tolist()} for {num_classes} classes')
-  group.create_dataset('features', data=features, compression=compression,
+  # fletcher32: a checksum per chunk, so a damaged file fails to read instead of giving garbage.
+  group.create_dataset('features', data=features, compression=compression, fletcher32=True,
                        chunks=(min(features.shape[0], chunk_snippets), features.shape[1]))
   group.create_dataset('labels', data=labels)
   group.create_dataset('segments', data=segments)
@@ -207,21 +230,27 @@ def read_store(path) -> Dataset:
       feature_dim = int(attrs['feature_dim'])
       class_names = [validation.as_str(c) for c in f['class_names'][()]]
       lazy = _LazyFeatures(path, feature_dim)
+      ids = [validation.as_str(v) for v in f['video_ids'][()]]
+      index = {k: d[()] for k, d in f['index'].items()}
+      for array in index.values():
+        array.flags.writeable = False  # Records share views of these arrays.
+      if len(f['videos']) != len(ids) or any(
+          len(index[k]) != len(ids) for k in ('num_snippets', 'duration', 'subset', 'labels')):
+        raise DataError(f'{path}: damaged store (index and video groups disagree)')
+      offsets = index['segment_offsets']
       videos = []
-      group = f['videos']
-      for video_id in (validation.as_str(v) for v in f['video_ids'][()]):
+      for i, video_id in enumerate(ids):
         key = video_key(video_id)
-        g = group[key]
-        a = g.attrs
-        num_snippets = int(g['features'].shape[0])
+        num_snippets = int(index['num_snippets'][i])
+        segment_range = slice(int(offsets[i]), int(offsets[i + 1]))
         videos.append(VideoRecord(
             video_id=video_id,
-            subset=validation.as_str(a['subset']),
-            labels=g['labels'][()].astype(np.float32),
-            segments=g['segments'][()].reshape(-1, 2),
-            segment_classes=g['segment_classes'][()].astype(np.int32),
-            duration=float(a['duration']),
-            seconds_per_snippet=float(a['seconds_per_snippet']),
+            subset=validation.as_str(index['subset'][i]),
+            labels=index['labels'][i],
+            segments=index['segments'][segment_range],
+            segment_classes=index['segment_classes'][segment_range],
+            duration=float(index['duration'][i]),
+            seconds_per_snippet=float(index['seconds_per_snippet'][i]),
             num_snippets=num_snippets,
             load=functools.partial(lazy.read, key, video_id, num_snippets)))
       video_id = None
