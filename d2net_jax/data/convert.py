@@ -1,4 +1,4 @@
-"""`d2net-jax convert`: W-TALC or STPN features to the HDF5 store (`python -m d2net_jax.data.convert`).
+"""`d2net-jax convert` (`python -m d2net_jax.data.convert`): W-TALC or STPN data to the HDF5 store.
 
   d2net-jax convert --layout wtalc --root /data/wtalc --name Thumos14reduced \\
       --out thumos14.h5 --trust-pickle --gt-out thumos14_gt.json
@@ -36,10 +36,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--feature-dim', type=int, default=None,
                       help='expected feature dim D (RGB D/2 then flow D/2); default: the data')
   parser.add_argument('--train-subset', default=None,
-                      help='training subset name (default: THUMOS14 validation, ActivityNet '
-                      'training)')
+                      help='training subset name (default: convert: THUMOS14 validation, '
+                      'ActivityNet training; import: train)')
   parser.add_argument('--test-subset', default=None,
-                      help='test subset name (default: THUMOS14 test, ActivityNet validation)')
+                      help='test subset name (default: convert: THUMOS14 test, ActivityNet '
+                      'validation; import: test)')
   parser.add_argument('--segment-policy', choices=validation.SEGMENT_POLICIES, default='clip',
                       help='segments reaching outside [0, duration]: clip them (with a '
                       'warning; default) or refuse the data')
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help='wtalc: ambiguous regions file (default: '
                       '<Name>-Annotations/Ambiguous_test.txt if present)')
   parser.add_argument('--classes', type=pathlib.Path, default=None,
-                      help='stpn: class names file, one per line (default: sorted gt.json labels)')
+                      help='stpn: class names file, one per line (default: sorted gt.json '
+                      'labels)')
   add_common_arguments(parser)
   return parser
 
@@ -132,8 +134,8 @@ def read(args, report: validation.Report) -> Dataset:
                  train_subset=args.train_subset, test_subset=args.test_subset, report=report,
                  **timing_options(args))
   if args.layout == 'wtalc':
-    return wtalc.read_dataset(args.root, args.name or 'Thumos14reduced', trust_pickle=args.trust_pickle,
-                              video_labels=args.video_labels, ambiguous_file=args.ambiguous,
+    return wtalc.read_dataset(args.root, args.name or 'Thumos14reduced',
+                              trust_pickle=args.trust_pickle, video_labels=args.video_labels, ambiguous_file=args.ambiguous,
                               **options)
   class_names = stpn.read_class_list(args.classes) if args.classes else None
   return stpn.read_dataset(args.root, name=args.name or '', class_names=class_names, **options)

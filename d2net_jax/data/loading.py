@@ -1,4 +1,4 @@
-"""`load_dataset(data_config)`: the one entry point from a config's `data` section to a `Dataset`."""
+"""`load_dataset(data_config)`: from a config's `data` section to a `Dataset`."""
 
 from __future__ import annotations
 

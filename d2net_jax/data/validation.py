@@ -30,8 +30,9 @@ PathLike = str | os.PathLike
 
 PICKLE_RISK = (
     'it holds pickled Python objects, and unpickling a file runs code from it. Load it only if '
-    'you trust its source: pass --trust-pickle (config: data.trust_pickle=True), then convert the '
-    'data once to the HDF5 store (`d2net-jax convert`), which needs no pickle.')
+    'you trust its source: pass --trust-pickle (training config: '
+    '--config.data.trust_pickle=True), then convert the data once to the HDF5 store '
+    '(`d2net-jax convert`), which needs no pickle.')
 
 SEGMENT_POLICIES = ('clip', 'refuse')
 TIMING_CHECKS = ('warn', 'error')
