@@ -192,6 +192,14 @@ def test_video_label_sources(tmp_path):
   assert [i.video_id for i in report.of_kind('label_mismatch')] == ['v0'] * 3
 
 
+def test_a_lone_label_name_is_a_list_of_one(tmp_path):
+  labels_all = _object_array(['Diving', b'HighJump', ['Diving', 'HighJump'], 'Shotput'])
+  write_wtalc(tmp_path, overrides={'labels_all': labels_all})
+  dataset = wtalc.read_dataset(tmp_path, 'Tiny', trust_pickle=True, report=validation.Report())
+  np.testing.assert_array_equal([v.labels for v in dataset.videos],
+                                [[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+
+
 def test_feature_timing_mismatch_is_reported_with_the_video(tmp_path):
   # Annotated durations say T * 0.64 s; read with 1 s snippets, video 0 (20 snippets, 12.8 s)
   # has 7.2 s of features too many.

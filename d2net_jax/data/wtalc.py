@@ -75,6 +75,15 @@ def _per_video(array: np.ndarray, count: int, path: pathlib.Path, what: str) -> 
   return array
 
 
+def _as_list(entry) -> list:
+  """One video's list entry; a lone name (str / bytes) is a list of one."""
+  if isinstance(entry, (str, bytes, np.bytes_, np.str_)):
+    return [entry]
+  if entry is None:
+    return []
+  return list(entry)
+
+
 def read_annotations(folder, *, trust_pickle: bool = False, name: str = '',
                      seconds_per_snippet: float = 0.64, train_subset: str | None = None,
                      test_subset: str | None = None, video_labels: str = 'labels_all',
@@ -125,14 +134,14 @@ def read_annotations(folder, *, trust_pickle: bool = False, name: str = '',
   for i, video_id in enumerate(video_ids):
     duration = validation.check_duration(per_video['duration'][i], source=files['duration'],
                                          video_id=video_id)
-    instance_names = list(per_video['labels'][i])
-    raw_segments = list(per_video['segments'][i])
+    instance_names = _as_list(per_video['labels'][i])
+    raw_segments = _as_list(per_video['segments'][i])
     if len(instance_names) != len(raw_segments):
       raise DataError(f'{files["labels"]} and {files["segments"]}, video {video_id!r}: '
                       f'{len(instance_names)} instance labels for {len(raw_segments)} segments')
     classes = validation.class_indices(instance_names, class_index, source=files['labels'],
                                        video_id=video_id)
-    weak = validation.class_indices(list(per_video['labels_all'][i]), class_index,
+    weak = validation.class_indices(_as_list(per_video['labels_all'][i]), class_index,
                                     source=files['labels_all'], video_id=video_id)
     if set(weak.tolist()) != set(classes.tolist()):
       report.add('label_mismatch', files['labels_all'], video_id,
