@@ -56,6 +56,7 @@ def data_config() -> ml_collections.ConfigDict:
   c.synthetic.num_train = -1  # -1: the preset's count.
   c.synthetic.num_test = -1
   c.synthetic.annotations = ''  # Lay synthetic features over a real annotation folder.
+  c.synthetic.noise_scale = 1.0  # Multiplies the feature noise: > 1 harder, < 1 easier.
   return c
 
 
