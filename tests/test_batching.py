@@ -259,3 +259,28 @@ def test_iterate_through_train_loop_zip_does_not_hang(videos):
   assert len(steps) == 3
   it.close()
   assert not it.alive
+
+
+def test_parallel_workers_give_the_same_batches_in_order(videos):
+  batcher = batching.TrainBatcher(videos, 3, 16, seed=4)
+  with batcher.iterate(2, num_steps=7, num_workers=3) as it:
+    got = list(it)
+  assert len(got) == 7
+  for step, batch in zip(range(2, 9), got):
+    np.testing.assert_array_equal(batch['features'], batcher.batch(step)['features'])
+
+
+def test_parallel_map_propagates_errors_and_stops():
+  def fn(x):
+    if x == 5:
+      raise ValueError('bad item 5')
+    return x * x
+
+  mapped = batching.parallel_map(fn, range(10), 3)
+  assert [next(mapped) for _ in range(5)] == [0, 1, 4, 9, 16]
+  with pytest.raises(ValueError, match='bad item 5'):
+    next(mapped)
+  infinite = batching.parallel_map(fn, iter(range(6, 10**9)), 2)
+  assert next(infinite) == 36
+  infinite.close()  # Returns: the executor is shut down, no thread left running.
+  assert not [t for t in threading.enumerate() if t.name.startswith('batch')]

@@ -26,10 +26,12 @@ longest video of 2615 snippets at bucket 64) or the next power of two of at leas
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import math
 import queue
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -147,13 +149,17 @@ class TrainBatcher:
             'video_index': indices.astype(np.int32)}
 
   def iterate(self, start_step: int = 0, num_steps: Optional[int] = None,
-              prefetch_size: int = 2) -> 'Prefetcher':
+              prefetch_size: int = 2, num_workers: int = 1) -> 'Prefetcher':
     """Batches of steps start_step, start_step + 1, ... (`num_steps` of them, or forever),
-    prepared ahead in a background thread (`prefetch`). Close it (or use `with`) when done."""
+    prepared ahead in a background thread (`prefetch`); with `num_workers` > 1 that many threads
+    assemble consecutive batches at once (still yielded in step order). Close the iterator (or
+    use `with`) when done."""
     if num_steps is None:
       steps: Iterable[int] = _count(start_step)
     else:
       steps = range(start_step, start_step + num_steps)
+    if num_workers > 1:
+      return prefetch(parallel_map(self.batch, steps, num_workers), prefetch_size)
     return prefetch((self.batch(step) for step in steps), prefetch_size)
 
 
@@ -162,6 +168,30 @@ def _count(start: int) -> Iterator[int]:
   while True:
     yield step
     step += 1
+
+
+def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], num_workers: int
+                 ) -> Iterator[Any]:
+  """fn(item) for each item, computed by `num_workers` threads, yielded in order.
+
+  At most `num_workers` calls run or wait ahead of the consumer; closing the generator cancels
+  the ones not started and waits for the running ones.
+  """
+  if num_workers < 1:
+    raise ValueError(f'num_workers={num_workers} must be >= 1')
+  executor = concurrent.futures.ThreadPoolExecutor(num_workers, thread_name_prefix='batch')
+  pending: collections.deque = collections.deque()
+  try:
+    for item in items:
+      pending.append(executor.submit(fn, item))
+      if len(pending) >= num_workers:
+        yield pending.popleft().result()
+    while pending:
+      yield pending.popleft().result()
+  finally:
+    for future in pending:
+      future.cancel()
+    executor.shutdown(wait=True)
 
 
 def bucket_length(num_snippets: int, bucket: int, mode: str = 'multiple') -> int:
