@@ -9,19 +9,23 @@ Every batch is a dict of NumPy arrays (the shared batch contract):
 
 Training (`TrainBatcher`): B videos drawn with replacement, each randomly cropped to at most
 `max_seqlen` snippets and padded to exactly `max_seqlen`, so the train step compiles once. The
-official code crops/pads to min(max_seqlen, longest video in the batch) instead, a different shape
-nearly every step; under jit that would mean one compilation per distinct length. The cost of the
-static shape is compute on padding: THUMOS14 videos average ~330 snippets, so a 750-long batch is
-mostly padding for short videos (the masks make the result identical). `pad_to` trades a bounded
-number of shapes (max_seqlen / pad_to) for less padding.
+official code pads to min(max_seqlen, longest video in the batch) instead, a different shape
+nearly every step; under jit that would mean one compilation per distinct length. Valid snippets
+see the same zeros past their video's end either way, and the masks keep padding out of the
+losses. The cost is compute on padding, and it is small: on the THUMOS14 training videos (B = 10,
+max_seqlen 750) the official batches average 660 snippets, 57% of them padding, the static ones
+750 with 62% padding, i.e. ~14% more work. `pad_to` (pad each batch only to the next multiple
+of `pad_to`) trades up to max_seqlen / pad_to shapes for less padding.
 
 `TrainBatcher.batch(step)` is a pure function of (seed, step): a run resumed at step k sees exactly
 the batches of an uninterrupted run.
 
 Evaluation (`eval_batches`): every video whole, padded to a length bucket: the next multiple of
-`bucket` ('multiple', a dataset compiles at most ceil(T_max / bucket) programs: 42 for THUMOS14's
-longest video of 2615 snippets at bucket 64) or the next power of two of at least `bucket`
-('pow2', at most log2(T_max / bucket) + 1 programs: 7 for THUMOS14, at most 2x padding).
+`bucket` ('multiple': at most ceil(T_max / bucket) programs) or `bucket` times the next power of
+two ('pow2': at most log2(T_max / bucket) + 1 programs, up to 2x padding). Measured on the real
+annotations at 0.64 s per snippet, bucket 64, batch 1: the THUMOS14 test set (212 videos, up to
+2614 snippets) compiles 26 programs with 9% padding ('multiple') or 7 with 47% ('pow2');
+ActivityNet1.2 validation (2383 videos, up to 373 snippets) 6 with 18% or 4 with 50%.
 """
 
 from __future__ import annotations
