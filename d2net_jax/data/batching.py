@@ -1,4 +1,4 @@
-"""Static-shape batches for jit: random training crops, bucketed evaluation, device sharding, prefetch.
+"""Static-shape batches for jit: training crops, bucketed evaluation, device sharding, prefetch.
 
 Every batch is a dict of NumPy arrays (the shared batch contract):
 

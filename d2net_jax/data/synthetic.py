@@ -47,7 +47,6 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -529,9 +528,10 @@ def overlay(annotations: Dataset, *, feature_dim: int = 256, seed: int = 0,
                           np.asarray(v.segments, np.float64).reshape(-1, 2),
                           np.asarray(v.segment_classes, np.int32), v.duration, num_snippets,
                           key))
-  return Dataset(name=f'synthetic-over-{annotations.name}', class_names=list(annotations.class_names),
-                 videos=videos, train_subset=annotations.train_subset,
-                 test_subset=annotations.test_subset, feature_dim=feature_dim,
+  return Dataset(name=f'synthetic-over-{annotations.name}',
+                 class_names=list(annotations.class_names), videos=videos,
+                 train_subset=annotations.train_subset, test_subset=annotations.test_subset,
+                 feature_dim=feature_dim,
                  ambiguous=annotations.ambiguous)
 
 
