@@ -1,0 +1,366 @@
+"""Shared helpers of the experiment scripts (dmi_vs_pdmi.py, ablation.py, benchmark.py).
+
+Run metadata for the Markdown header (command, date, device, git commit), the run sizes
+('smoke' / 'quick' / 'full') as config overrides of configs/synthetic.py, training one variant
+through `d2net_jax.train.train_and_evaluate`, mean ± std formatting, F1 from the evaluator's
+TP/FP counts, and writing results.md / results.json / plot.png.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_module(path: pathlib.Path, name: str):
+  """Imports a file (configs/*.py, experiments/*.py) as a module."""
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def enable_compilation_cache(folder: pathlib.Path) -> None:
+  """JAX's persistent compilation cache in `folder`: variants that lower to the same program
+  (seeds of one variant, the evaluation forward pass) compile once per process and machine."""
+  import jax  # pylint: disable=import-outside-toplevel
+  folder.mkdir(parents=True, exist_ok=True)
+  jax.config.update('jax_compilation_cache_dir', str(folder))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run metadata.
+
+
+def git_commit() -> str:
+  """HEAD's short hash, with '+dirty' when tracked files are modified ('unknown' outside git)."""
+  try:
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    return head + ('+dirty' if dirty else '')
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+
+
+def device_description() -> str:
+  """'<count> x <kind> (<backend>), JAX <version>, <cores> CPU cores'."""
+  import jax  # pylint: disable=import-outside-toplevel
+  devices = jax.devices()
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  return (f'{len(devices)} x {devices[0].device_kind} ({jax.default_backend()}), '
+          f'JAX {jax.__version__}, {cores} CPU cores')
+
+
+def run_metadata(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
+  """command, date (UTC), device and git commit of this run."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  script = pathlib.Path(sys.argv[0]).resolve()
+  try:
+    script = script.relative_to(ROOT)
+  except ValueError:
+    pass
+  return {
+      'command': ' '.join(['python', str(script)] + [shlex.quote(a) for a in argv]),
+      'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+      'device': device_description(),
+      'git_commit': git_commit(),
+  }
+
+
+def markdown_header(title: str, meta: Dict[str, str], notes: Sequence[str] = ()) -> str:
+  lines = [f'# {title}', '', f'- command: `{meta["command"]}`', f'- date: {meta["date"]}',
+           f'- device: {meta["device"]}', f'- git commit: {meta["git_commit"]}']
+  if 'wall_s' in meta:
+    lines.append(f'- wall time: {float(meta["wall_s"]):.0f} s')
+  lines += [f'- {n}' for n in notes]
+  return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and statistics.
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """(mean, sample std) of the finite values; std 0 for one value, NaN for none."""
+  finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+  if not finite:
+    return math.nan, math.nan
+  std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+  return float(np.mean(finite)), std
+
+
+def pm(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
+  """'mean ± std' of values * scale ('-' when there is none; the mean alone for one value)."""
+  mean, std = mean_std(values)
+  if math.isnan(mean):
+    return '-'
+  if len(values) == 1:
+    return f'{mean * scale:.{digits}f}'
+  return f'{mean * scale:.{digits}f} ± {std * scale:.{digits}f}'
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+                   align: Optional[str] = None) -> str:
+  """A GitHub Markdown table; align: 'l' / 'r' per column (default: the first left, others right).
+
+  Cells must not contain '|'.
+  """
+  cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+  align = align or 'l' + 'r' * (len(header) - 1)
+  widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+
+  def line(row):
+    return '| ' + ' | '.join(c.ljust(w) if a == 'l' else c.rjust(w)
+                             for c, w, a in zip(row, widths, align)) + ' |'
+
+  rule = '|' + '|'.join('-' * (w + 1) + ('-' if a == 'l' else ':') for w, a in zip(widths, align))
+  return '\n'.join([line(cells[0]), rule + '|'] + [line(r) for r in cells[1:]]) + '\n'
+
+
+def map_table(runs: Sequence[Dict[str, Any]], labels: Dict[str, str],
+              max_tiou: float = 1.0, extra: Optional[Dict[str, Sequence[str]]] = None,
+              extra_header: Sequence[str] = ()) -> str:
+  """Test mAP (%) at each tIoU <= max_tiou, its averages and F1@0.5, mean ± std over seeds.
+
+  runs: records with 'variant', 'tiou', 'mAP', 'range_mAP', 'f1'; one row per variant, in the
+  order of `labels`; `extra`: more cells per variant (headers `extra_header`).
+  """
+  tiou = [t for t in runs[0]['tiou'] if t <= max_tiou + 1e-9]
+  ranges = [k for k in ('0.1:0.5', '0.1:0.7') if k in runs[0]['range_mAP']
+            and float(k.split(':')[1]) <= max_tiou + 1e-9]
+  header = (['variant', 'seeds'] + [f'mAP@{t:g}' for t in tiou] + [f'avg {k}' for k in ranges]
+            + ['F1@0.5'] + list(extra_header))
+  rows = []
+  for variant, label in labels.items():
+    rs = [r for r in runs if r['variant'] == variant]
+    if not rs:
+      continue
+    rows.append([label, len(rs)]
+                + [pm([r['mAP'][i] for r in rs], 100) for i in range(len(tiou))]
+                + [pm([r['range_mAP'][k] for r in rs], 100) for k in ranges]
+                + [pm([r['f1']['f1'] for r in rs], 100)]
+                + list((extra or {}).get(variant, ['-'] * len(extra_header))))
+  return markdown_table(header, rows)
+
+
+def test_record(variant: str, seed: int, test: Dict[str, Any], **more) -> Dict[str, Any]:
+  """The per-run record the tables read: test mAP by tIoU, averages and F1@0.5."""
+  return dict({'variant': variant, 'seed': seed, 'tiou': test['tiou'], 'mAP': test['mAP'],
+               'range_mAP': test['range_mAP'], 'average_mAP': test['average_mAP'],
+               'f1': f1_at(test, 0.5)}, **more)
+
+
+def plot_map(ax, runs: Sequence[Dict[str, Any]], labels: Dict[str, str], title: str) -> None:
+  """Test mAP (%) against tIoU per variant, mean with a ± std bar over seeds."""
+  for variant, label in labels.items():
+    values = np.array([[100 * m for m in r['mAP']] for r in runs if r['variant'] == variant])
+    if not len(values):
+      continue
+    ax.errorbar(runs[0]['tiou'], values.mean(0),
+                yerr=values.std(0, ddof=1) if len(values) > 1 else None,
+                marker='o', capsize=3, label=label)
+  ax.set_xlabel('tIoU')
+  ax.set_ylabel('test mAP (%)')
+  ax.set_title(title)
+  ax.legend(fontsize=7)
+
+
+def f1_at(test: Dict[str, Any], iou: float = 0.5) -> Dict[str, float]:
+  """Precision, recall and F1 of the test detections at tIoU `iou`.
+
+  `test` is `EvaluationResult.to_dict()`. The detections are the localizer's output (after its
+  class, proposal, score and NMS thresholds), matched greedily by the evaluator: TP / FP are its
+  counts at `iou` summed over classes; recall = TP / GT instances; F1 = 2 P R / (P + R).
+  """
+  index = int(np.argmin(np.abs(np.asarray(test['tiou']) - iou)))
+  if abs(test['tiou'][index] - iou) > 1e-9:
+    raise ValueError(f'tIoU {iou} is not among the evaluated thresholds {test["tiou"]}')
+  tp, fp = test['true_positives'][index], test['false_positives'][index]
+  precision = tp / (tp + fp) if tp + fp else 0.0
+  recall = tp / test['num_instances'] if test['num_instances'] else 0.0
+  f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+  return {'precision': precision, 'recall': recall, 'f1': f1, 'tp': tp, 'fp': fp}
+
+
+# ---------------------------------------------------------------------------------------------
+# Run sizes and training.
+
+# Overrides of configs/synthetic.py per size. 'quick' is sized for < 15 min per script on 2 CPU
+# cores (compilation included); 'smoke' only checks that everything runs (tests).
+SIZES: Dict[str, Dict[str, Any]] = {
+    'smoke': dict(feature_dim=16, max_seqlen=32, batch_size=4, num_train=16, num_test=12,
+                  steps=6, seeds=1, eval_bucket=512, learning_rate=2e-3, evaluations=1),
+    'quick': dict(feature_dim=64, max_seqlen=128, batch_size=10, num_train=100, num_test=100,
+                  steps=1500, seeds=2, eval_bucket=256, learning_rate=2e-3, evaluations=2),
+    'full': dict(feature_dim=128, max_seqlen=256, batch_size=10, num_train=-1, num_test=-1,
+                 steps=3000, seeds=3, eval_bucket=64, learning_rate=5e-4, evaluations=6),
+}
+
+
+def base_config(size: str, steps: Optional[int] = None, data_dir: Optional[pathlib.Path] = None,
+                preset: str = 'synthetic', preset_arg: Optional[str] = None):
+  """configs/<preset>.py (default: the synthetic demo) shrunk to `size` (see SIZES).
+
+  The synthetic data, model input and learning rate follow SIZES (quick: a higher learning rate
+  than the demo's 5e-4, so that 1500 steps learn something); other presets keep theirs. The
+  checkpoint is selected on the held-out validation split, evaluated `evaluations` times evenly
+  over the run; the test split is scored once at the end (the library's protocol).
+  """
+  config = load_module(ROOT / 'configs' / f'{preset}.py', f'd2net_configs_{preset}').get_config(
+      preset_arg)
+  s = SIZES[size]
+  steps = int(steps or s['steps'])
+  if config.data.kind == 'synthetic':
+    config.data.feature_dim = s['feature_dim']
+    config.data.synthetic.num_train = s['num_train']
+    config.data.synthetic.num_test = s['num_test']
+    if data_dir is not None:
+      config.data.path = str(data_dir)  # One generated store shared by every variant.
+    config.data.max_seqlen = s['max_seqlen']
+    config.data.eval_bucket = s['eval_bucket']
+    config.train.batch_size = s['batch_size']
+    config.train.learning_rate = s['learning_rate']
+  config.train.num_steps = steps
+  config.train.log_every = max(1, min(25, steps))
+  config.train.eval_every = max(1, steps // s['evaluations'])
+  config.train.checkpoint_every = steps
+  config.train.tensorboard = False
+  # The official schedule scaled to the run (configs/synthetic.py: 250 of 1000 steps).
+  config.loss.pdmi_start_step = steps // 4
+  return config
+
+
+def _parse(text: str):
+  """A command-line value: true / false, a Python literal (number, tuple), else the string."""
+  import ast  # pylint: disable=import-outside-toplevel
+  if text.lower() in ('true', 'false'):
+    return text.lower() == 'true'
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def apply_overrides(config, overrides: Dict[str, Any]):
+  """A copy of `config` with dotted fields set: {'loss.denoising': 'dmi', ...}.
+
+  String values for non-string fields (from the command line) are parsed first; ConfigDict
+  checks the types.
+  """
+  config = config.copy_and_resolve_references()
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split('.')
+    target = config
+    for p in parents:
+      target = target[p]
+    if leaf not in target:
+      raise KeyError(f'config has no field {dotted!r}')
+    if isinstance(value, str) and not isinstance(target[leaf], str):
+      value = _parse(value)
+    target[leaf] = value
+  return config
+
+
+def train_variant(config, workdir: pathlib.Path) -> Dict[str, Any]:
+  """Trains and tests `config` from scratch in `workdir` (emptied first) with the library's
+  `train.train_and_evaluate`; returns its summary plus 'seconds' and 'metrics' (the per-step
+  metrics.jsonl rows). Its progress lines go to `<workdir>.log`."""
+  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  workdir = pathlib.Path(workdir)
+  if workdir.exists():
+    shutil.rmtree(workdir)
+  workdir.parent.mkdir(parents=True, exist_ok=True)
+  start = time.perf_counter()
+  with open(workdir.with_suffix('.log'), 'w') as log_file:
+    with contextlib.redirect_stderr(log_file):
+      summary = train.train_and_evaluate(config, workdir, progress=False,
+                                         log=lambda s: print(s, file=log_file))
+  summary['seconds'] = time.perf_counter() - start
+  summary['metrics'] = read_jsonl(workdir / 'metrics.jsonl')
+  return summary
+
+
+def quiet_logs() -> None:
+  """absl (orbax) warnings and info off the console: errors only."""
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def read_jsonl(path: pathlib.Path) -> List[Dict[str, Any]]:
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def prepare_data(config, log: Callable[[str], None] = print):
+  """Builds the synthetic store (`synthetic.ensure_store`, once per set of generation
+  parameters) before the first variant, so its time is not a variant's; returns the config."""
+  if config.data.kind != 'synthetic':
+    return config
+  from d2net_jax.data import loading  # pylint: disable=import-outside-toplevel
+  start = time.perf_counter()
+  dataset = loading.load_dataset(config.data, cache_dir=pathlib.Path(config.data.path or '.'))
+  log(f'data: {dataset.name}, {len(dataset.train_videos())} train / '
+      f'{len(dataset.test_videos())} test videos, D={dataset.feature_dim} '
+      f'({time.perf_counter() - start:.0f} s)')
+  return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs.
+
+
+def to_jsonable(value):
+  """NumPy / JAX scalars and arrays to plain Python (NaN and inf as strings)."""
+  if isinstance(value, dict):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if hasattr(value, 'tolist'):
+    return to_jsonable(value.tolist())
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  if isinstance(value, (str, int, float, bool)) or value is None:
+    return value
+  return str(value)
+
+
+def write_outputs(out: pathlib.Path, markdown: str, results: Dict[str, Any], figure=None
+                  ) -> List[pathlib.Path]:
+  """out/results.md, out/results.json and (with a matplotlib figure) out/plot.png."""
+  out.mkdir(parents=True, exist_ok=True)
+  paths = [out / 'results.md', out / 'results.json']
+  paths[0].write_text(markdown)
+  paths[1].write_text(json.dumps(to_jsonable(results), indent=1, sort_keys=True) + '\n')
+  if figure is not None:
+    paths.append(out / 'plot.png')
+    figure.savefig(paths[-1], dpi=110, bbox_inches='tight')
+  return paths
+
+
+def new_figure(ncols: int, width: float = 5.0, height: float = 3.6):
+  """(figure, axes) with the headless Agg backend."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  figure, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+  return figure, axes[0]

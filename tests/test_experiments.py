@@ -1,0 +1,103 @@
+"""Smoke tests of the experiment scripts: each runs end to end (`--mode smoke`) and writes its files.
+
+Each script runs as a user runs it (a subprocess, one CPU device), with a tiny synthetic set, one
+seed and a handful of steps; the scripts share one JAX compilation cache. A broken import, a
+crash, or a table without the expected rows fails. Timing is not tested (experiments/ measures).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def shared(tmp_path_factory):
+  """Folders shared by the scripts: the synthetic store and the compilation cache."""
+  return tmp_path_factory.mktemp('experiments_shared')
+
+
+def run_script(name, out, *args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('XLA_FLAGS', None)  # One device, as on a user's CPU machine.
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'experiments' / f'{name}.py'), '--mode', 'smoke', '--out',
+       str(out), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, f'{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
+  return result.stdout
+
+
+def table_rows(markdown, heading):
+  """First column of the Markdown table under `heading` (a line starting with '## ')."""
+  lines = markdown.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith('## ') and heading in line)
+  rows = []
+  for line in lines[start + 1:]:
+    if line.startswith('## '):
+      break
+    if line.startswith('| ') and not line.startswith('|--'):
+      rows.append(line.strip('|').split('|')[0].strip())
+  return rows[1:]  # Without the header row.
+
+
+def check_outputs(out, stdout, plot=True):
+  markdown = (out / 'results.md').read_text()
+  assert markdown.strip() in stdout  # The printed table is the written one.
+  assert 'git commit:' in markdown and 'device:' in markdown and 'command:' in markdown
+  results = json.loads((out / 'results.json').read_text())
+  if plot:
+    png = (out / 'plot.png').read_bytes()
+    assert png.startswith(b'\x89PNG') and len(png) > 1000
+  return markdown, results
+
+
+def test_dmi_vs_pdmi_smoke(tmp_path, shared):
+  out = tmp_path / 'dmi_vs_pdmi'
+  stdout = run_script('dmi_vs_pdmi', out, '--variants', 'pdmi,dmi,none', '--steps', '4',
+                      '--pdmi-start', '0', '--probe-every', '2', '--probe-ks', '2,4',
+                      '--probe-draws', '8', '--data-dir', str(shared / 'data'),
+                      '--compilation-cache', str(shared / 'jax_cache'))
+  markdown, results = check_outputs(out, stdout)
+  assert table_rows(markdown, 'Test mAP') == ['pDMI (Eq. 7)', 'DMI (Eq. 5)', 'no L_D']
+  assert table_rows(markdown, 'Health') == ['pDMI (Eq. 7)', 'DMI (Eq. 5)', 'no L_D']
+  probe_rows = table_rows(markdown, 'Probe')
+  assert len(probe_rows) == 4 * 2  # Four cases, two K.
+  runs = results['runs']
+  assert [r['variant'] for r in runs] == ['pdmi', 'dmi', 'none']
+  assert all(len(r['mAP']) == len(r['tiou']) == 7 for r in runs)
+  # The training probe replayed the kept checkpoints (steps 2; 4 is the final state).
+  assert [p['step'] for p in runs[0]['probes']] == [2]
+  # DMI on a batch missing classes is non-finite; pDMI never is (the probe's point).
+  missing = [r for r in results['probe'] if r['case'] == 'missing classes']
+  assert all(r['dmi_value_nonfinite'] == 1.0 for r in missing)
+  assert all(r['pdmi_value_nonfinite'] == 0.0 for r in results['probe'])
+
+
+def test_ablation_smoke(tmp_path, shared):
+  out = tmp_path / 'ablation'
+  stdout = run_script('ablation', out, '--variants', 'ce,full,nms_0.5', '--steps', '3',
+                      '--data-dir', str(shared / 'data'),
+                      '--compilation-cache', str(shared / 'jax_cache'))
+  markdown, results = check_outputs(out, stdout)
+  assert table_rows(markdown, 'Loss terms') == ['L_CE', 'L_Dis + L_D (D2-Net, official settings)']
+  assert table_rows(markdown, 'switches') == ['L_Dis + L_D (D2-Net, official settings)',
+                                              'D2-Net, NMS 0.5 (paper)']
+  variants = [r['variant'] for r in results['runs']]
+  assert variants == ['ce', 'full', 'nms_0.5']
+  for r in results['runs']:
+    assert 0.0 <= r['f1']['f1'] <= 1.0 and len(r['mAP']) == 7
+
+
+def test_benchmark_smoke(tmp_path, shared):
+  out = tmp_path / 'benchmark'
+  stdout = run_script('benchmark', out, '--data-dir', str(shared / 'loader'))
+  markdown, results = check_outputs(out, stdout, plot=False)
+  assert 'device:' in stdout
+  names = {row[0] for row in results['rows']}
+  assert names >= {'training step', 'model + d2net_loss, fwd + bwd', 'loader: TrainBatcher',
+                   'localize (Sec. 3.3, NumPy)', 'evaluation (mAP, NumPy)'}
