@@ -311,6 +311,16 @@ def read_jsonl(path: pathlib.Path) -> List[Dict[str, Any]]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def describe_data(config) -> str:
+  """One line: which data the runs trained and tested on."""
+  d = config.data
+  if d.kind == 'synthetic':
+    counts = f'{d.synthetic.num_train} train / {d.synthetic.num_test} test videos'
+    counts = counts.replace('-1', 'all')
+    return f'synthetic {d.synthetic.preset} (seed {d.synthetic.seed}, D={d.feature_dim}, {counts})'
+  return f'{d.kind} data at {d.path} (D={d.feature_dim})'
+
+
 def prepare_data(config, log: Callable[[str], None] = print):
   """Builds the synthetic store (`synthetic.ensure_store`, once per set of generation
   parameters) before the first variant, so its time is not a variant's; returns the config."""

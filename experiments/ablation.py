@@ -56,7 +56,7 @@ PAPER = {'ce': ('23.0', '23.5'), 'focal': ('26.7', '-'), 'dis': ('32.2', '30.7')
 
 
 def rescore(config, workdir: pathlib.Path, overrides: Dict[str, Any]) -> Dict[str, Any]:
-  """Test metrics of the run in `workdir` (its selected checkpoint) with other inference settings."""
+  """Test metrics of the run in `workdir` (its selected checkpoint), other inference settings."""
   import jax  # pylint: disable=import-outside-toplevel
   from d2net_jax import inference  # pylint: disable=import-outside-toplevel
   from d2net_jax import train  # pylint: disable=import-outside-toplevel
@@ -93,7 +93,7 @@ def run_all(args, log) -> List[Dict[str, Any]]:
           if name in args.variants:
             runs.append(_common.test_record(name, seed, rescore(config, workdir, overrides),
                                             selected_step=record['selected_step']))
-  return runs
+  return runs, _common.describe_data(base)
 
 
 def parse_args(argv):
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
   meta = _common.run_metadata(argv)
   log = lambda s: print(s, flush=True)
   log(f'{NAME}: {args.mode} mode on {meta["device"]}')
-  runs = run_all(args, log)
+  runs, data = run_all(args, log)
   meta['wall_s'] = time.perf_counter() - start
 
   def labels(names):
@@ -149,9 +149,9 @@ def main(argv=None) -> int:
                              extra_header=['paper mAP@0.5', 'paper F1@0.5'])
   switches = _common.map_table(runs, labels(SWITCHES))
   skipped = sum(r.get('skipped', 0) for r in runs)
-  notes = [f'{args.config} preset, {args.mode} size ({args.steps} steps, {args.seeds} seed(s) '
-           'per variant); test split scored once, on the checkpoint selected by mAP@0.5 on a '
-           'validation split held out from the training videos',
+  notes = [f'configs/{args.config}.py, {args.mode} size: {data}; {args.steps} steps, '
+           f'{args.seeds} seed(s) per variant; test split scored once, on the checkpoint '
+           'selected by mAP@0.5 on a validation split held out from the training videos',
            f'{skipped} skipped (non-finite or non-positive loss) updates over all runs']
   markdown = (_common.markdown_header('Ablation (Table 3 analogue)', meta, notes) + '\n'
               + '## Loss terms (paper Tab. 3): test mAP (%) and F1@0.5, mean ± std over seeds\n\n'

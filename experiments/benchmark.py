@@ -32,7 +32,7 @@ import io
 import pathlib
 import sys
 import time
-from typing import Any, Dict, List
+from typing import List
 
 import numpy as np
 

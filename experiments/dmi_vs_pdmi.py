@@ -122,6 +122,17 @@ def _num(x, digits=2) -> str:
   return f'{x:.{digits}f}'
 
 
+def _share(x: float) -> str:
+  """A fraction as a percentage; '<1%' / '>99%' rather than a rounded 0% / 100%."""
+  if x is None or not math.isfinite(x):
+    return '-'
+  if 0 < x < 0.005:
+    return '<1%'
+  if 0.995 <= x < 1:
+    return '>99%'
+  return f'{100 * x:.0f}%'
+
+
 def probe_table(rows: Sequence[Dict[str, Any]]) -> str:
   header = ['case', 'K', 'DMI value non-finite', 'DMI grad non-finite', 'DMI median value',
             'DMI median grad norm', 'pDMI value non-finite', 'pDMI grad non-finite',
@@ -130,9 +141,9 @@ def probe_table(rows: Sequence[Dict[str, Any]]) -> str:
   for r in rows:
     body.append([
         r['case'], r['K'],
-        f'{100 * r["dmi_value_nonfinite"]:.0f}%', f'{100 * r["dmi_grad_nonfinite"]:.0f}%',
+        _share(r['dmi_value_nonfinite']), _share(r['dmi_grad_nonfinite']),
         _num(r['dmi_value_median']), _num(r['dmi_grad_norm_median']),
-        f'{100 * r["pdmi_value_nonfinite"]:.0f}%', f'{100 * r["pdmi_grad_nonfinite"]:.0f}%',
+        _share(r['pdmi_value_nonfinite']), _share(r['pdmi_grad_nonfinite']),
         _num(r['pdmi_value_median']),
         f'{_num(r["pdmi_grad_norm_median"])} ({_num(r["pdmi_grad_norm_max"])})',
     ])
@@ -222,14 +233,18 @@ def replay_probes(config, workdir: pathlib.Path) -> List[Dict[str, float]]:
   """`make_term_probe` at every checkpoint the run kept, on that step's own training batch."""
   import jax  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from d2net_jax import model as model_lib  # pylint: disable=import-outside-toplevel
   from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax import train_state as train_state_lib  # pylint: disable=import-outside-toplevel
   from d2net_jax.data import batching  # pylint: disable=import-outside-toplevel
 
   dataset = train.load_data(config, workdir)
   train_videos, _, _ = train.selection_videos(config, dataset)
   batcher = batching.TrainBatcher(train_videos, config.train.batch_size, config.data.max_seqlen,
                                   config.train.seed, dataset.num_classes)
-  model, _, template = train.build(config, dataset.num_classes)
+  model = model_lib.build_model(config.model, dataset.num_classes)
+  template = train_state_lib.create_train_state(
+      model, train_state_lib.make_optimizer(config.train), dataset.feature_dim, config.train.seed)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
   probe = make_term_probe(config, model)
   manager = ocp.CheckpointManager(workdir / 'checkpoints',
@@ -290,8 +305,8 @@ def variant_config(base, variant: str, args):
   })
 
 
-def run_training(args, log) -> List[Dict[str, Any]]:
-  """One record per (variant, seed): test metrics, F1 and the term's health."""
+def run_training(args, log) -> tuple[List[Dict[str, Any]], str]:
+  """(one record per (variant, seed): test metrics, F1 and the term's health; the data used)."""
   base = _common.base_config(args.mode, args.steps, args.data_dir, args.config, args.config_arg)
   base = _common.apply_overrides(base, dict(args.set))
   base = _common.prepare_data(base, log)
@@ -312,7 +327,7 @@ def run_training(args, log) -> List[Dict[str, Any]]:
       log(f'{variant:5s} seed {seed}: avg mAP {100 * record["average_mAP"]:.1f}, '
           f'F1@0.5 {100 * record["f1"]["f1"]:.1f} ({summary["seconds"]:.0f} s + '
           f'{record["probe_seconds"]:.0f} s probes)')
-  return runs
+  return runs, _common.describe_data(base)
 
 
 def _pct(values) -> str:
@@ -345,9 +360,9 @@ def training_tables(runs: Sequence[Dict[str, Any]]) -> tuple[str, str]:
         _common.pm(h('skipped'), digits=0),
     ])
   health = _common.markdown_table(
-      ['L_D', 'L_D on (steps)', 'L_DS left out (videos)', 'raw L_DS non-finite',
-       'raw ∇L_DS non-finite', 'L_DV undefined (steps)', 'raw ∇L_DV non-finite',
-       'classes in batch', '‖∇θ L_D‖ median', '‖∇θ L_D‖ / ‖∇θ L_Dis‖', '∇θ L non-finite',
+      ['L_D', 'L_D on (% steps)', 'L_DS left out (% videos)', 'raw L_DS non-finite (%)',
+       'raw ∇L_DS non-finite (%)', 'L_DV undefined (% steps)', 'raw ∇L_DV non-finite (%)',
+       'classes in batch', '‖∇θ L_D‖ median', '‖∇θ L_D‖ / ‖∇θ L_Dis‖', '∇θ L non-finite (%)',
        'skipped updates'], health_rows)
   return table, health
 
@@ -441,7 +456,7 @@ def main(argv=None) -> int:
 
   probe_rows = run_probe(args.probe_ks, args.probe_draws)
   log(f'probe done ({time.perf_counter() - start:.0f} s)')
-  runs = [] if args.skip_training else run_training(args, log)
+  runs, data = ([], '') if args.skip_training else run_training(args, log)
   meta['wall_s'] = time.perf_counter() - start
 
   notes = []
@@ -449,9 +464,9 @@ def main(argv=None) -> int:
   if runs:
     table, health = training_tables(runs)
     notes.append(
-        f'training: {args.config} preset, {args.mode} size ({args.steps} steps, '
+        f'training: configs/{args.config}.py, {args.mode} size: {data}; {args.steps} steps, '
         f'{args.seeds} seed(s) per variant, L_D on after step {args.pdmi_start} every '
-        f'{args.pdmi_every} step(s)); test split scored once, on the checkpoint selected by '
+        f'{args.pdmi_every} step(s); test split scored once, on the checkpoint selected by '
         f'mAP@0.5 on a validation split held out from the training videos')
     sections += [
         '## Test mAP (%) by denoising term (mean ± std over seeds)\n', table,
