@@ -321,6 +321,19 @@ def describe_data(config) -> str:
   return f'{d.kind} data at {d.path} (D={d.feature_dim})'
 
 
+def describe_selection(config) -> str:
+  """How the tested checkpoint was chosen (train.selection, selection_iou, val_fraction)."""
+  iou = config.train.selection_iou
+  metric = f'mAP@{iou:g}' if iou >= 0 else 'the mean mAP over the evaluation tIoUs'
+  if config.train.selection == 'validation':
+    where = (f'a validation split of {config.data.val_fraction:.0%} held out from the training '
+             'videos')
+  else:
+    where = 'the TEST split (the published protocol; optimistic)'
+  return (f'test split scored once, on the checkpoint selected by {metric} on {where} '
+          f'(evaluated every {config.train.eval_every} steps)')
+
+
 def prepare_data(config, log: Callable[[str], None] = print):
   """Builds the synthetic store (`synthetic.ensure_store`, once per set of generation
   parameters) before the first variant, so its time is not a variant's; returns the config."""

@@ -5,7 +5,7 @@ r"""The analogue of the paper's Table 3 on the synthetic benchmark, and the offi
   python experiments/ablation.py --mode smoke           # seconds; what the tests run
 
 Every variant is trained by the library (`d2net_jax.train.train_and_evaluate`: checkpoint selected
-by mAP@0.5 on a validation split held out from the training videos, test split scored once):
+on a validation split held out from the training videos, test split scored once):
   Table 3    L_CE (`loss.discriminative='bce'`, no L_D), L_F (focal: Eq. 4 with w = 0, no L_D),
              L_Dis (Eq. 4, no L_D), L_Dis + L_D (the full D2-Net, pDMI).
   switches   the full D2-Net with one official-code choice changed to the paper's:
@@ -68,7 +68,8 @@ def rescore(config, workdir: pathlib.Path, overrides: Dict[str, Any]) -> Dict[st
   return result.to_dict()
 
 
-def run_all(args, log) -> List[Dict[str, Any]]:
+def run_all(args, log) -> tuple[List[Dict[str, Any]], Any]:
+  """(one test record per (variant, seed), the base config every variant overrides)."""
   base = _common.base_config(args.mode, args.steps, args.data_dir, args.config, args.config_arg)
   base = _common.apply_overrides(base, dict(args.set))
   base = _common.prepare_data(base, log)
@@ -93,7 +94,7 @@ def run_all(args, log) -> List[Dict[str, Any]]:
           if name in args.variants:
             runs.append(_common.test_record(name, seed, rescore(config, workdir, overrides),
                                             selected_step=record['selected_step']))
-  return runs, _common.describe_data(base)
+  return runs, base
 
 
 def parse_args(argv):
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
   meta = _common.run_metadata(argv)
   log = lambda s: print(s, flush=True)
   log(f'{NAME}: {args.mode} mode on {meta["device"]}')
-  runs, data = run_all(args, log)
+  runs, base = run_all(args, log)
   meta['wall_s'] = time.perf_counter() - start
 
   def labels(names):
@@ -149,9 +150,9 @@ def main(argv=None) -> int:
                              extra_header=['paper mAP@0.5', 'paper F1@0.5'])
   switches = _common.map_table(runs, labels(SWITCHES))
   skipped = sum(r.get('skipped', 0) for r in runs)
-  notes = [f'configs/{args.config}.py, {args.mode} size: {data}; {args.steps} steps, '
-           f'{args.seeds} seed(s) per variant; test split scored once, on the checkpoint '
-           'selected by mAP@0.5 on a validation split held out from the training videos',
+  notes = [f'configs/{args.config}.py, {args.mode} size: {_common.describe_data(base)}; '
+           f'{args.steps} steps, {args.seeds} seed(s) per variant; '
+           + _common.describe_selection(base),
            f'{skipped} skipped (non-finite or non-positive loss) updates over all runs']
   markdown = (_common.markdown_header('Ablation (Table 3 analogue)', meta, notes) + '\n'
               + '## Loss terms (paper Tab. 3): test mAP (%) and F1@0.5, mean ± std over seeds\n\n'

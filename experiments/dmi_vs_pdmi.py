@@ -305,8 +305,8 @@ def variant_config(base, variant: str, args):
   })
 
 
-def run_training(args, log) -> tuple[List[Dict[str, Any]], str]:
-  """(one record per (variant, seed): test metrics, F1 and the term's health; the data used)."""
+def run_training(args, log) -> tuple[List[Dict[str, Any]], Any]:
+  """(one record per (variant, seed): test metrics, F1 and the term's health; the base config)."""
   base = _common.base_config(args.mode, args.steps, args.data_dir, args.config, args.config_arg)
   base = _common.apply_overrides(base, dict(args.set))
   base = _common.prepare_data(base, log)
@@ -327,7 +327,7 @@ def run_training(args, log) -> tuple[List[Dict[str, Any]], str]:
       log(f'{variant:5s} seed {seed}: avg mAP {100 * record["average_mAP"]:.1f}, '
           f'F1@0.5 {100 * record["f1"]["f1"]:.1f} ({summary["seconds"]:.0f} s + '
           f'{record["probe_seconds"]:.0f} s probes)')
-  return runs, _common.describe_data(base)
+  return runs, base
 
 
 def _pct(values) -> str:
@@ -456,7 +456,7 @@ def main(argv=None) -> int:
 
   probe_rows = run_probe(args.probe_ks, args.probe_draws)
   log(f'probe done ({time.perf_counter() - start:.0f} s)')
-  runs, data = ([], '') if args.skip_training else run_training(args, log)
+  runs, base = ([], None) if args.skip_training else run_training(args, log)
   meta['wall_s'] = time.perf_counter() - start
 
   notes = []
@@ -464,10 +464,10 @@ def main(argv=None) -> int:
   if runs:
     table, health = training_tables(runs)
     notes.append(
-        f'training: configs/{args.config}.py, {args.mode} size: {data}; {args.steps} steps, '
-        f'{args.seeds} seed(s) per variant, L_D on after step {args.pdmi_start} every '
-        f'{args.pdmi_every} step(s); test split scored once, on the checkpoint selected by '
-        f'mAP@0.5 on a validation split held out from the training videos')
+        f'training: configs/{args.config}.py, {args.mode} size: {_common.describe_data(base)}; '
+        f'{args.steps} steps, {args.seeds} seed(s) per variant, L_D on after step '
+        f'{args.pdmi_start} every {args.pdmi_every} step(s); '
+        + _common.describe_selection(base))
     sections += [
         '## Test mAP (%) by denoising term (mean ± std over seeds)\n', table,
         '\nF1@0.5: precision / recall of the localizer\'s detections at tIoU 0.5 '
