@@ -122,6 +122,7 @@ def train_config() -> ml_collections.ConfigDict:
   c.batch_size = 20
   c.num_steps = 20000
   c.learning_rate = 1e-4
+  c.lr_schedule = 'constant'  # Official code and paper. 'cosine': decays to 0 at num_steps.
   c.weight_decay = 5e-4  # paper: 0.005.
   # 'coupled': wd * param added to the gradient before Adam (torch.optim.Adam, official code);
   # 'decoupled': AdamW.

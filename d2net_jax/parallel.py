@@ -37,6 +37,18 @@ def process_batch(batch: Mapping[str, np.ndarray]) -> dict:
   return {k: v[index * per:(index + 1) * per] for k, v in batch.items()}
 
 
+def usable_devices(batch_size: int, parallelism: str) -> list:
+  """The most devices (local for pmap, all for jit) that split `batch_size` evenly.
+
+  Multi-host runs use every device (the batch must divide evenly; StepRunner checks).
+  """
+  devices = jax.local_devices() if parallelism == 'pmap' else jax.devices()
+  if jax.process_count() > 1:
+    return devices
+  count = max(n for n in range(1, len(devices) + 1) if batch_size % n == 0)
+  return devices[:count]
+
+
 class StepRunner:
   """A compiled `step_fn(state, batch, axis_name) -> (state, metrics)` and how to feed it.
 

@@ -113,11 +113,12 @@ _CHOICES = {
     'train.parallelism': ('pmap', 'jit'),
     'train.selection': ('validation', 'test'),
     'train.weight_decay_mode': ('coupled', 'decoupled'),
+    'train.lr_schedule': ('constant', 'cosine'),
     'data.kind': ('synthetic', 'hdf5', 'wtalc', 'stpn'),
 }
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
-             'data.feature_dim', 'data.num_classes', 'data.eval_bucket', 'data.eval_batch_size')
+             'data.eval_bucket', 'data.eval_batch_size')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -132,7 +133,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in _POSITIVE:
     if not get(name) > 0:
       raise ConfigError(f'config.{name}={get(name)!r}: must be > 0')
-  if config.data.feature_dim % 2:
+  if config.data.feature_dim % 2:  # <= 0: taken from the data.
     raise ConfigError(f'config.data.feature_dim={config.data.feature_dim}: must be even '
                      '(RGB and flow halves)')
   if config.train.selection == 'validation' and not 0 < config.data.val_fraction < 1:
@@ -183,12 +184,11 @@ def selection_videos(config: ml_collections.ConfigDict, dataset):
 # Model and state.
 
 
-def build(config: ml_collections.ConfigDict, num_classes: int):
-  """(model, optimizer, fresh TrainState) from the config."""
+def build(config: ml_collections.ConfigDict, num_classes: int, feature_dim: int):
+  """(model, optimizer, fresh TrainState) from the config, for C classes and D-dim features."""
   model = model_lib.build_model(config.model, num_classes)
   optimizer = train_state_lib.make_optimizer(config.train)
-  state = train_state_lib.create_train_state(model, optimizer, config.data.feature_dim,
-                                             config.train.seed)
+  state = train_state_lib.create_train_state(model, optimizer, feature_dim, config.train.seed)
   return model, optimizer, state
 
 
@@ -200,7 +200,7 @@ def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str 
   """
   workdir = pathlib.Path(workdir)
   dataset = load_data(config, workdir)
-  model, _, template = build(config, dataset.num_classes)
+  model, _, template = build(config, dataset.num_classes, dataset.feature_dim)
   checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
   try:
     if checkpoint == 'best':
@@ -285,9 +285,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
 
   # Data.
   dataset = load_data(config, workdir)
-  if dataset.feature_dim != config.data.feature_dim:
-    raise ConfigError(f'config.data.feature_dim={config.data.feature_dim} but the dataset has '
-                     f'{dataset.feature_dim}-d features')
   train_videos, select_videos, protocol = selection_videos(config, dataset)
   if not select_videos:
     raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')
@@ -297,16 +294,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
       f'{protocol} videos select the checkpoint, {len(dataset.test_videos())} test videos.')
 
   # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
-  model, optimizer, state = build(config, dataset.num_classes)
+  model, optimizer, state = build(config, dataset.num_classes, dataset.feature_dim)
   checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
   if restored is not None:
     state = restored
     log(f'Resumed from {workdir / "checkpoints"} at step {int(state.step)}.')
-  runner = parallel.StepRunner(make_step_fn(config, model, optimizer), c.parallelism)
+  devices = parallel.usable_devices(c.batch_size, c.parallelism)
+  runner = parallel.StepRunner(make_step_fn(config, model, optimizer), c.parallelism, devices)
   if c.batch_size % runner.num_devices:
     raise ConfigError(f'config.train.batch_size={c.batch_size} is not divisible by the '
-                     f'{runner.num_devices} devices')
+                      f'{runner.num_devices} devices')
+  log(f'{c.parallelism} over {runner.num_devices} of {jax.device_count()} '
+      f'{jax.devices()[0].platform} devices, global batch {c.batch_size}.')
   state = runner.put_state(state)
   evaluator = Evaluator(inference.make_forward(model), dataset, select_videos, config, protocol)
   best = checkpointer.best_selection() or {}

@@ -34,6 +34,16 @@ class TrainState:
   num_skipped: jax.Array
 
 
+def learning_rate_schedule(train_config: ml_collections.ConfigDict):
+  """'constant' (official code) or 'cosine' (decay to 0 at num_steps) learning rate."""
+  c = train_config
+  if c.lr_schedule == 'constant':
+    return c.learning_rate
+  if c.lr_schedule == 'cosine':
+    return optax.cosine_decay_schedule(c.learning_rate, c.num_steps)
+  raise ValueError(f"train.lr_schedule must be 'constant' or 'cosine', got {c.lr_schedule!r}")
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Adam with L2 weight decay.
 
@@ -42,14 +52,15 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
   """
   c = train_config
   adam = dict(b1=c.adam_b1, b2=c.adam_b2, eps=c.adam_eps)
+  learning_rate = learning_rate_schedule(c)
   if c.weight_decay_mode == 'coupled':
     return optax.chain(
         optax.add_decayed_weights(c.weight_decay),
         optax.scale_by_adam(**adam),
-        optax.scale_by_learning_rate(c.learning_rate),
+        optax.scale_by_learning_rate(learning_rate),
     )
   if c.weight_decay_mode == 'decoupled':
-    return optax.adamw(c.learning_rate, weight_decay=c.weight_decay, **adam)
+    return optax.adamw(learning_rate, weight_decay=c.weight_decay, **adam)
   raise ValueError(
       f"train.weight_decay_mode must be 'coupled' or 'decoupled', got {c.weight_decay_mode!r}")
 

@@ -68,7 +68,8 @@ def bench_shape(name, config, parallelism, repeats, rng):
   config.loss.pdmi_start_step = -1  # Denoising terms on at every step.
   config.loss.pdmi_every = 1
   config.train.parallelism = parallelism
-  model, optimizer, state = train.build(config, config.data.num_classes)
+  model, optimizer, state = train.build(config, config.data.num_classes,
+                                       config.data.feature_dim)
   runner = parallel.StepRunner(train.make_step_fn(config, model, optimizer), parallelism,
                                donate=True)
   batch = runner.put_batch(random_batch(config, rng))
