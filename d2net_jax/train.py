@@ -333,32 +333,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   # Training.
   start = int(jax.device_get(state.step))
   steps = range(start, c.num_steps)
-  batches = batcher.iterate(start, len(steps), config.data.prefetch)
   bar = run_log.Progress(start, c.num_steps, disable=None if progress is None else not progress)
   pending, last_logged, t0 = [], start, time.perf_counter()
-  with _StopFlag() as interrupt:
-    for step, batch in zip(steps, batches):
-      state, metrics = runner(state, runner.put_batch(batch))
-      pending.append(metrics)
-      done = step + 1
-      if done % c.log_every == 0 or done == c.num_steps or interrupt.stop:
-        fetched = jax.device_get(pending)
-        fetched[-1]['steps_per_sec'] = (done - last_logged) / max(time.perf_counter() - t0, 1e-9)
-        if is_main:
-          for i, m in enumerate(fetched):
-            writer.write(done - len(fetched) + i + 1, m)
-          writer.flush()
-        last_logged, t0, pending = done, time.perf_counter(), []
-        bar.update(done, {k: fetched[-1][k] for k in ('loss', 'loss_dis', 'loss_ds', 'loss_dv')})
-      if done % c.checkpoint_every == 0 or interrupt.stop:
-        checkpointer.save(state)
-      if interrupt.stop:
-        break
-      if done % c.eval_every == 0 and done < c.num_steps:
-        evaluate_and_select(state)
-  batches.close()
-  bar.close()
-  writer.close()
+  with _StopFlag() as interrupt, batcher.iterate(start, len(steps), config.data.prefetch) as batches:
+    try:
+      for step, batch in zip(steps, batches):
+        state, metrics = runner(state, runner.put_batch(batch))
+        pending.append(metrics)  # Stays on device until a log step.
+        done = step + 1
+        if done % c.log_every == 0 or done == c.num_steps or interrupt.stop:
+          fetched = jax.device_get(pending)
+          fetched[-1]['steps_per_sec'] = (done - last_logged) / max(time.perf_counter() - t0, 1e-9)
+          if is_main:
+            for i, m in enumerate(fetched):
+              writer.write(done - len(fetched) + i + 1, m)
+            writer.flush()
+          skipped = sum(int(m['skipped']) for m in fetched)
+          if skipped:
+            log(f'step {done}: {skipped} of the last {len(fetched)} updates skipped (non-finite '
+                f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
+          bar.update(done, {k: fetched[-1][k] for k in ('loss', 'loss_dis', 'loss_ds', 'loss_dv')})
+          last_logged, t0, pending = done, time.perf_counter(), []
+        if done % c.checkpoint_every == 0 or interrupt.stop:
+          checkpointer.save(state)
+        if interrupt.stop:
+          break
+        if done % c.eval_every == 0 and done < c.num_steps:
+          evaluate_and_select(state)
+          t0 = time.perf_counter()  # steps/s counts training only.
+    finally:
+      bar.close()
+      writer.close()
   checkpointer.save(state, force=True)
   checkpointer.wait()
   final_step = int(jax.device_get(state.step))

@@ -125,3 +125,32 @@ def test_validation_split_is_seeded_disjoint_and_held_out():
   assert sorted(train_a + val_a) == videos and not set(train_a) & set(val_a)
   assert train.split_validation(videos, 0.2, seed=4)[1] != val_a
   assert train.split_validation(videos, 0.0, seed=3) == (videos, [])
+
+
+def test_metric_writer_also_feeds_tensorboard_when_installed(tmp_path, monkeypatch):
+  """With tensorboardX importable, every metric also goes to its SummaryWriter."""
+  calls = []
+
+  class FakeSummaryWriter:
+    def __init__(self, logdir):
+      calls.append(('init', logdir))
+
+    def add_scalar(self, name, value, step):
+      calls.append((name, value, step))
+
+    def flush(self):
+      pass
+
+    def close(self):
+      calls.append(('close',))
+
+  fake = type(os)('tensorboardX')
+  fake.SummaryWriter = FakeSummaryWriter
+  monkeypatch.setitem(__import__('sys').modules, 'tensorboardX', fake)
+  writer = run_log.MetricWriter(tmp_path, tensorboard=True)
+  writer.write(3, {'loss': np.float32(0.5), 'skipped': np.float32(float('nan'))})
+  writer.close()
+  assert calls[0] == ('init', str(tmp_path / 'tensorboard'))
+  assert ('loss', 0.5, 3) in calls and calls[-1] == ('close',)
+  assert json.loads((tmp_path / 'metrics.jsonl').read_text()) == {
+      'step': 3, 'loss': 0.5, 'skipped': 'nan'}
