@@ -26,6 +26,9 @@ def _define(fv):
 
 
 def main(argv) -> int:
+  if any(arg in ('-h', '--help', '-help') for arg in argv):
+    print(__doc__)
+    return 0
   try:
     config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
     if not fv.video:

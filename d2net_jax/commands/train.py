@@ -3,6 +3,17 @@
 Trains, resuming from the latest checkpoint in the workdir if there is one, evaluates
 periodically to keep the best checkpoint, and ends with the test-set mAP table. Ctrl-C saves a
 checkpoint and exits (status 130); the same command resumes.
+
+Flags:
+  --config FILE[:ARG]   a config file with get_config(ARG), e.g. configs/thumos14.py:paper
+  --config.S.F=VALUE    override any field, e.g. --config.train.batch_size=4
+  --workdir DIR         the run folder (created; an existing run in it is resumed)
+  --[no]progress        progress bar (default: when stderr is a terminal, else log lines)
+
+The workdir: config.json (resolved config), metrics.jsonl (one line per step), eval.jsonl (one
+line per checkpoint-selection evaluation), checkpoints/ (latest few), best/ (the selected one and
+selection.json), results.json and detections_test.json (test set, at the end), tensorboard/
+(with tensorboardX installed), data/ (the synthetic store).
 """
 
 import sys
@@ -22,6 +33,9 @@ def _define(fv):
 
 
 def main(argv) -> int:
+  if any(arg in ('-h', '--help', '-help') for arg in argv):
+    print(__doc__)
+    return 0
   try:
     config, fv = config_cli.parse(PROG, argv, extra_flags=(_define,))
     if not fv.workdir:
