@@ -10,8 +10,6 @@ that differ from THUMOS14 are each set here. `PAPER` holds the paper's values wh
 import importlib.util
 import pathlib
 
-from d2net_jax import config as config_lib
-
 
 def _thumos_preset():
   path = pathlib.Path(__file__).with_name('thumos14.py')

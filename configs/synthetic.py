@@ -22,9 +22,10 @@ def _thumos_preset():
 
 def get_config(arg=None):
   """arg: None; 'paper' (THUMOS14's paper settings on the same data and schedule); 'smoke' (a
-  seconds-long run on a handful of tiny videos, for tests: `--config configs/synthetic.py:smoke`)."""
+  seconds-long run on a handful of tiny videos, for tests: configs/synthetic.py:smoke)."""
   if arg not in (None, '', 'paper', 'smoke'):
-    raise ValueError(f"configs/synthetic.py: unknown argument {arg!r} (use 'paper', 'smoke' or none)")
+    raise ValueError(f"configs/synthetic.py: unknown argument {arg!r} "
+                     "(use 'paper', 'smoke' or none)")
   config = _thumos_preset().get_config('paper' if arg == 'paper' else None)
 
   config.data.kind = 'synthetic'

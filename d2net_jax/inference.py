@@ -21,7 +21,10 @@ from d2net_jax.data.records import Dataset, VideoRecord
 
 
 def make_forward(model):
-  """jit (params, x_ref (D/2,), features (B, T, D), mask (B, T)) -> (tcam (B, T, C), lambda' (B, T))."""
+  """jit fn(params, x_ref (D/2,), features (B, T, D), mask (B, T)).
+
+  Returns (tcam (B, T, C), lambda' (B, T)), both zero at padded snippets.
+  """
 
   @jax.jit
   def forward(params, x_ref, features, mask):

@@ -96,7 +96,10 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, optimiz
 
 def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
                  loss_fn: Callable[..., Any] = losses.d2net_loss):
-  """`train_step` with its dependencies bound: (state, batch, axis_name=None) -> (state, metrics)."""
+  """`train_step` with its dependencies bound.
+
+  Returns fn(state, batch, axis_name=None) -> (state, metrics).
+  """
   return functools.partial(train_step, model=model, optimizer=optimizer, loss_config=config.loss,
                            skip_nonpositive_loss=config.train.skip_nonpositive_loss,
                            loss_fn=loss_fn)
@@ -162,7 +165,7 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path):
 
 
 def split_validation(videos, fraction: float, seed: int):
-  """(train, validation): a seeded `fraction` of `videos` held out (at least one if fraction > 0)."""
+  """(train, validation): a seeded `fraction` of `videos` held out (>= 1 video if fraction > 0)."""
   if fraction <= 0:
     return list(videos), []
   count = min(len(videos) - 1, max(1, int(round(fraction * len(videos)))))
@@ -335,7 +338,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   steps = range(start, c.num_steps)
   bar = run_log.Progress(start, c.num_steps, disable=None if progress is None else not progress)
   pending, last_logged, t0 = [], start, time.perf_counter()
-  with _StopFlag() as interrupt, batcher.iterate(start, len(steps), config.data.prefetch) as batches:
+  batches = batcher.iterate(start, len(steps), config.data.prefetch)
+  with _StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
         state, metrics = runner(state, runner.put_batch(batch))

@@ -85,7 +85,8 @@ def _corrupt(step_dir: pathlib.Path) -> None:
     path.write_bytes(data[:len(data) // 2])
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax async teardown.
+# orbax's async teardown after the failed restore.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_corrupt_latest_falls_back_to_previous_with_warning(config, tmp_path):
   state, runner = _fresh(config)
   checkpointer = checkpointing.Checkpointer(tmp_path, keep=3)

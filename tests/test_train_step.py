@@ -1,7 +1,6 @@
 """The training step: pmap and jit-over-mesh on 8 simulated CPU devices give the single-device
 update; one compilation across the pDMI switch; non-finite batches are skipped; coupled decay."""
 
-import functools
 
 import chex
 import jax

@@ -27,7 +27,8 @@ def _first_line(error: BaseException) -> str:
 def _unknown_override(argv: Sequence[str], config_file: str) -> Optional[str]:
   """The first `--config.a.b` of argv that names no field of the config file."""
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', flag_values=fv, sys_argv=['x', f'--config={config_file}'])
+  config_flags.DEFINE_config_file('config', flag_values=fv,
+                                  sys_argv=['x', f'--config={config_file}'])
   fv(['x', f'--config={config_file}'])
   config = fv.config
   for arg in argv:
