@@ -33,8 +33,11 @@ PAPER.update({
 
 
 def get_config(arg=None):
-  """arg: None (official code) or 'paper'."""
-  config = _THUMOS.get_config()
+  """arg: '[METHOD][,paper]' as configs/thumos14.py: a registered method (default d2net) and
+  'paper' for D2-Net's paper values."""
+  method, flags, _ = _THUMOS.config_lib.parse_preset_arg(arg, 'configs/activitynet12.py',
+                                                          flags=('paper',))
+  config = _THUMOS.get_config(method)
 
   config.data.name = 'ActivityNet1.2'
   config.data.num_classes = 100
@@ -61,12 +64,10 @@ def get_config(arg=None):
   config.evaluation.tiou_thresholds = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
   config.evaluation.use_ambiguous = False
 
-  if arg == 'paper':
+  if 'paper' in flags:
     _THUMOS.apply_overrides(config, PAPER)
     config.loss.bg_threshold = 0.5
     config.loss.snippet_bg_threshold = 0.5
     config.localize.activitynet_class_rule = False
     config.localize.rescale_attention = False
-  elif arg:
-    raise ValueError(f"configs/activitynet12.py: unknown argument {arg!r} (use 'paper' or none)")
   return config

@@ -1,6 +1,8 @@
 r"""The demo: D2-Net on the `thumos14_like` synthetic benchmark, small enough for a laptop.
 
   d2net-jax train --config configs/synthetic.py --workdir runs/demo     # = bash dev.sh demo
+  d2net-jax train --config configs/synthetic.py:mil --workdir runs/mil  # the MIL baseline
+  d2net-jax train --config configs/synthetic.py:mil,smoke ...           # seconds, for tests
 
 Generates the synthetic features into `<workdir>/data` on first use, trains, keeps the best
 checkpoint by mAP on a validation split held out from the training videos, and ends with the
@@ -21,12 +23,13 @@ def _thumos_preset():
 
 
 def get_config(arg=None):
-  """arg: None; 'paper' (THUMOS14's paper settings on the same data and schedule); 'smoke' (a
-  seconds-long run on a handful of tiny videos, for tests: configs/synthetic.py:smoke)."""
-  if arg not in (None, '', 'paper', 'smoke'):
-    raise ValueError(f"configs/synthetic.py: unknown argument {arg!r} "
-                     "(use 'paper', 'smoke' or none)")
-  config = _thumos_preset().get_config('paper' if arg == 'paper' else None)
+  """arg: '[METHOD][,paper][,smoke]': METHOD as registered (default d2net); 'paper': THUMOS14's
+  D2-Net paper settings on the same data and schedule; 'smoke': a seconds-long run on a handful
+  of tiny videos, for tests (e.g. configs/synthetic.py:mil,smoke)."""
+  thumos = _thumos_preset()
+  method, flags, _ = thumos.config_lib.parse_preset_arg(arg, 'configs/synthetic.py',
+                                                         flags=('paper', 'smoke'))
+  config = thumos.get_config(','.join([method] + (['paper'] if 'paper' in flags else [])))
 
   config.data.kind = 'synthetic'
   config.data.path = ''  # Generated into <workdir>/data.
@@ -50,7 +53,7 @@ def get_config(arg=None):
   config.train.selection_iou = -1.0  # Mean mAP over 0.1:0.7: steadier than mAP@0.5 on 40 videos.
   config.loss.pdmi_start_step = 250  # THUMOS14: 1000 of 20000 steps.
 
-  if arg == 'smoke':
+  if 'smoke' in flags:
     config.data.synthetic.num_train = 16
     config.data.synthetic.num_test = 6
     config.data.feature_dim = 16
@@ -65,4 +68,10 @@ def get_config(arg=None):
     config.train.eval_every = 12
     config.train.checkpoint_every = 12
     config.loss.pdmi_start_step = 8
+    thumos.apply_overrides(config, _methods().get(method).smoke_overrides)
   return config
+
+
+def _methods():
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
+  return methods

@@ -4,6 +4,10 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
       --config.data.kind=wtalc --config.data.path=/path/to/features_and_annotations
 
   d2net-jax train --config configs/thumos14.py:paper ...   # the paper's stated settings
+  d2net-jax train --config configs/thumos14.py:mil ...     # the MIL baseline on the same data
+
+The argument is a comma-separated list: a method name (d2net_jax.methods.names(), default
+'d2net') and flags ('paper': D2-Net's paper values), e.g. `configs/thumos14.py:d2net,paper`.
 
 Every field of d2net_jax/config.py can be overridden (`--config.train.batch_size=10`). The values
 below repeat the schema's defaults on purpose, so the settings that matter read in one place; each
@@ -39,16 +43,15 @@ PAPER = {
 
 def apply_overrides(config, overrides):
   """Sets 'section.field' -> value on a locked config (a misspelt field raises)."""
-  for dotted, value in overrides.items():
-    section, field = dotted.split('.')
-    config[section][field] = value
-  return config
+  return config_lib.apply_overrides(config, overrides)
 
 
 def get_config(arg=None):
-  """arg: None (official code) or 'paper'."""
+  """arg: '[METHOD][,paper]': METHOD as registered (default d2net); 'paper': D2-Net's paper values."""
+  method, flags, _ = config_lib.parse_preset_arg(arg, 'configs/thumos14.py', flags=('paper',))
   config = config_lib.base_config()
   config.lock()  # Presets and command-line overrides may change fields, never add them.
+  config.method = method
 
   config.data.kind = 'wtalc'
   config.data.name = 'Thumos14reduced'
@@ -85,8 +88,6 @@ def get_config(arg=None):
   config.localize.nms_threshold = 0.3  # paper: 0.5.
   config.evaluation.tiou_thresholds = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
-  if arg == 'paper':
+  if 'paper' in flags:
     apply_overrides(config, PAPER)
-  elif arg:
-    raise ValueError(f"configs/thumos14.py: unknown argument {arg!r} (use 'paper' or none)")
   return config

@@ -37,6 +37,33 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint in the workdir holds arrays of other shapes than the current config's state."""
 
 
+# Checkpoints written before methods were plug-ins hold D2-Net's `x_ref` as a top-level field of
+# the state; now it is method_state['x_ref'].
+_LEGACY_FIELDS = ('step', 'params', 'opt_state', 'x_ref', 'key', 'num_skipped')
+
+
+def _is_legacy(metadata) -> bool:
+  keys = set(dict(metadata))
+  return 'x_ref' in keys and 'method_state' not in keys
+
+
+def _restore(manager, step: int, template, where: pathlib.Path):
+  """Restores checkpoint `step` of `manager` into `template`'s structure (legacy layout too)."""
+  metadata = manager.item_metadata(step)
+  if metadata is None or not _is_legacy(metadata):
+    return manager.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
+  method_state = getattr(template, 'method_state', None)
+  if not isinstance(method_state, dict) or set(method_state) != {'x_ref'}:
+    raise CheckpointMismatchError(
+        f'{where}: a D2-Net checkpoint written before methods were plug-ins; restore it with '
+        "--config.method=d2net (the run's config.json without a 'method' field means d2net)")
+  legacy = {name: (template.method_state['x_ref'] if name == 'x_ref' else getattr(template, name))
+            for name in _LEGACY_FIELDS}
+  restored = manager.restore(step, args=ocp.args.StandardRestore(_abstract(legacy)))
+  fields = {name: restored[name] for name in _LEGACY_FIELDS if name != 'x_ref'}
+  return template.replace(method_state={'x_ref': restored['x_ref']}, **fields)
+
+
 def _write_json(path: pathlib.Path, value) -> None:
   """Writes JSON atomically (write, then rename)."""
   tmp = path.with_suffix(path.suffix + '.tmp')
@@ -92,7 +119,9 @@ class Checkpointer:
       try:
         if found is None:
           raise ValueError('unreadable checkpoint metadata')
-        return self._latest.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
+        return _restore(self._latest, step, template, self._latest.directory / str(step))
+      except CheckpointMismatchError:
+        raise
       except Exception as e:  # pylint: disable=broad-except
         where = 'left in place' if self.read_only else f'moved to {self._move_aside(step)}'
         message = (f'checkpoint step {step} in {self.workdir / "checkpoints"} is unreadable '
@@ -135,7 +164,7 @@ class Checkpointer:
     step = self._best.latest_step()
     if step is None:
       return None
-    return self._best.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
+    return _restore(self._best, step, template, self._best.directory / str(step))
 
   def restore_for_inference(self, template):
     """(state, which): the best checkpoint if there is one, else the latest; which says so."""

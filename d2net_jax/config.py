@@ -4,12 +4,16 @@
 official code disagree, the field defaults to the official code's value (it produced the published
 numbers) and its comment says `paper:` with the paper's value; README.md lists each difference.
 
-Sections: `data`, `model`, `loss`, `train`, `localize`, `evaluation`. Presets import this module,
-call `base_config()` and override a few fields; every field can be overridden on the command line
-(`--config.train.batch_size=4`).
+`config.method` picks the method (`d2net_jax.methods`, default 'd2net'). Shared sections: `data`,
+`train`, `localize`, `evaluation`; every registered method adds its own (D2-Net: `model` and
+`loss`; the MIL baseline: `mil`; ...), so each method's fields exist whichever method runs and a
+misspelt field fails. Presets import this module, call `base_config()` and override a few fields;
+every field can be overridden on the command line (`--config.train.batch_size=4`).
 """
 
 import ml_collections
+
+from d2net_jax import methods
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -42,7 +46,20 @@ def data_config() -> ml_collections.ConfigDict:
   # annotated instances) or 'union'. They differ for 28 of the 412 THUMOS14 videos.
   c.video_labels = 'labels_all'
   c.class_list = ''  # STPN layout: class names file, one per line ('' = sorted gt.json labels).
-  c.max_seqlen = 750  # Training crop length (snippets); batches are padded to this.
+  # How training videos become fixed-length rows: 'crop' (a random contiguous crop of at most
+  # max_seqlen snippets, zero-padded: D2-Net), 'resample' (every video resampled to num_segments
+  # snippets, a random snippet per bin in training and uniform at test: SAL, CO2-Net), or 'auto'
+  # (the method's own choice).
+  c.sampling = 'auto'
+  c.max_seqlen = 750  # 'crop': training crop length (snippets); batches are padded to this.
+  c.num_segments = 0  # 'resample': snippets per video (0: max_seqlen).
+  # 'resample' at test, for a video with at most num_segments snippets: 'repeat' (resampled up to
+  # num_segments by repeating snippets, SAL THUMOS14) or 'keep' (all its snippets, padded and
+  # masked, SAL ActivityNet).
+  c.resample_short = 'repeat'
+  # Which videos a training batch holds: 'replacement' (each row drawn uniformly, official D2-Net)
+  # or 'epoch' (a fresh permutation of the videos every epoch, no repeats within one).
+  c.shuffle = 'replacement'
   c.eval_bucket = 64  # Evaluation pads each video to a multiple of this many snippets.
   c.eval_batch_size = 1
   c.prefetch = 2  # Training batches prepared ahead in a background thread.
@@ -57,59 +74,6 @@ def data_config() -> ml_collections.ConfigDict:
   c.synthetic.num_test = -1
   c.synthetic.annotations = ''  # Lay synthetic features over a real annotation folder.
   c.synthetic.noise_scale = 1.0  # Multiplies the feature noise: > 1 harder, < 1 easier.
-  return c
-
-
-def model_config() -> ml_collections.ConfigDict:
-  """The two-stream temporal convolution network (Sec. 3, Fig. 2)."""
-  c = ml_collections.ConfigDict()
-  c.kernel_size = 3  # Layers 1, 2. ActivityNet1.2: 5.
-  c.dilation = 1  # ActivityNet1.2: 2.
-  c.classifier_kernel_size = 1  # Layer 3 (official code). ActivityNet1.2 official: 5.
-  c.classifier_dilation = 1  # ActivityNet1.2 official: 2.
-  c.leaky_slope = 0.2
-  c.residual = True  # Official code: x1 = act(conv(F)) + F, x2 = act(conv(x1)) + x1. paper: none.
-  c.dropout_rate = 0.7  # Official code, before the classifier, training only. paper: none.
-  c.init_std = 0.01  # Official code: conv weights N(0, 0.01), zero bias.
-  # Official code hands the post-dropout activations to the losses during training.
-  c.embeddings_after_dropout = True
-  return c
-
-
-def loss_config() -> ml_collections.ConfigDict:
-  """L = L_Dis + L_D (Eq. 1, 4, 11) and the official code's choices around it."""
-  c = ml_collections.ConfigDict()
-  # Video-level top-k pooling: k = ceil(s / topk_ratio). ActivityNet1.2 official: 4.
-  c.topk_ratio = 8
-  c.min_snippets = 5  # Official code skips videos with fewer valid snippets (and no positive label).
-  # Discriminative term: 'd2net' (Eq. 4), 'focal' (Eq. 4 with w = 0, L_F), 'bce' (L_CE).
-  c.discriminative = 'd2net'
-  c.beta = 2.0  # Focusing exponent.
-  c.gamma = 0.01  # Intra-class compactness weight.
-  c.prob_clip = 1e-3  # p clamped to [clip, 1 - clip].
-  c.positive_class_weight = True  # Official code: positive terms times C. paper: none.
-  c.class_reduction = 'mean'  # Eq. 4 over classes: 'mean' (official code). paper: 'sum'.
-  c.fg_threshold = 0.5  # tau of Eq. 2 for lambda.
-  c.bg_threshold = 0.5  # tau of Eq. 2 for lambda_b = 1 - lambda. ActivityNet1.2 official: 0.8.
-  c.normalize_attention = True  # Official code divides Eq. 2 by the kept attention. paper: sum.
-  # Denoising term: 'pdmi' (Eq. 7), 'dmi' (Eq. 5), 'l1', 'bce', or 'none'.
-  c.denoising = 'pdmi'
-  c.pdmi_eps = 1e-5  # Singular values <= eps are ignored.
-  c.snippet_fg_threshold = 0.5  # Eq. 9: pseudo-foreground lambda' > this.
-  c.snippet_bg_threshold = 0.5  # Eq. 9: pseudo-background lambda' < this. ActivityNet1.2: 0.3.
-  # Eq. 10, official code: zero class scores below floor * max(p), renormalise to sum 1.
-  c.video_score_floor = 0.2
-  c.video_renormalize = True
-  c.w_ds = 0.1  # Weight of L_DS. paper: one alpha = 0.2 for both terms (ActivityNet1.2: 1e-3).
-  c.w_dv = 0.1  # Weight of L_DV. paper: alpha.
-  # Official schedule: the denoising terms from this step on, and only every `pdmi_every` steps.
-  c.pdmi_start_step = 1000  # paper: from the start.
-  c.pdmi_every = 2  # paper: every step.
-  # Background reference x_ref of Eq. 8.
-  c.x_ref_momentum = 0.9
-  # 'most_background': each video's single most background snippet, averaged (official code);
-  # 'mean_bg': the mean of the x_bg of Eq. 2 (paper).
-  c.x_ref_source = 'most_background'
   return c
 
 
@@ -207,10 +171,53 @@ def evaluation_config() -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
   """THUMOS14 with the official code's settings."""
   config = ml_collections.ConfigDict()
+  config.method = 'd2net'  # d2net_jax.methods.names(): 'd2net', 'mil', ...
   config.data = data_config()
-  config.model = model_config()
-  config.loss = loss_config()
   config.train = train_config()
   config.localize = localize_config()
   config.evaluation = evaluation_config()
+  for name, section in methods.config_sections().items():
+    config[name] = section
+  return config
+
+
+# D2-Net's sections, defined with the method (d2net_jax/methods/d2net/config.py); kept here too.
+from d2net_jax.methods.d2net.config import loss_config, model_config  # noqa: E402,F401  pylint: disable=wrong-import-position
+
+
+def parse_preset_arg(arg, preset: str, flags=(), keys=()):
+  """(method, {flag}, {key: value}) of a preset argument such as 'sal', 'd2net,paper', 'smoke',
+  'dfe,base=sal'; tokens are separated by commas, in any order.
+
+  A token is a registered method name, one of `flags`, or `key=value` with key in `keys`. The
+  method defaults to 'd2net'. ValueError naming the valid tokens otherwise.
+  """
+  method, found_flags, values = 'd2net', set(), {}
+  valid = (f"methods {', '.join(methods.names())}" + (f"; flags {', '.join(flags)}" if flags else '')
+           + (f"; {', '.join(k + '=...' for k in keys)}" if keys else ''))
+  for token in (t.strip() for t in str(arg or '').split(',')):
+    if not token:
+      continue
+    key, eq, value = token.partition('=')
+    if token in methods.names():
+      method = token
+    elif token in flags:
+      found_flags.add(token)
+    elif eq and key in keys:
+      values[key] = value
+    else:
+      raise ValueError(f'{preset}: unknown argument {token!r} (valid: {valid})')
+  return method, found_flags, values
+
+
+def apply_overrides(config, overrides) -> ml_collections.ConfigDict:
+  """Sets 'section.field' (or 'section.sub.field') -> value; a misspelt field raises."""
+  for dotted, value in overrides.items():
+    *path, field = dotted.split('.')
+    node = config
+    for part in path:
+      node = node[part]
+    if field not in node:
+      raise KeyError(f'no config field {dotted!r}')
+    node[field] = value
   return config

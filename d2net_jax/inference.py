@@ -1,66 +1,109 @@
-"""Running a trained D2-Net over videos: TCAMs, bottom-up attention, detections and mAP.
+"""Running a trained model of any method over videos: per-snippet outputs, detections and mAP.
 
-`video_outputs` runs the network (jit, one compilation per padded length bucket) over
-`batching.eval_batches` and returns, per video, the TCAM T (s, C) and lambda' (s,) of Eq. 8 as
-NumPy, trimmed to the video's s valid snippets. `detect` turns them into detections (Sec. 3.3,
-`localize.localize_video`) and `evaluate` scores those (`evaluation.evaluate_detections`).
-Training's periodic evaluation and `d2net-jax localize` both call `evaluate`.
+`make_forward(model, config)` jit-compiles the method's `inference_outputs`; `video_outputs` runs it
+over `batching.eval_batches` (one compilation per padded length bucket) and returns, per video, a
+`VideoOutputs`: the per-snippet arrays (s, ...) trimmed to the s snippets fed (D2-Net: the TCAM
+and lambda' of Eq. 8), the per-video arrays, and the seconds each fed snippet covers (the
+feature timing, scaled by v_len / s when videos were resampled to a fixed length). `detect` turns
+them into detections with the method's localizer and `evaluate` scores those
+(`evaluation.evaluate_detections`). Training's periodic evaluation and `d2net-jax localize` both
+call `evaluate`.
 """
 
 import dataclasses
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import jax
 import numpy as np
 
 from d2net_jax import evaluation
 from d2net_jax import localize
-from d2net_jax import losses
+from d2net_jax import methods
 from d2net_jax.data import batching
 from d2net_jax.data.records import Dataset, VideoRecord
 
 
-def make_forward(model):
-  """jit fn(params, x_ref (D/2,), features (B, T, D), mask (B, T)).
+@dataclasses.dataclass
+class VideoOutputs:
+  """One video's network outputs, NumPy float32.
 
-  Returns (tcam (B, T, C), lambda' (B, T)), both zero at padded snippets.
+  Attributes:
+    snippet: {name: (s, ...)} per-snippet arrays, s the snippets fed (all of them unless the
+      video was resampled), e.g. 'tcam' (s, C) and 'attention' (s,).
+    video: {name: (...)} per-video arrays (e.g. video-level class scores).
+    seconds_per_snippet: seconds one fed snippet covers.
   """
+  snippet: Dict[str, np.ndarray]
+  video: Dict[str, np.ndarray]
+  seconds_per_snippet: float
 
-  @jax.jit
-  def forward(params, x_ref, features, mask):
-    outputs = model.apply({'params': params}, features, mask, train=False)
-    attention = losses.bottom_up_attention(outputs['embeddings'], x_ref) * mask
-    return outputs['tcam'], attention
+  # D2-Net's two arrays under their old names.
+  @property
+  def tcam(self) -> np.ndarray:
+    return self.snippet['tcam']
 
-  return forward
+  @property
+  def attention(self) -> np.ndarray:
+    return self.snippet['attention']
 
 
-def video_outputs(forward, params, x_ref, videos: Sequence[VideoRecord], data_config,
-                  num_classes: int) -> List[Tuple[np.ndarray, np.ndarray]]:
-  """[(tcam (s, C), attention (s,))] per video, in the order of `videos` (NumPy, float32)."""
-  results: List = [None] * len(videos)
-  batches = batching.eval_batches(videos, data_config.eval_bucket, data_config.eval_batch_size,
-                                  num_classes)
-  for batch in batches:
-    tcam, attention = jax.device_get(forward(params, x_ref, batch['features'], batch['mask']))
-    lengths = np.asarray(batch['mask']).sum(axis=1).astype(int)
+def make_forward(model, config):
+  """jit fn(params, method_state, features (B, T, D), mask (B, T)) -> (snippet, video) dicts of
+  `config.method`'s `inference_outputs`."""
+  method = methods.get(config.method)
+
+  def forward(params, state, features, mask):
+    return method.inference_outputs(model, params, state, features, mask, config)
+
+  return jax.jit(forward)
+
+
+def eval_batches(videos: Sequence[VideoRecord], config, num_classes: int):
+  """`batching.eval_batches` as `config.data` asks (whole videos in buckets, or resampled)."""
+  data = config.data
+  resample = batching.resolve_sampling(config) == 'resample'
+  return batching.eval_batches(
+      videos, data.eval_bucket, data.eval_batch_size, num_classes,
+      resample_to=(data.num_segments or data.max_seqlen) if resample else None,
+      resample_short=data.resample_short)
+
+
+def video_outputs(forward, params, state, videos: Sequence[VideoRecord], config,
+                  num_classes: int) -> List[VideoOutputs]:
+  """A `VideoOutputs` per video, in the order of `videos`."""
+  results: List[Any] = [None] * len(videos)
+  for batch in eval_batches(videos, config, num_classes):
+    snippet, video = jax.device_get(forward(params, state, batch['features'], batch['mask']))
+    fed = np.asarray(batch['mask']).sum(axis=1).astype(int)
     for row, index in enumerate(np.asarray(batch['video_index'])):
-      if index >= 0:
-        s = lengths[row]
-        results[index] = (np.asarray(tcam[row, :s]), np.asarray(attention[row, :s]))
+      if index < 0:
+        continue
+      s, record = fed[row], videos[index]
+      seconds = record.seconds_per_snippet
+      if s != record.num_snippets:  # Resampled: s fed snippets span the video's num_snippets.
+        seconds = seconds * record.num_snippets / s
+      results[index] = VideoOutputs(
+          snippet={k: np.asarray(v[row, :s]) for k, v in snippet.items()},
+          video={k: np.asarray(v[row]) for k, v in video.items()},
+          seconds_per_snippet=seconds)
   missing = [videos[i].video_id for i, r in enumerate(results) if r is None]
   if missing:
     raise RuntimeError(f'eval_batches left out {len(missing)} videos, e.g. {missing[:3]}')
   return results
 
 
-def detect(outputs, videos: Sequence[VideoRecord], localize_config
+def detect(outputs: Sequence[VideoOutputs], videos: Sequence[VideoRecord], config
            ) -> Dict[str, localize.Detections]:
-  """{video_id: Detections} from `video_outputs`."""
-  found = localize.localize_videos(
-      ((tcam, attention, video.seconds_per_snippet) for (tcam, attention), video
-       in zip(outputs, videos)), localize_config, names=[v.video_id for v in videos])
-  return {video.video_id: d for video, d in zip(videos, found)}
+  """{video_id: Detections} from `video_outputs`, by `config.method`'s localizer."""
+  name = methods.get(config.method).localizer
+  found = {}
+  for out, video in zip(outputs, videos):
+    try:
+      found[video.video_id] = localize.localize_outputs(name, out.snippet, out.video,
+                                                        out.seconds_per_snippet, config)
+    except ValueError as e:
+      raise ValueError(f'video {video.video_id}: {e}') from e
+  return found
 
 
 def score(dataset: Dataset, videos: Sequence[VideoRecord], detections, config
@@ -74,11 +117,11 @@ def score(dataset: Dataset, videos: Sequence[VideoRecord], detections, config
       class_names=list(dataset.class_names), unknown_videos=config.evaluation.unknown_videos)
 
 
-def evaluate(forward, params, x_ref, dataset: Dataset, videos: Sequence[VideoRecord], config
+def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRecord], config
              ) -> Tuple[evaluation.EvaluationResult, Dict[str, localize.Detections]]:
-  """(mAP result, detections) of the network on `videos` (the whole of Sec. 3.3 + scoring)."""
-  outputs = video_outputs(forward, params, x_ref, videos, config.data, dataset.num_classes)
-  detections = detect(outputs, videos, config.localize)
+  """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring)."""
+  outputs = video_outputs(forward, params, state, videos, config, dataset.num_classes)
+  detections = detect(outputs, videos, config)
   return score(dataset, videos, detections, config), detections
 
 

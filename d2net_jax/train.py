@@ -1,4 +1,4 @@
-"""Training and evaluation of D2-Net: `train_and_evaluate(config, workdir)`.
+"""Training and evaluation of any registered method: `train_and_evaluate(config, workdir)`.
 
 Read top to bottom, the banner sections are the architecture: update step, input, model and state,
 checkpoints and resume, evaluation, the loop. Everything a step needs is in `TrainState`, and the
@@ -26,8 +26,7 @@ from d2net_jax import checkpointing
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
-from d2net_jax import losses
-from d2net_jax import model as model_lib
+from d2net_jax import methods
 from d2net_jax import parallel
 from d2net_jax import run_log
 from d2net_jax import train_state as train_state_lib
@@ -39,36 +38,39 @@ from d2net_jax.train_state import TrainState
 
 
 def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, optimizer,
-               loss_config: ml_collections.ConfigDict, skip_nonpositive_loss: bool = True,
-               loss_fn: Callable[..., Any] = losses.d2net_loss,
+               config: ml_collections.ConfigDict, loss_fn: Callable[..., Any],
                axis_name: Optional[str] = None):
   """One update from a batch ('features' (B, T, D), 'mask' (B, T), 'labels' (B, C)).
+
+  `loss_fn(outputs, batch, state, config, key, axis_name=...)` is the method's loss
+  (`Method.loss_fn`); it gets the method state plus 'step' and returns (loss, aux) with the new
+  method state in aux['state'].
 
   With `axis_name` the batch is this device's part of the global batch, inside `jax.pmap`:
   `loss_fn` returns the global loss (batch-level terms gathered over the axis), the gradients are
   `lax.pmean`-ed and every device computes the same new state. Without it, the batch is global
   (single device, or `jax.jit` over a mesh).
 
-  Keys: step_key = fold_in(state.key, step); the Eq. 3 pairing key comes from step_key alone
-  (the same on every device: pairs are drawn over the global batch); the dropout key also folds
-  in the device index, so dropout masks differ between device counts by construction.
+  Keys: step_key = fold_in(state.key, step); the loss key (D2-Net's Eq. 3 pairing) comes from
+  step_key alone (the same on every device: draws over the global batch); the dropout key also
+  folds in the device index, so dropout masks differ between device counts by construction.
 
-  A non-finite loss or gradient (or, with `skip_nonpositive_loss`, a loss <= 0 as in the official
-  code) leaves params, optimizer state and x_ref unchanged; the step still advances and
-  `metrics['skipped']` is 1. Decided on device, no host round-trip.
+  A non-finite loss or gradient (or, with `train.skip_nonpositive_loss`, a loss <= 0 as in the
+  official D2-Net code) leaves params, optimizer state and method state unchanged; the step still
+  advances and `metrics['skipped']` is 1. Decided on device, no host round-trip.
 
   Returns (new_state, metrics): metrics are float32 scalars, the same on every device.
   """
   step_key = jax.random.fold_in(state.key, state.step)
-  pairing_key, dropout_key = jax.random.split(step_key)
+  loss_key, dropout_key = jax.random.split(step_key)
   if axis_name is not None:
     dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(axis_name))
 
   def loss_and_aux(params):
     outputs = model.apply({'params': params}, batch['features'], batch['mask'], train=True,
                           rngs={'dropout': dropout_key})
-    return loss_fn(outputs, batch, {'x_ref': state.x_ref, 'step': state.step}, loss_config,
-                   pairing_key, axis_name=axis_name)
+    return loss_fn(outputs, batch, dict(state.method_state, step=state.step), config, loss_key,
+                   axis_name=axis_name)
 
   (loss, aux), grads = jax.value_and_grad(loss_and_aux, has_aux=True)(state.params)
   if axis_name is not None:
@@ -76,7 +78,7 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, optimiz
 
   grad_norm = optax.tree.norm(grads)
   ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  if skip_nonpositive_loss:
+  if config.train.skip_nonpositive_loss:
     ok &= loss > 0
   updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
   new_params = optax.apply_updates(state.params, updates)
@@ -86,22 +88,23 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, optimiz
       step=state.step + 1,
       params=keep_new(new_params, state.params),
       opt_state=keep_new(new_opt_state, state.opt_state),
-      x_ref=keep_new(aux['x_ref'], state.x_ref),
+      method_state=keep_new(lax.stop_gradient(aux['state']), state.method_state),
       num_skipped=state.num_skipped + skipped,
   )
-  metrics = {k: v for k, v in aux.items() if k != 'x_ref' and jnp.ndim(v) == 0}
+  metrics = {k: v for k, v in aux.items() if k != 'state' and jnp.ndim(v) == 0}
   metrics.update(loss=loss, grad_norm=grad_norm, skipped=skipped, num_skipped=new_state.num_skipped)
   return new_state, jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), metrics)
 
 
 def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
-                 loss_fn: Callable[..., Any] = losses.d2net_loss):
-  """`train_step` with its dependencies bound.
+                 loss_fn: Optional[Callable[..., Any]] = None):
+  """`train_step` with its dependencies bound; `loss_fn` defaults to `config.method`'s loss.
 
   Returns fn(state, batch, axis_name=None) -> (state, metrics).
   """
-  return functools.partial(train_step, model=model, optimizer=optimizer, loss_config=config.loss,
-                           skip_nonpositive_loss=config.train.skip_nonpositive_loss,
+  if loss_fn is None:
+    loss_fn = methods.get(config.method).loss_fn
+  return functools.partial(train_step, model=model, optimizer=optimizer, config=config,
                            loss_fn=loss_fn)
 
 
@@ -118,6 +121,9 @@ _CHOICES = {
     'train.weight_decay_mode': ('coupled', 'decoupled'),
     'train.lr_schedule': ('constant', 'cosine'),
     'data.kind': ('synthetic', 'hdf5', 'wtalc', 'stpn'),
+    'data.sampling': ('auto', 'crop', 'resample'),
+    'data.shuffle': ('replacement', 'epoch'),
+    'data.resample_short': ('repeat', 'keep'),
 }
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
@@ -130,12 +136,24 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     section, field = dotted.split('.')
     return config[section][field]
 
+  try:
+    method = methods.get(config.method)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
   for name, choices in _CHOICES.items():
     if get(name) not in choices:
       raise ConfigError(f'config.{name}={get(name)!r}: must be one of {choices}')
   for name in _POSITIVE:
     if not get(name) > 0:
       raise ConfigError(f'config.{name}={get(name)!r}: must be > 0')
+  if config.data.num_segments < 0:
+    raise ConfigError(f'config.data.num_segments={config.data.num_segments}: must be >= 0 '
+                      '(0: data.max_seqlen)')
+  try:
+    method.validate_config(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   if config.data.feature_dim % 2:  # <= 0: taken from the data.
     raise ConfigError(f'config.data.feature_dim={config.data.feature_dim}: must be even '
                      '(RGB and flow halves)')
@@ -188,11 +206,24 @@ def selection_videos(config: ml_collections.ConfigDict, dataset):
 
 
 def build(config: ml_collections.ConfigDict, num_classes: int, feature_dim: int):
-  """(model, optimizer, fresh TrainState) from the config, for C classes and D-dim features."""
-  model = model_lib.build_model(config.model, num_classes)
+  """(model, optimizer, fresh TrainState) of `config.method`, for C classes and D-dim features."""
+  method = methods.get(config.method)
+  model = method.build_model(config, num_classes, feature_dim)
   optimizer = train_state_lib.make_optimizer(config.train)
-  state = train_state_lib.create_train_state(model, optimizer, feature_dim, config.train.seed)
+  state = train_state_lib.create_train_state(
+      model, optimizer, feature_dim, config.train.seed,
+      method.init_state(config, num_classes, feature_dim))
   return model, optimizer, state
+
+
+def make_batcher(config: ml_collections.ConfigDict, videos, num_classes: int
+                 ) -> batching.TrainBatcher:
+  """The training batcher of `config.data` (sampling 'auto' = the method's own)."""
+  return batching.TrainBatcher(
+      videos, config.train.batch_size, config.data.max_seqlen, config.train.seed, num_classes,
+      cache=config.train.cache_features, sampling=batching.resolve_sampling(config),
+      num_segments=config.data.num_segments or config.data.max_seqlen,
+      shuffle=config.data.shuffle)
 
 
 def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best'):
@@ -234,8 +265,8 @@ class Evaluator:
 
   def run(self, state):
     """(EvaluationResult, {video_id: Detections})."""
-    params, x_ref = jax.device_get((state.params, state.x_ref))
-    return inference.evaluate(self.forward, params, x_ref, self.dataset, self.videos,
+    params, method_state = jax.device_get((state.params, state.method_state))
+    return inference.evaluate(self.forward, params, method_state, self.dataset, self.videos,
                               self.config)
 
 
@@ -279,6 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   with the selection protocol) and detections_test.json. Returns a summary dict.
   """
   validate_config(config)
+  method = methods.get(config.method)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
@@ -291,9 +323,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   train_videos, select_videos, protocol = selection_videos(config, dataset)
   if not select_videos:
     raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')
-  batcher = batching.TrainBatcher(train_videos, c.batch_size, config.data.max_seqlen, c.seed,
-                                  dataset.num_classes, cache=c.cache_features)
-  log(f'{dataset.name}: {len(train_videos)} training videos, {len(select_videos)} '
+  batcher = make_batcher(config, train_videos, dataset.num_classes)
+  log(f'{method.name} on {dataset.name}: {len(train_videos)} training videos, {len(select_videos)} '
       f'{protocol} videos select the checkpoint, {len(dataset.test_videos())} test videos.')
 
   # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
@@ -311,7 +342,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   log(f'{c.parallelism} over {runner.num_devices} of {jax.device_count()} '
       f'{jax.devices()[0].platform} devices, global batch {c.batch_size}.')
   state = runner.put_state(state)
-  evaluator = Evaluator(inference.make_forward(model), dataset, select_videos, config, protocol)
+  evaluator = Evaluator(inference.make_forward(model, config), dataset, select_videos, config,
+                        protocol)
   best = checkpointer.best_selection() or {}
   last_eval_step = None
   writer = run_log.MetricWriter(workdir, tensorboard=c.tensorboard and is_main)
@@ -356,7 +388,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
           if skipped:
             log(f'step {done}: {skipped} of the last {len(fetched)} updates skipped (non-finite '
                 f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
-          bar.update(done, {k: fetched[-1][k] for k in ('loss', 'loss_dis', 'loss_ds', 'loss_dv')})
+          bar.update(done, {k: fetched[-1][k] for k in method.progress_metrics
+                            if k in fetched[-1]})
           last_logged, t0, pending = done, time.perf_counter(), []
         if done % c.checkpoint_every == 0 or interrupt.stop:
           checkpointer.save(state)

@@ -1,8 +1,9 @@
 """The training state pytree and the optimiser that updates it.
 
 `TrainState` is a plain pytree (checkpointed whole by orbax): the parameters, the optax state, the
-running background reference `x_ref` of Eq. 8, the step, the base PRNG key every per-step key is
-folded from, and a count of skipped (non-finite) updates.
+method's own non-parameter state (D2-Net: the running background reference `x_ref` of Eq. 8), the
+step, the base PRNG key every per-step key is folded from, and a count of skipped (non-finite)
+updates.
 """
 
 from typing import Any
@@ -22,16 +23,22 @@ class TrainState:
     step: int32 scalar, the number of steps taken (the next step's index).
     params: the model parameters.
     opt_state: the optax optimiser state.
-    x_ref: (D/2,) float32 running mean of background embeddings (Eq. 8), no gradient.
+    method_state: the method's non-parameter state, a pytree of arrays updated by its loss (no
+      gradient): D2-Net {'x_ref': (D/2,)}, the running mean of background embeddings (Eq. 8).
     key: (2,) uint32 base PRNG key; step keys are `fold_in(key, step)`.
     num_skipped: int32 scalar, updates skipped so far because the loss or a gradient was not finite.
   """
   step: jax.Array
   params: Any
   opt_state: Any
-  x_ref: jax.Array
+  method_state: Any
   key: jax.Array
   num_skipped: jax.Array
+
+  @property
+  def x_ref(self) -> jax.Array:
+    """D2-Net's background reference, method_state['x_ref'] (the field's name before methods)."""
+    return self.method_state['x_ref']
 
 
 def learning_rate_schedule(train_config: ml_collections.ConfigDict):
@@ -73,8 +80,8 @@ def init_params(model, feature_dim: int, key: jax.Array, length: int = 8):
 
 
 def create_train_state(model, optimizer: optax.GradientTransformation, feature_dim: int,
-                       seed: int) -> TrainState:
-  """A fresh state: parameters from `seed`, zero x_ref (as the official code), step 0."""
+                       seed: int, method_state: Any) -> TrainState:
+  """A fresh state: parameters from `seed`, the method's initial state, step 0."""
   root = jax.random.PRNGKey(seed)
   init_key, train_key = jax.random.split(root)
   params = init_params(model, feature_dim, init_key)
@@ -82,7 +89,7 @@ def create_train_state(model, optimizer: optax.GradientTransformation, feature_d
       step=jnp.zeros((), jnp.int32),
       params=params,
       opt_state=optimizer.init(params),
-      x_ref=jnp.zeros((feature_dim // 2,), jnp.float32),
+      method_state=method_state,
       key=train_key,
       num_skipped=jnp.zeros((), jnp.int32),
   )

@@ -62,8 +62,8 @@ def rescore(config, workdir: pathlib.Path, overrides: Dict[str, Any]) -> Dict[st
   from d2net_jax import train  # pylint: disable=import-outside-toplevel
   config = _common.apply_overrides(config, overrides)
   dataset, model, state, _ = train.restore_trained(config, workdir, 'best')
-  params, x_ref = jax.device_get((state.params, state.x_ref))
-  result, _ = inference.evaluate(inference.make_forward(model), params, x_ref, dataset,
+  params, method_state = jax.device_get((state.params, state.method_state))
+  result, _ = inference.evaluate(inference.make_forward(model, config), params, method_state, dataset,
                                  dataset.test_videos(), config)
   return result.to_dict()
 

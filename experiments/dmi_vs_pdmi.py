@@ -233,18 +233,14 @@ def replay_probes(config, workdir: pathlib.Path) -> List[Dict[str, float]]:
   """`make_term_probe` at every checkpoint the run kept, on that step's own training batch."""
   import jax  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from d2net_jax import model as model_lib  # pylint: disable=import-outside-toplevel
   from d2net_jax import train  # pylint: disable=import-outside-toplevel
-  from d2net_jax import train_state as train_state_lib  # pylint: disable=import-outside-toplevel
   from d2net_jax.data import batching  # pylint: disable=import-outside-toplevel
 
   dataset = train.load_data(config, workdir)
   train_videos, _, _ = train.selection_videos(config, dataset)
   batcher = batching.TrainBatcher(train_videos, config.train.batch_size, config.data.max_seqlen,
                                   config.train.seed, dataset.num_classes)
-  model = model_lib.build_model(config.model, dataset.num_classes)
-  template = train_state_lib.create_train_state(
-      model, train_state_lib.make_optimizer(config.train), dataset.feature_dim, config.train.seed)
+  model, _, template = train.build(config, dataset.num_classes, dataset.feature_dim)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
   probe = make_term_probe(config, model)
   manager = ocp.CheckpointManager(workdir / 'checkpoints',

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from d2net_jax import checkpointing
-from d2net_jax import model as model_lib
 from d2net_jax import parallel
 from d2net_jax import train
-from d2net_jax import train_state as train_state_lib
 import train_fixtures
 
 
@@ -26,10 +24,7 @@ def fast_compile():
 
 def _fresh(config):
   """Everything rebuilt from the config, as a new process would."""
-  model = model_lib.build_model(config.model, config.data.num_classes)
-  optimizer = train_state_lib.make_optimizer(config.train)
-  state = train_state_lib.create_train_state(model, optimizer, config.data.feature_dim,
-                                             config.train.seed)
+  model, optimizer, state = train.build(config, config.data.num_classes, config.data.feature_dim)
   runner = parallel.StepRunner(train.make_step_fn(config, model, optimizer), 'pmap',
                                devices=jax.devices()[:2])
   return state, runner
@@ -162,3 +157,30 @@ def test_checkpoint_of_another_config_is_an_error_not_corruption(config, tmp_pat
     checkpointer.restore_latest(template)
   assert checkpointer.latest_step() == 0 and not (tmp_path / 'corrupt_checkpoints').exists()
   checkpointer.close()
+
+
+def test_checkpoint_of_the_layout_before_methods_restores(tmp_path):
+  """A D2-Net checkpoint with `x_ref` as a top-level field (written before methods were plug-ins)
+  restores into method_state['x_ref']; into another method's state it is a one-line error."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  config = train_fixtures.tiny_config()
+  _, _, state = train.build(config, config.data.num_classes, config.data.feature_dim)
+  x_ref = np.arange(config.data.feature_dim // 2, dtype=np.float32)
+  legacy = {'step': np.int32(7), 'params': state.params, 'opt_state': state.opt_state,
+            'x_ref': x_ref, 'key': state.key, 'num_skipped': np.int32(2)}
+  manager = ocp.CheckpointManager(tmp_path / 'checkpoints',
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  manager.save(7, args=ocp.args.StandardSave(legacy))
+  manager.wait_until_finished()
+  manager.close()
+  checkpointer = checkpointing.Checkpointer(tmp_path, read_only=True)
+  restored = checkpointer.restore_latest(state)
+  assert int(restored.step) == 7 and int(restored.num_skipped) == 2
+  np.testing.assert_array_equal(restored.method_state['x_ref'], x_ref)
+  chex.assert_trees_all_equal(restored.params, state.params)
+  config.method = 'mil'
+  _, _, mil_state = train.build(config, config.data.num_classes, config.data.feature_dim)
+  with pytest.raises(checkpointing.CheckpointMismatchError):
+    checkpointer.restore_latest(mil_state)
+  checkpointer.close()
+  assert (tmp_path / 'checkpoints' / '7').exists()  # Never moved aside as corrupt.

@@ -9,7 +9,6 @@ import numpy as np
 import optax
 import pytest
 
-from d2net_jax import model as model_lib
 from d2net_jax import parallel
 from d2net_jax import train
 from d2net_jax import train_state as train_state_lib
@@ -29,10 +28,7 @@ def fast_compile():
 
 def _setup(**train_overrides):
   config = train_fixtures.tiny_config(**train_overrides)
-  model = model_lib.build_model(config.model, config.data.num_classes)
-  optimizer = train_state_lib.make_optimizer(config.train)
-  state = train_state_lib.create_train_state(model, optimizer, config.data.feature_dim,
-                                             config.train.seed)
+  model, optimizer, state = train.build(config, config.data.num_classes, config.data.feature_dim)
   return config, train.make_step_fn(config, model, optimizer), state
 
 
@@ -149,16 +145,15 @@ def test_devices_draw_different_dropout_masks(dropout_rate):
   """The dropout key folds in the device index: two devices fed the same video drop differently."""
   config = train_fixtures.tiny_config()
   config.model.dropout_rate = dropout_rate
-  model = model_lib.build_model(config.model, config.data.num_classes)
-  optimizer = train_state_lib.make_optimizer(config.train)
-  state = train_state_lib.create_train_state(model, optimizer, config.data.feature_dim, 0)
+  config.train.seed = 0
+  model, optimizer, state = train.build(config, config.data.num_classes, config.data.feature_dim)
 
   def spy_loss(outputs, batch, loss_state, loss_config, key, *, axis_name=None):
     """Loss: mean TCAM; aux: how much the two devices' TCAMs differ."""
     del batch, loss_config, key
     local = jnp.sum(outputs['tcam'])
     both = jax.lax.all_gather(local, axis_name)
-    return jax.lax.pmean(local, axis_name), {'x_ref': loss_state['x_ref'],
+    return jax.lax.pmean(local, axis_name), {'state': {'x_ref': loss_state['x_ref']},
                                              'device_gap': jnp.abs(both[0] - both[1])}
 
   step_fn = train.make_step_fn(config, model, optimizer, loss_fn=spy_loss)

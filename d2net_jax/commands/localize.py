@@ -50,10 +50,10 @@ def main(argv) -> int:
     videos = dataset.subset(subset)
     if not videos:
       raise DataError(f'{dataset.name}: no video in subset {subset!r}')
-    forward = inference.make_forward(model)
-    outputs = inference.video_outputs(forward, state.params, state.x_ref, videos, config.data,
+    forward = inference.make_forward(model, config)
+    outputs = inference.video_outputs(forward, state.params, state.method_state, videos, config,
                                       dataset.num_classes)
-    found = inference.detect(outputs, videos, config.localize)
+    found = inference.detect(outputs, videos, config)
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1

@@ -50,15 +50,16 @@ def main(argv) -> int:
     if not matches:
       raise DataError(f'{dataset.name}: no video {fv.video!r}')
     video = matches[0]
-    forward = inference.make_forward(model)
-    (tcam, attention), = inference.video_outputs(forward, state.params, state.x_ref, [video],
-                                                 config.data, dataset.num_classes)
-    found = inference.detect([(tcam, attention)], [video], config.localize)[video.video_id]
+    forward = inference.make_forward(model, config)
+    outputs = inference.video_outputs(forward, state.params, state.method_state, [video], config,
+                                      dataset.num_classes)
+    found = inference.detect(outputs, [video], config)[video.video_id]
+    tcam, attention = outputs[0].tcam, outputs[0].attention
     ground_truth = [(int(c), float(s), float(e)) for (s, e), c
                     in zip(video.segments.reshape(-1, 2), video.segment_classes)]
     output = pathlib.Path(fv.output or workdir / 'plots' / f'{video.video_id}.png')
     plotting.plot_video(
-        output, tcam=tcam, attention=attention, seconds_per_snippet=video.seconds_per_snippet,
+        output, tcam=tcam, attention=attention, seconds_per_snippet=outputs[0].seconds_per_snippet,
         class_names=list(dataset.class_names), classes=fv.classes, ground_truth=ground_truth,
         detections=found, localize_config=config.localize,
         title=f'{video.video_id} ({video.subset}), {which} checkpoint, step {int(state.step)}')

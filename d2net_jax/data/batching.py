@@ -7,8 +7,15 @@ Every batch is a dict of NumPy arrays (the shared batch contract):
   'labels'      (B, C) float32 multi-hot video-level labels;
   'video_index' (B,) int32, index into the video list the batch was drawn from (-1: filler row).
 
-Training (`TrainBatcher`): B videos drawn with replacement, each randomly cropped to at most
-`max_seqlen` snippets and padded to exactly `max_seqlen`, so the train step compiles once. The
+Training (`TrainBatcher`): B videos drawn with replacement (or, `shuffle='epoch'`, from a fresh
+permutation of the videos each epoch), each made into a fixed-length row in one of two ways:
+- 'crop' (D2-Net): randomly cropped to at most `max_seqlen` snippets and padded to exactly
+  `max_seqlen`, so the train step compiles once;
+- 'resample' (SAL, CO2-Net): resampled to exactly `num_segments` snippets, one random snippet per
+  bin (`random_perturb`), with no padding. At test (`eval_batches(resample_to=...)`) the
+  resampling is uniform (`uniform_sampling`); the batch keeps each video's original length in
+  'num_snippets' so times map back to seconds.
+ The
 official code pads to min(max_seqlen, longest video in the batch) instead, a different shape
 nearly every step; under jit that would mean one compilation per distinct length. Valid snippets
 see the same zeros past their video's end either way, and the masks keep padding out of the
@@ -73,18 +80,65 @@ def _labels(video: VideoRecord, num_classes: int) -> np.ndarray:
   return labels
 
 
-class TrainBatcher:
-  """Random training batches (B, max_seqlen, D), a pure function of (seed, step).
+SAMPLINGS = ('crop', 'resample')
+SHUFFLES = ('replacement', 'epoch')
 
-  Videos are drawn uniformly with replacement (like the official loader). A video longer than
-  `max_seqlen` is cut to a random contiguous window of `max_seqlen` snippets (every start in
-  [0, T - max_seqlen] equally likely; the official `random_extract` never picks the last one);
-  shorter videos are zero-padded and masked.
+
+def resolve_sampling(config) -> str:
+  """config.data.sampling, with 'auto' replaced by the method's own (`Method.sampling`)."""
+  if config.data.sampling != 'auto':
+    return config.data.sampling
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
+  return methods.get(config.method).sampling
+
+
+def random_perturb(length: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
+  """(num_segments,) int64 training indices into a `length`-snippet video (SAL, STPN lineage).
+
+  Bin i starts at s_i = i * length / num_segments. For i < num_segments - 1 the index is uniform
+  in {floor(s_i), ..., floor(s_{i+1})} (the next bin's first snippet included) when those differ,
+  else floor(s_i); the last one is uniform in {floor(s_last), ..., length - 1}. Identity when
+  length == num_segments; shorter videos repeat snippets.
+  """
+  if length == num_segments:
+    return np.arange(length, dtype=np.int64)
+  starts = np.floor(np.arange(num_segments + 1, dtype=np.float64) * length / num_segments)
+  starts = starts.astype(np.int64)
+  lo = starts[:-1]
+  hi = np.append(starts[1:-1], length - 1)  # Inclusive upper ends; the last bin ends the video.
+  hi = np.maximum(hi, lo)
+  return lo + np.floor(rng.random(num_segments) * (hi - lo + 1)).astype(np.int64)
+
+
+def uniform_sampling(length: int, num_segments: int) -> np.ndarray:
+  """(num_segments,) int64 test indices floor(i * length / num_segments) (identity if equal)."""
+  return np.floor(np.arange(num_segments, dtype=np.float64) * length / num_segments
+                  ).astype(np.int64)
+
+
+def epoch_order(num_videos: int, seed: int, epoch: int) -> np.ndarray:
+  """The permutation of the videos in `epoch` (shuffle='epoch'), a function of (seed, epoch)."""
+  return np.random.default_rng([seed, epoch, 0x5EED]).permutation(num_videos)
+
+
+class TrainBatcher:
+  """Random training batches (B, T, D), a pure function of (seed, step).
+
+  shuffle='replacement': videos are drawn uniformly with replacement (like the official D2-Net
+  loader); 'epoch': row j of step k is video perm_e[(k B + j) mod N] with e = (k B + j) // N and
+  perm_e a seeded permutation per epoch, so every video appears once per epoch (an epoch may
+  straddle two steps).
+
+  sampling='crop' (T = max_seqlen): a video longer than `max_seqlen` is cut to a random contiguous
+  window of `max_seqlen` snippets (every start in [0, T - max_seqlen] equally likely; the official
+  `random_extract` never picks the last one); shorter videos are zero-padded and masked.
+  sampling='resample' (T = num_segments): `random_perturb`, every row fully valid.
   """
 
   def __init__(self, videos: Sequence[VideoRecord], batch_size: int, max_seqlen: int, seed: int,
                num_classes: Optional[int] = None, *, pad_to: Optional[int] = None,
-               cache: bool = False):
+               cache: bool = False, sampling: str = 'crop', num_segments: Optional[int] = None,
+               shuffle: str = 'replacement'):
     """
     Args:
       videos: the training videos; 'video_index' of a batch indexes this list.
@@ -96,7 +150,14 @@ class TrainBatcher:
         `pad_to` above its longest crop (at most ceil(max_seqlen / pad_to) shapes).
       cache: keep every video's features in memory after the first load (fast when the training
         set fits in RAM; the default reads from the store each time).
+      sampling: 'crop' or 'resample' (see the class docstring).
+      num_segments: the resampled length (default: max_seqlen).
+      shuffle: 'replacement' or 'epoch'.
     """
+    if sampling not in SAMPLINGS:
+      raise ValueError(f'sampling={sampling!r}: one of {SAMPLINGS}')
+    if shuffle not in SHUFFLES:
+      raise ValueError(f'shuffle={shuffle!r}: one of {SHUFFLES}')
     if not videos:
       raise ValueError('TrainBatcher needs at least one video')
     if batch_size < 1 or max_seqlen < 1:
@@ -109,6 +170,9 @@ class TrainBatcher:
     self.seed = int(seed)
     self.num_classes = _num_classes(self.videos, num_classes)
     self.pad_to = pad_to
+    self.sampling = sampling
+    self.num_segments = int(num_segments or max_seqlen)
+    self.shuffle = shuffle
     self._cache: Optional[Dict[int, np.ndarray]] = {} if cache else None
     self._cache_lock = threading.Lock()
     self._feature_dim: Optional[int] = None
@@ -129,7 +193,17 @@ class TrainBatcher:
   def batch(self, step: int) -> Batch:
     """The batch of training step `step` (same (seed, step), same batch)."""
     rng = np.random.default_rng([self.seed, int(step)])
-    indices = rng.integers(len(self.videos), size=self.batch_size)
+    if self.shuffle == 'replacement':
+      indices = rng.integers(len(self.videos), size=self.batch_size)
+    else:
+      indices = self._epoch_indices(int(step))
+    if self.sampling == 'resample':
+      rows = [self._features(int(i)) for i in indices]
+      rows = [f[random_perturb(f.shape[0], self.num_segments, rng)] for f in rows]
+      labels = np.stack([_labels(self.videos[int(i)], self.num_classes) for i in indices])
+      return {'features': np.stack(rows).astype(np.float32, copy=False),
+              'mask': np.ones((self.batch_size, self.num_segments), np.float32),
+              'labels': labels, 'video_index': indices.astype(np.int32)}
     crops = []
     for index in indices:
       features = self._features(int(index))
@@ -151,6 +225,13 @@ class TrainBatcher:
     labels = np.stack([_labels(self.videos[int(i)], self.num_classes) for i in indices])
     return {'features': features, 'mask': mask, 'labels': labels,
             'video_index': indices.astype(np.int32)}
+
+  def _epoch_indices(self, step: int) -> np.ndarray:
+    n = len(self.videos)
+    positions = step * self.batch_size + np.arange(self.batch_size)
+    epochs, offsets = np.divmod(positions, n)
+    orders = {int(e): epoch_order(n, self.seed, int(e)) for e in np.unique(epochs)}
+    return np.array([orders[int(e)][o] for e, o in zip(epochs, offsets)], np.int64)
 
   def iterate(self, start_step: int = 0, num_steps: Optional[int] = None,
               prefetch_size: int = 2, num_workers: int = 1) -> 'Prefetcher':
@@ -217,9 +298,24 @@ def eval_lengths(videos: Sequence[VideoRecord], bucket: int = 64, mode: str = 'm
   return sorted({bucket_length(v.num_snippets, bucket, mode) for v in videos})
 
 
+def _test_indices(length: int, resample_to: int, resample_short: str) -> np.ndarray:
+  """Snippet indices fed at test when resampling: uniform, or all of a short video ('keep')."""
+  if resample_short == 'keep' and length <= resample_to:
+    return np.arange(length, dtype=np.int64)
+  return uniform_sampling(length, resample_to)
+
+
 def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: int = 1,
-                 num_classes: Optional[int] = None, mode: str = 'multiple') -> Iterator[Batch]:
+                 num_classes: Optional[int] = None, mode: str = 'multiple', *,
+                 resample_to: Optional[int] = None, resample_short: str = 'repeat'
+                 ) -> Iterator[Batch]:
   """Whole videos, padded to their length bucket, `batch_size` videos of one bucket per batch.
+
+  With `resample_to` = T every video is instead resampled to T snippets (`uniform_sampling`), one
+  bucket of length T; with resample_short='keep' a video of at most T snippets is fed whole,
+  padded to T and masked. Batches then also carry 'num_snippets' (B,) int32, each video's original
+  length (0 on filler rows), so the mask's valid count s maps snippets back to seconds by
+  v_len / s.
 
   With batch_size 1 the batches follow the order of `videos`; otherwise videos are grouped by
   bucket (ascending, dataset order within a bucket). A bucket's last batch is filled up with
@@ -233,7 +329,12 @@ def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: in
   if not videos:
     return
   classes = _num_classes(videos, num_classes)
-  lengths = [bucket_length(v.num_snippets, bucket, mode) for v in videos]
+  if resample_to is not None:
+    if resample_to < 1:
+      raise ValueError(f'resample_to={resample_to} must be >= 1')
+    lengths = [int(resample_to)] * len(videos)
+  else:
+    lengths = [bucket_length(v.num_snippets, bucket, mode) for v in videos]
   if batch_size == 1:
     groups = [[i] for i in range(len(videos))]
   else:
@@ -252,6 +353,8 @@ def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: in
       if features.shape[0] != videos[i].num_snippets:
         raise DataError(f'video {videos[i].video_id!r}: {features.shape[0]} feature rows but '
                         f'num_snippets={videos[i].num_snippets}')
+      if resample_to is not None:
+        features = features[_test_indices(features.shape[0], resample_to, resample_short)]
       loaded.append(features)
     batch = {
         'features': np.zeros((batch_size, length, feature_dim), np.float32),
@@ -259,7 +362,11 @@ def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: in
         'labels': np.zeros((batch_size, classes), np.float32),
         'video_index': np.full((batch_size,), -1, np.int32),
     }
+    if resample_to is not None:
+      batch['num_snippets'] = np.zeros((batch_size,), np.int32)
     for row, (i, features) in enumerate(zip(group, loaded)):
+      if resample_to is not None:
+        batch['num_snippets'][row] = videos[i].num_snippets
       batch['features'][row, :features.shape[0]] = features
       batch['mask'][row, :features.shape[0]] = 1.0
       batch['labels'][row] = _labels(videos[i], classes)

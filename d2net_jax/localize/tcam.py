@@ -1,4 +1,4 @@
-"""Action localization from TCAMs (Sec. 3.3), NumPy only.
+"""D2-Net's localizer (Sec. 3.3, localizer 'tcam'): detections from a TCAM and an attention, NumPy only.
 
 Per video, from the TCAM `T` (s, C) and the bottom-up attention `lambda'` (s,) (Eq. 8):
 
@@ -29,43 +29,13 @@ in which proposals were found.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class Detections:
-  """One video's detections, sorted by score (desc), then class, start and end (asc).
-
-  Attributes:
-    class_index: (N,) int32 class of each detection.
-    start, end: (N,) float64 seconds.
-    score: (N,) float64 outer-inner contrast score S.
-    start_snippet, end_snippet: (N,) int64 the snippet range [start_snippet, end_snippet).
-  """
-  class_index: np.ndarray
-  start: np.ndarray
-  end: np.ndarray
-  score: np.ndarray
-  start_snippet: np.ndarray
-  end_snippet: np.ndarray
-
-  def __len__(self) -> int:
-    return int(self.class_index.shape[0])
-
-  def to_list(self) -> list[tuple[int, float, float, float]]:
-    """[(class_index, start_s, end_s, score), ...] as Python numbers."""
-    return [(int(c), float(s), float(e), float(v))
-            for c, s, e, v in zip(self.class_index, self.start, self.end, self.score)]
-
-  @classmethod
-  def empty(cls) -> 'Detections':
-    i = np.zeros(0, np.int64)
-    f = np.zeros(0, np.float64)
-    return cls(i.astype(np.int32), f, f.copy(), f.copy(), i, i.copy())
+from d2net_jax.localize import common
+from d2net_jax.localize.common import Detections, find_proposals, nms_keep, topk_mean
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,13 +129,6 @@ def topk_count(num_snippets: int, config: Any) -> int:
   return int(min(num_snippets, max(1, k)))
 
 
-def topk_mean(sequence: np.ndarray, k: int) -> np.ndarray:
-  """(C,) float64 mean of the k largest entries of each column of `sequence` (s, C)."""
-  s = sequence.shape[0]
-  top = np.partition(sequence, s - k, axis=0)[s - k:] if k < s else sequence
-  return top.astype(np.float64).mean(axis=0)
-
-
 def video_class_scores(tcam: np.ndarray, attention: np.ndarray, config: Any) -> np.ndarray:
   """p (C,) float64: top-k mean of r (official) or T (paper)."""
   tcam, attention = _validate_video(tcam, attention, 1.0)
@@ -192,34 +155,6 @@ def relevant_classes(scores: np.ndarray, config: Any) -> np.ndarray:
 # Steps 4-5: proposals and their outer-inner contrast.
 
 
-def find_proposals(rows: np.ndarray, thresholds: np.ndarray, min_length: int):
-  """Unique runs of rows[r] > theta over all rows r and thresholds theta.
-
-  Args:
-    rows: (R, s) refined sequences of the relevant classes.
-    thresholds: (K,) float64.
-    min_length: shortest run kept.
-
-  Returns:
-    row, start, end: (P,) int64, sorted by (row, start, end), without duplicates.
-  """
-  num_rows, s = rows.shape
-  above = np.zeros((num_rows, thresholds.shape[0], s + 2), np.int8)
-  # Compare in the sequence's dtype, as the official code (float32 TCAMs against Python floats).
-  above[:, :, 1:-1] = rows[:, None, :] > thresholds.astype(rows.dtype)[None, :, None]
-  edges = np.diff(above, axis=-1)  # (R, K, s + 1): +1 at a run's start, -1 after its end.
-  # Starts and ends alternate along each (row, threshold) line, so in row-major order the i-th
-  # start and the i-th end belong to the same run.
-  row, _, start = np.nonzero(edges == 1)
-  end = np.nonzero(edges == -1)[2]
-  long_enough = end - start >= min_length
-  row, start, end = row[long_enough], start[long_enough], end[long_enough]
-  key = np.unique((row * (s + 1) + start) * (s + 1) + end)
-  rest, end = np.divmod(key, s + 1)
-  row, start = np.divmod(rest, s + 1)
-  return row, start, end
-
-
 def contrast_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: np.ndarray,
                      config: Any):
   """Outer-inner contrast S = S_i - S_o of each proposal (Sec. 3.3) and the rejection rule.
@@ -234,11 +169,7 @@ def contrast_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: n
     keep: (P,) bool, False for the proposals the rejection rule drops.
   """
   s = rows.shape[1]
-  cumsum = np.zeros((rows.shape[0], s + 1), np.float64)
-  np.cumsum(rows, axis=1, dtype=np.float64, out=cumsum[:, 1:])
-
-  def range_sum(lo, hi):
-    return cumsum[row, hi] - cumsum[row, lo]
+  range_sum = common.range_sums(rows, row)
 
   width = end - start
   inner = range_sum(start, end) / width
@@ -263,66 +194,6 @@ def contrast_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: n
   if config.outer_rejection:
     keep = ~has_outer | ((outer - inner + 1) / 2 <= config.outer_rejection_threshold)
   return score, keep
-
-
-# ------------------------------------------------------------------------------------------------
-# Step 6: class-wise NMS.
-
-
-def _overlapping_pairs(row: np.ndarray, start: np.ndarray, end: np.ndarray, s: int):
-  """All pairs (i, j) of the same row whose ranges overlap, i before j in (row, start) order.
-
-  Expects the proposals sorted by (row, start). Returns (E,) int64 index arrays.
-  """
-  key = row * (s + 1) + start
-  # j > i overlaps i iff row_j == row_i and start_j < end_i (start_j >= start_i by the order).
-  last = np.searchsorted(key, row * (s + 1) + end, side='left')
-  first = np.arange(row.shape[0]) + 1
-  counts = np.maximum(last - first, 0)
-  src = np.repeat(np.arange(row.shape[0]), counts)
-  offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-  dst = np.repeat(first, counts) + offsets
-  return src, dst
-
-
-def nms_keep(row: np.ndarray, start: np.ndarray, end: np.ndarray, score: np.ndarray,
-             iou_threshold: float, s: int) -> np.ndarray:
-  """Greedy NMS per row (class): (P,) bool, True for the proposals kept.
-
-  Greedy order: score desc, then start asc, end asc. A proposal is suppressed when a kept one of
-  the same row earlier in that order has IoU >= iou_threshold with it (IoU of snippet ranges).
-  Proposals must be sorted by (row, start, end) and unique. Runs in rounds: each round settles
-  every proposal whose earlier conflicting proposals are all settled.
-  """
-  num = row.shape[0]
-  src, dst = _overlapping_pairs(row, start, end, s)
-  inter = np.minimum(end[src], end[dst]) - np.maximum(start[src], start[dst])
-  union = (end[src] - start[src]) + (end[dst] - start[dst]) - inter
-  conflict = inter / union >= iou_threshold
-  src, dst = src[conflict], dst[conflict]
-  # Orient every edge from the earlier to the later proposal in greedy order.
-  order = np.lexsort((end, start, -score, row))
-  rank = np.empty(num, np.int64)
-  rank[order] = np.arange(num)
-  swap = rank[src] > rank[dst]
-  src, dst = np.where(swap, dst, src), np.where(swap, src, dst)
-
-  kept = np.zeros(num, bool)
-  decided = np.zeros(num, bool)
-  while not decided.all():
-    # Suppressed: an earlier conflicting proposal is kept.
-    suppressed = np.zeros(num, bool)
-    suppressed[dst[kept[src]]] = True
-    # Kept: every earlier conflicting proposal is settled and suppressed.
-    blocked = np.zeros(num, bool)
-    blocked[dst[~decided[src]]] = True
-    newly_kept = ~decided & ~blocked & ~suppressed
-    kept |= newly_kept
-    decided |= newly_kept | suppressed
-    # Edges into settled proposals, or out of suppressed ones, no longer matter.
-    live = ~decided[dst] & (~decided[src] | kept[src])
-    src, dst = src[live], dst[live]
-  return kept
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""Localizers: per-snippet network outputs of one video -> scored detections in seconds. NumPy.
+
+  common.py  shared pieces: `Detections`, runs above thresholds, interval NMS, range sums
+  tcam.py    D2-Net's Sec. 3.3 localizer ('tcam'): refined TCAM, outer-inner contrast, hard NMS
+
+A method names its localizer (`Method.localizer`); `localize_outputs` runs it. Each entry of
+`LOCALIZERS` is fn(snippet, video, seconds_per_snippet, config) -> Detections, where `snippet`
+holds one video's (s, ...) arrays, `video` its per-video arrays, and `config` is the whole config
+(each localizer reads its own part of `config.localize`). The names of the modules are re-exported
+here, so `from d2net_jax import localize; localize.localize_video(...)` works as before.
+"""
+
+from typing import Any, Callable, Dict, Mapping
+
+import numpy as np
+
+from d2net_jax.localize import common
+from d2net_jax.localize import tcam
+from d2net_jax.localize.common import (Detections, find_proposals, nms_keep, range_sums,  # noqa: F401
+                                       topk_mean)
+from d2net_jax.localize.tcam import (contrast_scores, localize_video, localize_videos,  # noqa: F401
+                                     outer_width, proposal_thresholds, refined_sequence,
+                                     relevant_classes, topk_count, video_class_scores)
+
+Localizer = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], float, Any], Detections]
+
+
+def _tcam_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
+  """Sec. 3.3 on snippet['tcam'] (s, C) and snippet['attention'] (s,), `config.localize`."""
+  del video
+  return tcam.localize_video(snippet['tcam'], snippet['attention'], seconds_per_snippet,
+                             config.localize)
+
+
+LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer}
+
+
+def get(name: str) -> Localizer:
+  try:
+    return LOCALIZERS[name]
+  except KeyError:
+    raise ValueError(f'no localizer {name!r}; known: {", ".join(LOCALIZERS)}') from None
+
+
+def localize_outputs(name: str, snippet, video, seconds_per_snippet: float, config) -> Detections:
+  """Detections of one video by localizer `name`."""
+  return get(name)(snippet, video, seconds_per_snippet, config)

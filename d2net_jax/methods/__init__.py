@@ -1,0 +1,25 @@
+"""The WTAL methods of the framework, one folder each, registered by name.
+
+  d2net/   D2-Net (ICCV 2021): discriminative embeddings, denoised activations (pDMI)
+  mil/     the plain top-k MIL baseline (the smallest example of the interface)
+
+`get(config.method)` returns a `Method` (see base.py for the interface); `names()` lists them.
+Importing this package registers the built-in methods.
+"""
+
+from d2net_jax.methods.base import Method, all_methods, get, names, register  # noqa: F401
+
+# Registration order = the order of tables and `--help` texts.
+from d2net_jax.methods import d2net  # noqa: F401,E402  pylint: disable=wrong-import-position
+from d2net_jax.methods import mil  # noqa: F401,E402  pylint: disable=wrong-import-position
+
+
+def config_sections():
+  """{section: ConfigDict} of every registered method, for the config schema."""
+  sections = {}
+  for method in all_methods():
+    for name, section in method.config_sections().items():
+      if name in sections:
+        raise ValueError(f'config section {name!r} claimed by two methods')
+      sections[name] = section
+  return sections

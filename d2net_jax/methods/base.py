@@ -1,0 +1,107 @@
+"""What a WTAL method is to the framework: the `Method` record and the registry of methods.
+
+A method is one folder under `d2net_jax/methods/<name>/` (its model, its losses, its own math)
+whose `__init__.py` builds one `Method` and calls `register`. Everything else is shared: the
+trainer (`d2net_jax/train.py`) reads `config.method`, asks the registry for that `Method` and only
+ever calls the functions below; the data pipeline, the localizers (`d2net_jax/localize/`) and the
+evaluator know nothing of any method.
+
+The flow a method plugs into:
+
+  features (B, T, D), mask (B, T)              data.batching (sampling: 'crop' or 'resample')
+    -> build_model(...).apply(...) -> outputs  the method's Flax model (a dict of arrays)
+    -> loss_fn(outputs, batch, state, ...)     the method's loss; aux['state'] = new method state
+    -> train step (pmap / jit)                 shared: gradients, optimiser, skip rule
+  at test time:
+    -> inference_outputs(...)                  per-snippet (B, T, ...) and per-video (B, ...) arrays
+    -> localizer (by name)                     d2net_jax.localize.LOCALIZERS
+    -> evaluator                               d2net_jax.evaluation
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import ml_collections
+
+# (outputs, batch, state, config, key, *, axis_name) -> (loss, aux); aux['state'] is the new
+# method state (no gradient), every other scalar of aux is logged as a metric.
+LossFn = Callable[..., Tuple[Any, Dict[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One WTAL method, as the shared trainer, inference and commands see it.
+
+  Attributes:
+    name: the registry name, the value of `config.method`.
+    description: one line for `--help` texts and tables.
+    config_sections: () -> {section name: ConfigDict of defaults}. The schema
+      (`d2net_jax.config.base_config`) composes the sections of every registered method, so
+      `--config.<section>.<field>=...` works for all of them and a misspelt field fails.
+    build_model: (config, num_classes, feature_dim) -> flax.linen.Module whose
+      `apply({'params': p}, features (B, T, D), mask (B, T), train=..., rngs=...)` returns a dict
+      of arrays. Padded snippets (mask 0) must change nothing.
+    init_state: (config, num_classes, feature_dim) -> the method's non-parameter state, a pytree
+      of arrays (D2-Net: {'x_ref'}); `TrainState.method_state`, checkpointed with everything else.
+    loss_fn: (outputs, batch, state, config, key, *, axis_name) -> (loss, aux). `state` is the
+      method state plus 'step' (int32 scalar, 0-based index of this update); `key` is the same on
+      every device (draws over the global batch); with `axis_name` (inside pmap) the loss must be
+      the global-batch loss on every device and the new state identical on every device.
+      aux['state'] is the new method state; the other float scalars of aux are metrics.
+    inference_outputs: (model, params, state, features, mask, config) -> (snippet, video): dicts
+      of arrays, per snippet (B, T, ...) and per video (B, ...). Traced under jit. `snippet` must
+      hold 'tcam' (B, T, C) class scores and 'attention' (B, T), which `d2net-jax plot` draws.
+    localizer: name of the localizer in `d2net_jax.localize.LOCALIZERS` that turns one video's
+      outputs into detections.
+    sampling: default training sampling of `data.sampling='auto'`: 'crop' (random contiguous crop
+      and pad, D2-Net) or 'resample' (every video resampled to `data.num_segments` snippets).
+    progress_metrics: aux names shown on the training progress bar.
+    smoke_overrides: {'section.field': value} that shrink the method for the smoke presets and
+      the per-method tests (e.g. a smaller hidden size); applied after the smoke settings.
+    dropout_fields: the 'section.field' names of its dropout rates. The multi-device tests set
+      them to 0: dropout masks differ between device counts by construction.
+    validate_config: optional (config) -> None raising ValueError (one line naming the field)
+      for settings of its sections the method cannot run with.
+  """
+  name: str
+  description: str
+  config_sections: Callable[[], Mapping[str, ml_collections.ConfigDict]]
+  build_model: Callable[..., Any]
+  init_state: Callable[..., Any]
+  loss_fn: LossFn
+  inference_outputs: Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]
+  localizer: str = 'tcam'
+  sampling: str = 'crop'
+  progress_metrics: Tuple[str, ...] = ('loss',)
+  smoke_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  dropout_fields: Tuple[str, ...] = ()
+  validate_config: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+
+
+_REGISTRY: Dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+  """Adds `method` to the registry (its name must be new); returns it."""
+  if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
+    raise ValueError(f'a method named {method.name!r} is already registered')
+  _REGISTRY[method.name] = method
+  return method
+
+
+def names() -> Tuple[str, ...]:
+  """The registered method names, in registration order."""
+  return tuple(_REGISTRY)
+
+
+def get(name: str) -> Method:
+  """The registered method `name`; ValueError (one line, listing the methods) otherwise."""
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise ValueError(f'config.method={name!r}: no such method; registered: '
+                     f'{", ".join(names())}') from None
+
+
+def all_methods() -> Tuple[Method, ...]:
+  return tuple(_REGISTRY.values())

@@ -1,0 +1,165 @@
+"""Every registered method through the shared trainer: the checks a new method gets by registering.
+
+For each method of `d2net_jax.methods.names()` on a tiny config (its `smoke_overrides` applied):
+one training step compiles once; pmap and jit over 4 simulated devices give the single-device
+update (params, optimizer state, method state, metrics) over 3 steps; a run checkpointed after
+step 1 and restored continues exactly as an uninterrupted one; the inference forward ignores
+padding and returns the arrays `d2net-jax plot` draws; its localizer turns them into detections.
+"""
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from d2net_jax import checkpointing
+from d2net_jax import config as config_lib
+from d2net_jax import inference
+from d2net_jax import localize
+from d2net_jax import methods
+from d2net_jax import parallel
+from d2net_jax import train
+import train_fixtures
+
+NUM_STEPS = 3
+METHODS = methods.names()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def fast_compile():
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)
+
+
+def _config(name):
+  config = train_fixtures.tiny_config()
+  config.method = name
+  method = methods.get(name)
+  config_lib.apply_overrides(config, method.smoke_overrides)
+  # Dropout masks differ between device counts by construction: compare without dropout.
+  config_lib.apply_overrides(config, {field: 0.0 for field in method.dropout_fields})
+  return config
+
+
+def _batches(config):
+  """Global batches of the method's sampling (resample: every row fully valid)."""
+  from d2net_jax.data import batching  # pylint: disable=import-outside-toplevel
+  full = batching.resolve_sampling(config) == 'resample'
+  batches = [train_fixtures.random_batch(seed) for seed in range(NUM_STEPS)]
+  if full:
+    for b in batches:
+      b['features'] = train_fixtures.random_batch(100)['features'] + b['features']
+      b['mask'] = np.ones_like(b['mask'])
+  return batches
+
+
+def _run(runner, state, batches):
+  state = runner.put_state(state)
+  history = []
+  for batch in batches:
+    state, metrics = runner(state, runner.put_batch(batch))
+    history.append(jax.device_get(metrics))
+  return jax.device_get(state), history
+
+
+def _close(actual, expected, what, rtol=2e-5, atol=1e-6):
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol,
+                               err_msg=f'{what} {jax.tree_util.keystr(path)}')
+
+
+@pytest.fixture(scope='module', params=METHODS)
+def method_run(request):
+  """(config, step_fn, initial state, batches, single-device result) of one method."""
+  config = _config(request.param)
+  model, optimizer, state = train.build(config, train_fixtures.NUM_CLASSES,
+                                        train_fixtures.FEATURE_DIM)
+  step_fn = train.make_step_fn(config, model, optimizer)
+  batches = _batches(config)
+  single = parallel.StepRunner(step_fn, 'jit', devices=jax.devices()[:1])
+  return config, model, step_fn, state, batches, _run(single, state, batches)
+
+
+@pytest.mark.parametrize('parallelism', ['pmap', 'jit'])
+def test_four_devices_match_single_device(method_run, parallelism):
+  config, _, step_fn, state, batches, (expected, expected_metrics) = method_run
+  runner = parallel.StepRunner(step_fn, parallelism, devices=jax.devices()[:4])
+  assert runner.num_devices == 4
+  actual, metrics = _run(runner, state, batches)
+  assert int(actual.step) == NUM_STEPS
+  assert not any(m['skipped'] for m in expected_metrics), config.method
+  _close(actual.params, expected.params, 'params')
+  _close(actual.opt_state, expected.opt_state, 'opt_state')
+  _close(actual.method_state, expected.method_state, 'method_state')
+  for got, want in zip(metrics, expected_metrics):
+    assert set(got) == set(want)
+    for name in want:
+      np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=1e-6, err_msg=name)
+  # The update really moved the parameters.
+  moved = [np.any(a != b) for a, b in zip(jax.tree.leaves(actual.params),
+                                          jax.tree.leaves(jax.device_get(state.params)))]
+  assert any(moved)
+
+
+def test_step_compiles_once(method_run):
+  _, _, step_fn, state, batches, _ = method_run
+
+  @chex.assert_max_traces(n=1)
+  def counted(state, batch, axis_name=None):
+    return step_fn(state, batch, axis_name=axis_name)
+
+  _run(parallel.StepRunner(counted, 'pmap', devices=jax.devices()[:2]), state, batches)
+
+
+def test_exact_resume(method_run, tmp_path):
+  """Checkpoint after step 1, restore into a fresh template, continue: bit-identical."""
+  config, _, step_fn, state, batches, (expected, _) = method_run
+  runner = parallel.StepRunner(step_fn, 'jit', devices=jax.devices()[:1])
+  first, _ = _run(runner, state, batches[:1])
+  checkpointer = checkpointing.Checkpointer(tmp_path, async_save=False)
+  checkpointer.save(first)
+  checkpointer.wait()
+  _, _, template = train.build(config, train_fixtures.NUM_CLASSES, train_fixtures.FEATURE_DIM)
+  restored = checkpointer.restore_latest(template)
+  checkpointer.close()
+  chex.assert_trees_all_equal(restored, first)
+  resumed, _ = _run(runner, restored, batches[1:])
+  chex.assert_trees_all_equal(resumed, expected)
+
+
+def test_inference_ignores_padding_and_localizes(method_run):
+  config, model, _, _, batches, (trained, _) = method_run
+  method = methods.get(config.method)
+  forward = inference.make_forward(model, config)
+  batch = batches[0]
+  length = train_fixtures.LENGTH
+  snippet, video = jax.device_get(forward(trained.params, trained.method_state,
+                                          batch['features'][:1], batch['mask'][:1]))
+  assert snippet['tcam'].shape == (1, length, train_fixtures.NUM_CLASSES)
+  assert snippet['attention'].shape == (1, length)
+  padded_features = np.concatenate([batch['features'][:1], np.full((1, 8, train_fixtures.FEATURE_DIM), 7.0,
+                                                                    np.float32)], axis=1)
+  padded_mask = np.concatenate([batch['mask'][:1], np.zeros((1, 8), np.float32)], axis=1)
+  padded, padded_video = jax.device_get(forward(trained.params, trained.method_state,
+                                                padded_features, padded_mask))
+  for name, value in snippet.items():
+    np.testing.assert_allclose(padded[name][:, :length], value, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  for name, value in video.items():
+    np.testing.assert_allclose(padded_video[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+  s = int(batch['mask'][0].sum())
+  found = localize.localize_outputs(
+      method.localizer, {k: v[0, :s] for k, v in snippet.items()},
+      {k: v[0] for k, v in video.items()}, 0.64, config)
+  assert isinstance(found, localize.Detections)
+  assert np.all(found.end > found.start) and np.all(found.start >= 0)
+  assert np.all(found.end <= s * 0.64 + 1e-6)
+
+
+def test_unknown_method_is_one_line():
+  config = train_fixtures.tiny_config()
+  config.method = 'no_such_method'
+  with pytest.raises(train.ConfigError, match="config.method='no_such_method'.*d2net"):
+    train.validate_config(config)
