@@ -37,16 +37,16 @@ ActivityNet1.2 validation (2383 videos, up to 373 snippets) 6 with 18% or 4 with
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import math
-import queue
 import threading
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from d2net_jax.data.prefetch import Prefetcher, count_from, parallel_map, prefetch  # noqa: F401
 from d2net_jax.data.records import DataError, VideoRecord
+from d2net_jax.data.sampling import (SAMPLINGS, SHUFFLES, epoch_order,  # noqa: F401
+                                     random_perturb, resolve_sampling, uniform_sampling)
 
 Batch = Dict[str, np.ndarray]
 BUCKET_MODES = ('multiple', 'pow2')
@@ -78,47 +78,6 @@ def _labels(video: VideoRecord, num_classes: int) -> np.ndarray:
     raise DataError(f'video {video.video_id!r}: labels have shape {labels.shape}, expected '
                     f'({num_classes},)')
   return labels
-
-
-SAMPLINGS = ('crop', 'resample')
-SHUFFLES = ('replacement', 'epoch')
-
-
-def resolve_sampling(config) -> str:
-  """config.data.sampling, with 'auto' replaced by the method's own (`Method.sampling`)."""
-  if config.data.sampling != 'auto':
-    return config.data.sampling
-  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
-  return methods.get(config.method).sampling
-
-
-def random_perturb(length: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
-  """(num_segments,) int64 training indices into a `length`-snippet video (SAL, STPN lineage).
-
-  Bin i starts at s_i = i * length / num_segments. For i < num_segments - 1 the index is uniform
-  in {floor(s_i), ..., floor(s_{i+1})} (the next bin's first snippet included) when those differ,
-  else floor(s_i); the last one is uniform in {floor(s_last), ..., length - 1}. Identity when
-  length == num_segments; shorter videos repeat snippets.
-  """
-  if length == num_segments:
-    return np.arange(length, dtype=np.int64)
-  starts = np.floor(np.arange(num_segments + 1, dtype=np.float64) * length / num_segments)
-  starts = starts.astype(np.int64)
-  lo = starts[:-1]
-  hi = np.append(starts[1:-1], length - 1)  # Inclusive upper ends; the last bin ends the video.
-  hi = np.maximum(hi, lo)
-  return lo + np.floor(rng.random(num_segments) * (hi - lo + 1)).astype(np.int64)
-
-
-def uniform_sampling(length: int, num_segments: int) -> np.ndarray:
-  """(num_segments,) int64 test indices floor(i * length / num_segments) (identity if equal)."""
-  return np.floor(np.arange(num_segments, dtype=np.float64) * length / num_segments
-                  ).astype(np.int64)
-
-
-def epoch_order(num_videos: int, seed: int, epoch: int) -> np.ndarray:
-  """The permutation of the videos in `epoch` (shuffle='epoch'), a function of (seed, epoch)."""
-  return np.random.default_rng([seed, epoch, 0x5EED]).permutation(num_videos)
 
 
 class TrainBatcher:
@@ -240,43 +199,12 @@ class TrainBatcher:
     assemble consecutive batches at once (still yielded in step order). Close the iterator (or
     use `with`) when done."""
     if num_steps is None:
-      steps: Iterable[int] = _count(start_step)
+      steps: Iterable[int] = count_from(start_step)
     else:
       steps = range(start_step, start_step + num_steps)
     if num_workers > 1:
       return prefetch(parallel_map(self.batch, steps, num_workers), prefetch_size)
     return prefetch((self.batch(step) for step in steps), prefetch_size)
-
-
-def _count(start: int) -> Iterator[int]:
-  step = start
-  while True:
-    yield step
-    step += 1
-
-
-def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], num_workers: int
-                 ) -> Iterator[Any]:
-  """fn(item) for each item, computed by `num_workers` threads, yielded in order.
-
-  At most `num_workers` calls run or wait ahead of the consumer; closing the generator cancels
-  the ones not started and waits for the running ones.
-  """
-  if num_workers < 1:
-    raise ValueError(f'num_workers={num_workers} must be >= 1')
-  executor = concurrent.futures.ThreadPoolExecutor(num_workers, thread_name_prefix='batch')
-  pending: collections.deque = collections.deque()
-  try:
-    for item in items:
-      pending.append(executor.submit(fn, item))
-      if len(pending) >= num_workers:
-        yield pending.popleft().result()
-    while pending:
-      yield pending.popleft().result()
-  finally:
-    for future in pending:
-      future.cancel()
-    executor.shutdown(wait=True)
 
 
 def bucket_length(num_snippets: int, bucket: int, mode: str = 'multiple') -> int:
@@ -386,119 +314,3 @@ def shard_batch(batch: Dict[str, Any], num_devices: int) -> Dict[str, Any]:
                        f'{num_devices} devices; choose a batch size that is a multiple of it')
     sharded[name] = value.reshape((num_devices, size // num_devices) + tuple(value.shape[1:]))
   return sharded
-
-
-class _Raised:
-  """An exception of the producer thread, handed to the consumer."""
-
-  def __init__(self, error: BaseException):
-    self.error = error
-
-
-_END = object()
-
-
-def _produce(source: Iterator[Any], items: queue.Queue, stop: threading.Event) -> None:
-  """Producer thread: moves `source` into `items` until exhausted, failed or stopped.
-
-  It holds no reference to the `Prefetcher`, so dropping that object stops the thread.
-  """
-
-  def put(item) -> bool:
-    while not stop.is_set():
-      try:
-        items.put(item, timeout=0.05)
-        return True
-      except queue.Full:
-        continue
-    return False
-
-  try:
-    for item in source:
-      if not put(item):
-        return
-    put(_END)
-  except BaseException as error:  # pylint: disable=broad-except
-    put(_Raised(error))
-  finally:
-    close = getattr(source, 'close', None)
-    if close is not None:
-      try:
-        close()
-      except Exception:  # pylint: disable=broad-except
-        pass
-
-
-class Prefetcher:
-  """Iterates `iterator` in a background thread, up to `size` items ahead (see `prefetch`)."""
-
-  def __init__(self, iterator: Iterable[Any], size: int = 2):
-    if size < 1:
-      raise ValueError(f'prefetch size={size} must be >= 1')
-    self._queue: queue.Queue = queue.Queue(maxsize=size)
-    self._stop = threading.Event()
-    self._done = False
-    self._thread = threading.Thread(target=_produce, args=(iter(iterator), self._queue, self._stop),
-                                    name='prefetch', daemon=True)
-    self._thread.start()
-
-  def __iter__(self) -> 'Prefetcher':
-    return self
-
-  def __next__(self):
-    if self._done:
-      raise StopIteration
-    while True:
-      try:
-        item = self._queue.get(timeout=0.1)
-        break
-      except queue.Empty:
-        if not self._thread.is_alive() and self._queue.empty():
-          self._done = True
-          raise StopIteration from None
-    if item is _END:
-      self.close()
-      raise StopIteration
-    if isinstance(item, _Raised):
-      self.close()
-      raise item.error
-    return item
-
-  def close(self, timeout: float = 10.0) -> None:
-    """Stops the producer thread and waits for it (it finishes the item it is computing)."""
-    self._done = True
-    self._stop.set()
-    while True:  # Unblock a producer waiting on a full queue.
-      try:
-        self._queue.get_nowait()
-      except queue.Empty:
-        break
-    if self._thread.is_alive() and threading.current_thread() is not self._thread:
-      self._thread.join(timeout)
-
-  @property
-  def alive(self) -> bool:
-    """Whether the producer thread still runs."""
-    return self._thread.is_alive()
-
-  def __enter__(self) -> 'Prefetcher':
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self.close()
-
-  def __del__(self):
-    stop = getattr(self, '_stop', None)
-    if stop is not None:
-      stop.set()
-
-
-def prefetch(iterator: Iterable[Any], size: int = 2) -> Prefetcher:
-  """Items of `iterator`, computed up to `size` ahead in a background thread.
-
-  The producer's exceptions are re-raised in the consumer (at the item where they happened).
-  `close()` (or leaving a `with` block, or dropping the iterator) stops the thread. Work that
-  should overlap the training step goes into `iterator` itself, e.g. a `map` that also calls
-  `jax.device_put`. NumPy and HDF5 reads release the GIL, so a thread is enough.
-  """
-  return Prefetcher(iterator, size)

@@ -1,0 +1,48 @@
+"""Which snippets of a video a batch row holds: resampling to a fixed length, epoch order.
+
+'resample' sampling (SAL, CO2-Net, the STPN lineage) feeds every video as exactly T snippets: in
+training one random snippet per bin (`random_perturb`), at test evenly spaced ones
+(`uniform_sampling`). The batcher keeps each video's original length, so times map back.
+"""
+
+import numpy as np
+
+SAMPLINGS = ('crop', 'resample')
+SHUFFLES = ('replacement', 'epoch')
+
+
+def resolve_sampling(config) -> str:
+  """config.data.sampling, with 'auto' replaced by the method's own (`Method.sampling`)."""
+  if config.data.sampling != 'auto':
+    return config.data.sampling
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
+  return methods.get(config.method).sampling
+
+
+def random_perturb(length: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
+  """(num_segments,) int64 training indices into a `length`-snippet video (SAL, STPN lineage).
+
+  Bin i starts at s_i = i * length / num_segments. For i < num_segments - 1 the index is uniform
+  in {floor(s_i), ..., floor(s_{i+1})} (the next bin's first snippet included) when those differ,
+  else floor(s_i); the last one is uniform in {floor(s_last), ..., length - 1}. Identity when
+  length == num_segments; shorter videos repeat snippets.
+  """
+  if length == num_segments:
+    return np.arange(length, dtype=np.int64)
+  starts = np.floor(np.arange(num_segments + 1, dtype=np.float64) * length / num_segments)
+  starts = starts.astype(np.int64)
+  lo = starts[:-1]
+  hi = np.append(starts[1:-1], length - 1)  # Inclusive upper ends; the last bin ends the video.
+  hi = np.maximum(hi, lo)
+  return lo + np.floor(rng.random(num_segments) * (hi - lo + 1)).astype(np.int64)
+
+
+def uniform_sampling(length: int, num_segments: int) -> np.ndarray:
+  """(num_segments,) int64 test indices floor(i * length / num_segments) (identity if equal)."""
+  return np.floor(np.arange(num_segments, dtype=np.float64) * length / num_segments
+                  ).astype(np.int64)
+
+
+def epoch_order(num_videos: int, seed: int, epoch: int) -> np.ndarray:
+  """The permutation of the videos in `epoch` (shuffle='epoch'), a function of (seed, epoch)."""
+  return np.random.default_rng([seed, epoch, 0x5EED]).permutation(num_videos)
