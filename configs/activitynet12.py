@@ -70,4 +70,5 @@ def get_config(arg=None):
     config.loss.snippet_bg_threshold = 0.5
     config.localize.activitynet_class_rule = False
     config.localize.rescale_attention = False
+  _THUMOS.config_lib.apply_method_preset(config, 'activitynet12')
   return config

@@ -53,6 +53,7 @@ def get_config(arg=None):
   config.train.selection_iou = -1.0  # Mean mAP over 0.1:0.7: steadier than mAP@0.5 on 40 videos.
   config.loss.pdmi_start_step = 250  # THUMOS14: 1000 of 20000 steps.
 
+  thumos.config_lib.apply_method_preset(config, 'synthetic')
   if 'smoke' in flags:
     config.data.synthetic.num_train = 16
     config.data.synthetic.num_test = 6

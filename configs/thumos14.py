@@ -90,4 +90,5 @@ def get_config(arg=None):
 
   if 'paper' in flags:
     apply_overrides(config, PAPER)
+  config_lib.apply_method_preset(config, 'thumos14')
   return config

@@ -221,3 +221,8 @@ def apply_overrides(config, overrides) -> ml_collections.ConfigDict:
       raise KeyError(f'no config field {dotted!r}')
     node[field] = value
   return config
+
+
+def apply_method_preset(config, preset: str) -> ml_collections.ConfigDict:
+  """Applies `config.method`'s settings for dataset preset `preset` (`Method.presets`)."""
+  return apply_overrides(config, methods.get(config.method).presets.get(preset, {}))

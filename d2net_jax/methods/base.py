@@ -58,6 +58,10 @@ class Method:
     progress_metrics: aux names shown on the training progress bar.
     smoke_overrides: {'section.field': value} that shrink the method for the smoke presets and
       the per-method tests (e.g. a smaller hidden size); applied after the smoke settings.
+    presets: {preset name: {'section.field': value}}: the method's settings on each dataset
+      preset ('thumos14', 'activitynet12', 'activitynet13', 'synthetic'), applied by
+      `configs/<preset>.py:<method>` after the preset's shared settings (e.g. SAL's batch size,
+      learning rate and num_segments on THUMOS14). D2-Net's are the presets' own values.
     dropout_fields: the 'section.field' names of its dropout rates. The multi-device tests set
       them to 0: dropout masks differ between device counts by construction.
     validate_config: optional (config) -> None raising ValueError (one line naming the field)
@@ -74,6 +78,7 @@ class Method:
   sampling: str = 'crop'
   progress_metrics: Tuple[str, ...] = ('loss',)
   smoke_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   dropout_fields: Tuple[str, ...] = ()
   validate_config: Callable[[ml_collections.ConfigDict], None] = lambda config: None
 
