@@ -154,3 +154,28 @@ def test_metric_writer_also_feeds_tensorboard_when_installed(tmp_path, monkeypat
   assert ('loss', 0.5, 3) in calls and calls[-1] == ('close',)
   assert json.loads((tmp_path / 'metrics.jsonl').read_text()) == {
       'step': 3, 'loss': 0.5, 'skipped': 'nan'}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('sampling', ['crop', 'resample'])
+def test_mil_trains_end_to_end_and_localizes(tmp_path, data_dir, sampling, capsys):
+  """`d2net-jax train --config configs/synthetic.py:mil,smoke`, with either sampling; then
+  `localize` on the run. Resampled test videos map back to seconds inside each video."""
+  config = SMOKE.replace(':smoke', ':mil,smoke')
+  workdir = tmp_path / sampling
+  assert cli.main(['train', '--config', config, '--workdir', str(workdir),
+                   f'--config.data.path={data_dir}', '--noprogress',
+                   f'--config.data.sampling={sampling}', '--config.data.num_segments=20']) == 0
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert saved['method'] == 'mil' and saved['data']['sampling'] == sampling
+  results = json.loads((workdir / 'results.json').read_text())
+  assert 0 <= results['test']['average_mAP'] <= 1
+  output = workdir / 'detections.json'
+  assert cli.main(['localize', '--workdir', str(workdir), '--output', str(output)]) == 0
+  detections = json.loads(output.read_text())['results']
+  assert detections
+  gt = json.loads(next(data_dir.glob('*.gt.json')).read_text())['database']
+  for video, found in detections.items():
+    for d in found:
+      assert 0 <= d['segment'][0] < d['segment'][1] <= gt[video]['duration'] + 0.64 + 1e-6
+  capsys.readouterr()
