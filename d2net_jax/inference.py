@@ -63,7 +63,8 @@ def eval_batches(videos: Sequence[VideoRecord], config, num_classes: int):
   data = config.data
   resample = batching.resolve_sampling(config) == 'resample'
   return batching.eval_batches(
-      videos, data.eval_bucket, data.eval_batch_size, num_classes,
+      videos, data.eval_bucket, data.eval_batch_size, num_classes, data.eval_bucket_mode,
+      max_programs=data.eval_max_programs,
       resample_to=(data.num_segments or data.max_seqlen) if resample else None,
       resample_short=data.resample_short)
 

@@ -124,10 +124,11 @@ _CHOICES = {
     'data.sampling': ('auto', 'crop', 'resample'),
     'data.shuffle': ('replacement', 'epoch'),
     'data.resample_short': ('repeat', 'keep'),
+    'data.eval_bucket_mode': ('fitted', 'multiple', 'pow2'),
 }
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
-             'data.eval_bucket', 'data.eval_batch_size')
+             'data.eval_bucket', 'data.eval_batch_size', 'data.eval_max_programs')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -284,3 +284,38 @@ def test_parallel_map_propagates_errors_and_stops():
   assert next(infinite) == 36
   infinite.close()  # Returns: the executor is shut down, no thread left running.
   assert not [t for t in threading.enumerate() if t.name.startswith('batch')]
+
+
+def _lengths_as_videos(lengths):
+  base = make_video(0, 1)
+  return [VideoRecord(f'v{i}', 'test', base.labels, base.segments, base.segment_classes, 1.0,
+                      0.64, int(n), load=base.load) for i, n in enumerate(lengths)]
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_fitted_buckets_are_optimal_and_few(seed):
+  """At most K lengths, every video fits, and no other choice of K edges pads less."""
+  import itertools  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(1, 200, size=int(rng.integers(3, 30)))
+  bucket, k = 16, 3
+  edges = batching.fitted_edges(lengths, bucket, k)
+  assert 1 <= len(edges) <= k and all(e % bucket == 0 for e in edges)
+  padded = batching.padded_lengths(_lengths_as_videos(lengths), bucket, 'fitted', k)
+  assert all(p >= n for p, n in zip(padded, lengths)) and set(padded) <= set(edges)
+  cands = sorted({batching.bucket_length(n, bucket) for n in lengths})
+  best = min(sum(min(e for e in choice if e >= n) for n in lengths)
+             for r in range(1, k + 1) for choice in itertools.combinations(cands, r)
+             if max(choice) == cands[-1])
+  assert sum(padded) == best
+
+
+def test_real_thumos14_test_set_compiles_at_most_eight_programs(shared_data):
+  durations = np.load(shared_data / 'thumos14' / 'duration.npy', allow_pickle=True)
+  subsets = np.load(shared_data / 'thumos14' / 'subset.npy', allow_pickle=True).astype(str)
+  lengths = [max(1, int(d / 0.64)) for d, s in zip(durations.reshape(-1), subsets) if s == 'test']
+  videos = _lengths_as_videos(lengths)
+  assert len(batching.eval_lengths(videos, 16, 'fitted', 8)) == 8
+  assert len(batching.eval_lengths(videos, 16, 'multiple')) > 8
+  padded = batching.padded_lengths(videos, 16, 'fitted', 8)
+  assert sum(padded) / sum(lengths) - 1 < 0.25

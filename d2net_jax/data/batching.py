@@ -32,11 +32,15 @@ Evaluation (`eval_batches`): every video whole, padded to a length bucket: the n
 two ('pow2': at most log2(T_max / bucket) + 1 programs, up to 2x padding). Measured on the real
 annotations at 0.64 s per snippet, bucket 64, batch 1: the THUMOS14 test set (212 videos, up to
 2614 snippets) compiles 26 programs with 9% padding ('multiple') or 7 with 47% ('pow2');
-ActivityNet1.2 validation (2383 videos, up to 373 snippets) 6 with 18% or 4 with 50%.
+ActivityNet1.2 validation (2383 videos, up to 373 snippets) 6 with 18% or 4 with 50%. 'fitted'
+(the default) picks at most `max_programs` multiples of `bucket` that pad the evaluated videos
+least: at bucket 16 and 8 programs, 21% padding on THUMOS14 test and 13% on ActivityNet1.2
+validation (experiments/bench_eval_programs.py).
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
@@ -49,7 +53,7 @@ from d2net_jax.data.sampling import (SAMPLINGS, SHUFFLES, epoch_order,  # noqa: 
                                      random_perturb, resolve_sampling, uniform_sampling)
 
 Batch = Dict[str, np.ndarray]
-BUCKET_MODES = ('multiple', 'pow2')
+BUCKET_MODES = ('multiple', 'pow2', 'fitted')
 
 
 def _num_classes(videos: Sequence[VideoRecord], num_classes: Optional[int]) -> int:
@@ -212,18 +216,66 @@ def bucket_length(num_snippets: int, bucket: int, mode: str = 'multiple') -> int
   bucket * 2^k >= T."""
   if bucket < 1:
     raise ValueError(f'bucket={bucket} must be >= 1')
-  if mode not in BUCKET_MODES:
-    raise ValueError(f'bucket mode {mode!r}; one of {BUCKET_MODES}')
+  if mode not in ('multiple', 'pow2'):
+    raise ValueError(f'bucket mode {mode!r} has no per-video length; one of multiple, pow2')
   num_snippets = max(int(num_snippets), 1)
   if mode == 'multiple':
     return -(-num_snippets // bucket) * bucket
   return bucket * 2 ** max(0, math.ceil(math.log2(num_snippets / bucket)))
 
 
-def eval_lengths(videos: Sequence[VideoRecord], bucket: int = 64, mode: str = 'multiple'
-                 ) -> List[int]:
+def fitted_edges(num_snippets: Sequence[int], bucket: int, max_programs: int) -> List[int]:
+  """At most `max_programs` padded lengths, multiples of `bucket`, that pad the given videos least.
+
+  Each video is padded to the smallest edge >= its length; the edges minimise the total padded
+  snippets (dynamic programming over the distinct multiples of `bucket`: O(m^2 K) for m of them),
+  so a whole evaluation set compiles at most `max_programs` programs.
+  """
+  if max_programs < 1:
+    raise ValueError(f'max_programs={max_programs} must be >= 1')
+  counts = collections.Counter(bucket_length(n, bucket) for n in num_snippets)
+  if not counts:
+    return []
+  cands = sorted(counts)
+  m = len(cands)
+  groups = min(max_programs, m)
+  inf = float('inf')
+  # best[g][i]: least padded total of the first i candidates in g groups, the last ending at i-1.
+  best = [[inf] * (m + 1) for _ in range(groups + 1)]
+  back = [[0] * (m + 1) for _ in range(groups + 1)]
+  best[0][0] = 0.0
+  prefix = [0]
+  for c in cands:
+    prefix.append(prefix[-1] + counts[c])
+  for g in range(1, groups + 1):
+    for i in range(1, m + 1):
+      for j in range(g - 1, i):  # Group = candidates j..i-1, padded to cands[i-1].
+        cost = best[g - 1][j] + cands[i - 1] * (prefix[i] - prefix[j])
+        if cost < best[g][i]:
+          best[g][i], back[g][i] = cost, j
+  g = min(range(1, groups + 1), key=lambda k: (best[k][m], k))
+  edges, i = [], m
+  while i > 0:
+    edges.append(cands[i - 1])
+    i, g = back[g][i], g - 1
+  return sorted(edges)
+
+
+def padded_lengths(videos: Sequence[VideoRecord], bucket: int = 64, mode: str = 'multiple',
+                   max_programs: int = 8) -> List[int]:
+  """Each video's padded evaluation length under bucket mode `mode`."""
+  if mode not in BUCKET_MODES:
+    raise ValueError(f'bucket mode {mode!r}; one of {BUCKET_MODES}')
+  if mode != 'fitted':
+    return [bucket_length(v.num_snippets, bucket, mode) for v in videos]
+  edges = fitted_edges([v.num_snippets for v in videos], bucket, max_programs)
+  return [next(e for e in edges if e >= bucket_length(v.num_snippets, bucket)) for v in videos]
+
+
+def eval_lengths(videos: Sequence[VideoRecord], bucket: int = 64, mode: str = 'multiple',
+                 max_programs: int = 8) -> List[int]:
   """The distinct padded lengths (= compiled programs per batch size) of evaluating `videos`."""
-  return sorted({bucket_length(v.num_snippets, bucket, mode) for v in videos})
+  return sorted(set(padded_lengths(videos, bucket, mode, max_programs)))
 
 
 def _test_indices(length: int, resample_to: int, resample_short: str) -> np.ndarray:
@@ -235,8 +287,8 @@ def _test_indices(length: int, resample_to: int, resample_short: str) -> np.ndar
 
 def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: int = 1,
                  num_classes: Optional[int] = None, mode: str = 'multiple', *,
-                 resample_to: Optional[int] = None, resample_short: str = 'repeat'
-                 ) -> Iterator[Batch]:
+                 max_programs: int = 8, resample_to: Optional[int] = None,
+                 resample_short: str = 'repeat') -> Iterator[Batch]:
   """Whole videos, padded to their length bucket, `batch_size` videos of one bucket per batch.
 
   With `resample_to` = T every video is instead resampled to T snippets (`uniform_sampling`), one
@@ -262,7 +314,7 @@ def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: in
       raise ValueError(f'resample_to={resample_to} must be >= 1')
     lengths = [int(resample_to)] * len(videos)
   else:
-    lengths = [bucket_length(v.num_snippets, bucket, mode) for v in videos]
+    lengths = padded_lengths(videos, bucket, mode, max_programs)
   if batch_size == 1:
     groups = [[i] for i in range(len(videos))]
   else:
