@@ -11,7 +11,8 @@ call `evaluate`.
 """
 
 import dataclasses
-from typing import Any, Dict, List, Sequence, Tuple
+import pickle
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -118,11 +119,55 @@ def score(dataset: Dataset, videos: Sequence[VideoRecord], detections, config
       class_names=list(dataset.class_names), unknown_videos=config.evaluation.unknown_videos)
 
 
-def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRecord], config
+def process_videos(videos: Sequence[VideoRecord], process_index: int, process_count: int
+                   ) -> List[VideoRecord]:
+  """The videos process `process_index` of `process_count` evaluates: every count-th one, so
+  long and short videos spread evenly."""
+  return list(videos)[process_index::process_count]
+
+
+def allgather_objects(value: Any) -> List[Any]:
+  """[value of process 0, value of process 1, ...], on every process (pickled bytes through
+  `multihost_utils.process_allgather`; the plain [value] on one process)."""
+  if jax.process_count() == 1:
+    return [value]
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  data = np.frombuffer(pickle.dumps(value), np.uint8)
+  sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
+  padded = np.zeros(int(sizes.max()), np.uint8)
+  padded[:data.size] = data
+  gathered = np.asarray(multihost_utils.process_allgather(padded))
+  return [pickle.loads(gathered[i, :int(n)].tobytes()) for i, n in enumerate(sizes.reshape(-1))]
+
+
+def local_detections(forward, params, state, videos: Sequence[VideoRecord], config,
+                     num_classes: int, process_index: int = 0, process_count: int = 1
+                     ) -> Dict[str, localize.Detections]:
+  """{video_id: Detections} of this process's share of `videos` (`process_videos`)."""
+  mine = process_videos(videos, process_index, process_count)
+  return detect(video_outputs(forward, params, state, mine, config, num_classes), mine, config)
+
+
+def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRecord], config, *,
+             process_index: Optional[int] = None, process_count: Optional[int] = None,
+             allgather: Callable[[Any], List[Any]] = allgather_objects
              ) -> Tuple[evaluation.EvaluationResult, Dict[str, localize.Detections]]:
-  """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring)."""
-  outputs = video_outputs(forward, params, state, videos, config, dataset.num_classes)
-  detections = detect(outputs, videos, config)
+  """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring).
+
+  With several processes each runs the network on its share (`process_videos`) and the
+  detections of all are gathered (`allgather`), so every process returns the result of all
+  videos, in the order of `videos`.
+  """
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  found = local_detections(forward, params, state, videos, config, dataset.num_classes,
+                           process_index, process_count)
+  if process_count > 1:
+    merged = {}
+    for part in allgather(found):
+      merged.update(part)
+    found = merged
+  detections = {v.video_id: found[v.video_id] for v in videos}
   return score(dataset, videos, detections, config), detections
 
 

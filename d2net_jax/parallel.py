@@ -8,8 +8,9 @@ Both compute the same update from the same global batch of B videos:
 - 'jit': the plain global-batch step (axis_name=None) with the batch sharded over a 1-D mesh on its
   leading axis and the state replicated; XLA partitions the computation.
 
-Multi-host (TPU pods): every process calls the same compiled step with its own slice of the global
-batch (`process_batch`); collectives span all processes' devices.
+Multi-host (TPU pods, several GPU hosts): every process builds and feeds only its own rows of the
+global batch (`batching.process_rows`; the training loop asks the batcher for them) and calls the
+same compiled step; collectives span all processes' devices.
 """
 
 import functools
@@ -90,9 +91,11 @@ class StepRunner:
     """
     return jax.device_put(jax.tree.map(jnp.copy, state), NamedSharding(self.mesh, P()))
 
-  def put_batch(self, batch: Mapping[str, np.ndarray]):
-    """A global host batch (B, ...) as the compiled step's input; this process's slice only."""
-    local = process_batch(batch)
+  def put_batch(self, batch: Mapping[str, np.ndarray], local: bool = False):
+    """A host batch as the compiled step's input: the global batch (B, ...), of which this
+    process's slice is kept, or with `local` this process's rows only (what
+    `TrainBatcher.batch(step, rows=process_rows(...))` builds)."""
+    local = dict(batch) if local else process_batch(batch)
     if self.parallelism == 'pmap':
       return batching.shard_batch(local, len(self.local_devices))
     return {k: jax.make_array_from_process_local_data(self._batch_sharding, np.asarray(v))

@@ -371,11 +371,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   steps = range(start, c.num_steps)
   bar = run_log.Progress(start, c.num_steps, disable=None if progress is None else not progress)
   pending, last_logged, t0 = [], start, time.perf_counter()
-  batches = batcher.iterate(start, len(steps), config.data.prefetch)
+  # Each process builds only its own rows of the global batch (all of them on one host).
+  rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
+  batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
   with _StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
-        state, metrics = runner(state, runner.put_batch(batch))
+        state, metrics = runner(state, runner.put_batch(batch, local=True))
         pending.append(metrics)  # Stays on device until a log step.
         done = step + 1
         if done % c.log_every == 0 or done == c.num_steps or interrupt.stop:

@@ -153,41 +153,49 @@ class TrainBatcher:
         self._cache[index] = features
     return features
 
-  def batch(self, step: int) -> Batch:
-    """The batch of training step `step` (same (seed, step), same batch)."""
+  def batch(self, step: int, rows: Optional[slice] = None) -> Batch:
+    """The batch of training step `step` (same (seed, step), same batch), or only its rows `rows`.
+
+    `rows` (a slice of range(batch_size), e.g. this process's `process_rows`) builds those rows
+    alone, identical to the same rows of the whole batch: the random draws of the other rows are
+    replayed from their videos' lengths (`num_snippets`), without loading their features.
+    """
     rng = np.random.default_rng([self.seed, int(step)])
     if self.shuffle == 'replacement':
       indices = rng.integers(len(self.videos), size=self.batch_size)
     else:
       indices = self._epoch_indices(int(step))
-    if self.sampling == 'resample':
-      rows = [self._features(int(i)) for i in indices]
-      rows = [f[random_perturb(f.shape[0], self.num_segments, rng)] for f in rows]
-      labels = np.stack([_labels(self.videos[int(i)], self.num_classes) for i in indices])
-      return {'features': np.stack(rows).astype(np.float32, copy=False),
-              'mask': np.ones((self.batch_size, self.num_segments), np.float32),
-              'labels': labels, 'video_index': indices.astype(np.int32)}
-    crops = []
+    takes = []  # Per row of the global batch: the snippets it holds, drawn in row order.
     for index in indices:
-      features = self._features(int(index))
-      length = features.shape[0]
-      if length > self.max_seqlen:
-        start = int(rng.integers(length - self.max_seqlen + 1))
-        features = features[start:start + self.max_seqlen]
-      crops.append(features)
-    longest = max(c.shape[0] for c in crops)
-    length = self.max_seqlen
-    if self.pad_to is not None:
-      length = min(self.max_seqlen, -(-longest // self.pad_to) * self.pad_to)
-    dim = crops[0].shape[1]
-    features = np.zeros((self.batch_size, length, dim), np.float32)
-    mask = np.zeros((self.batch_size, length), np.float32)
-    for row, crop in enumerate(crops):
-      features[row, :crop.shape[0]] = crop
-      mask[row, :crop.shape[0]] = 1.0
-    labels = np.stack([_labels(self.videos[int(i)], self.num_classes) for i in indices])
+      length = int(self.videos[int(index)].num_snippets)
+      if self.sampling == 'resample':
+        takes.append(random_perturb(length, self.num_segments, rng))
+      else:
+        start = int(rng.integers(length - self.max_seqlen + 1)) if length > self.max_seqlen else 0
+        takes.append(slice(start, start + min(length, self.max_seqlen)))
+    if self.sampling == 'resample':
+      length = self.num_segments
+    else:
+      length = self.max_seqlen
+      if self.pad_to is not None:
+        longest = max(t.stop - t.start for t in takes)
+        length = min(self.max_seqlen, -(-longest // self.pad_to) * self.pad_to)
+    own = list(range(self.batch_size))[rows if rows is not None else slice(None)]
+    features, mask = None, np.zeros((len(own), length), np.float32)
+    for out, row in enumerate(own):
+      index = int(indices[row])
+      video = self._features(index)
+      if video.shape[0] != self.videos[index].num_snippets:
+        raise DataError(f'video {self.videos[index].video_id!r}: {video.shape[0]} feature rows '
+                        f'but num_snippets={self.videos[index].num_snippets}')
+      piece = video[takes[row]]
+      if features is None:
+        features = np.zeros((len(own), length, video.shape[1]), np.float32)
+      features[out, :piece.shape[0]] = piece
+      mask[out, :piece.shape[0]] = 1.0
+    labels = np.stack([_labels(self.videos[int(indices[row])], self.num_classes) for row in own])
     return {'features': features, 'mask': mask, 'labels': labels,
-            'video_index': indices.astype(np.int32)}
+            'video_index': indices[own].astype(np.int32)}
 
   def _epoch_indices(self, step: int) -> np.ndarray:
     n = len(self.videos)
@@ -197,7 +205,8 @@ class TrainBatcher:
     return np.array([orders[int(e)][o] for e, o in zip(epochs, offsets)], np.int64)
 
   def iterate(self, start_step: int = 0, num_steps: Optional[int] = None,
-              prefetch_size: int = 2, num_workers: int = 1) -> 'Prefetcher':
+              prefetch_size: int = 2, num_workers: int = 1,
+              rows: Optional[slice] = None) -> 'Prefetcher':
     """Batches of steps start_step, start_step + 1, ... (`num_steps` of them, or forever),
     prepared ahead in a background thread (`prefetch`); with `num_workers` > 1 that many threads
     assemble consecutive batches at once (still yielded in step order). Close the iterator (or
@@ -207,8 +216,9 @@ class TrainBatcher:
     else:
       steps = range(start_step, start_step + num_steps)
     if num_workers > 1:
-      return prefetch(parallel_map(self.batch, steps, num_workers), prefetch_size)
-    return prefetch((self.batch(step) for step in steps), prefetch_size)
+      return prefetch(parallel_map(lambda step: self.batch(step, rows), steps, num_workers),
+                      prefetch_size)
+    return prefetch((self.batch(step, rows) for step in steps), prefetch_size)
 
 
 def bucket_length(num_snippets: int, bucket: int, mode: str = 'multiple') -> int:
@@ -352,6 +362,15 @@ def eval_batches(videos: Sequence[VideoRecord], bucket: int = 64, batch_size: in
       batch['labels'][row] = _labels(videos[i], classes)
       batch['video_index'][row] = i
     yield batch
+
+
+def process_rows(batch_size: int, process_index: int, process_count: int) -> slice:
+  """The contiguous rows of a global batch that process `process_index` of `process_count` feeds
+  (the same split as `parallel.process_batch`)."""
+  if batch_size % process_count:
+    raise ValueError(f'global batch {batch_size} not divisible by {process_count} processes')
+  per = batch_size // process_count
+  return slice(process_index * per, (process_index + 1) * per)
 
 
 def shard_batch(batch: Dict[str, Any], num_devices: int) -> Dict[str, Any]:
