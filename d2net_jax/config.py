@@ -105,6 +105,9 @@ def train_config() -> ml_collections.ConfigDict:
   # Official code: no update when the loss is <= 0 (every video of the batch skipped). Non-finite
   # losses or gradients always skip the update.
   c.skip_nonpositive_loss = True
+  # 'bfloat16': the model's convolutions and matmuls in bfloat16 (parameters, optimiser state and
+  # every loss reduction, SVD and determinant stay float32); 'float32' everywhere otherwise.
+  c.compute_dtype = 'float32'
   c.parallelism = 'pmap'  # 'pmap' (jax.pmap over local devices) or 'jit' (jax.jit over a device mesh).
   c.log_every = 10  # Metrics fetched from the device, written to metrics.jsonl, every this many steps.
   c.eval_every = 500  # Official code: evaluates every 500 steps (--test-iter).

@@ -15,9 +15,11 @@ import pickle
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from d2net_jax import evaluation
+from d2net_jax import layers
 from d2net_jax import localize
 from d2net_jax import methods
 from d2net_jax.data import batching
@@ -52,9 +54,14 @@ def make_forward(model, config):
   """jit fn(params, method_state, features (B, T, D), mask (B, T)) -> (snippet, video) dicts of
   `config.method`'s `inference_outputs`."""
   method = methods.get(config.method)
+  dtype = jnp.bfloat16 if config.train.compute_dtype == 'bfloat16' else jnp.float32
 
   def forward(params, state, features, mask):
-    return method.inference_outputs(model, params, state, features, mask, config)
+    if dtype == jnp.float32:
+      return method.inference_outputs(model, params, state, features, mask, config)
+    params, features = layers.cast_floats(params, dtype), features.astype(dtype)
+    return layers.cast_floats(method.inference_outputs(model, params, state, features, mask, config),
+                        jnp.float32)
 
   return jax.jit(forward)
 

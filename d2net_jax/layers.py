@@ -106,3 +106,9 @@ def topk_indicator(scores: jax.Array, mask: jax.Array, k: jax.Array) -> jax.Arra
 def global_sum(x, axis_name: Optional[str]):
   """psum over the device axis inside pmap (global-batch sums); x itself without an axis."""
   return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
+def cast_floats(tree, dtype):
+  """Every floating-point leaf of `tree` as `dtype`, other leaves unchanged (mixed precision)."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tree)

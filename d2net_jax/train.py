@@ -26,6 +26,7 @@ from d2net_jax import checkpointing
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
+from d2net_jax import layers
 from d2net_jax import methods
 from d2net_jax import parallel
 from d2net_jax import run_log
@@ -35,6 +36,39 @@ from d2net_jax.train_state import TrainState
 
 # ---------------------------------------------------------------------------------------------
 # Update step.
+
+
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def loss_and_grads(state: TrainState, batch: Dict[str, jax.Array], *, model,
+                   config: ml_collections.ConfigDict, loss_fn: Callable[..., Any],
+                   axis_name: Optional[str] = None):
+  """((loss, aux), grads) of this device's batch (before any pmean), as `train_step` computes it.
+
+  Mixed precision (`train.compute_dtype='bfloat16'`): the model runs on bfloat16 copies of the
+  float32 parameters and features (convolutions and matmuls in bfloat16), its outputs go back to
+  float32 before the loss, so every loss reduction, SVD and determinant (pDMI) is float32, and
+  the gradients reach the float32 parameters through the casts.
+  """
+  step_key = jax.random.fold_in(state.key, state.step)
+  loss_key, dropout_key = jax.random.split(step_key)
+  if axis_name is not None:
+    dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(axis_name))
+  dtype = COMPUTE_DTYPES[config.train.compute_dtype]
+
+  def loss_and_aux(params):
+    features = batch['features']
+    if dtype != jnp.float32:
+      params, features = layers.cast_floats(params, dtype), features.astype(dtype)
+    outputs = model.apply({'params': params}, features, batch['mask'], train=True,
+                          rngs={'dropout': dropout_key})
+    if dtype != jnp.float32:
+      outputs = layers.cast_floats(outputs, jnp.float32)
+    return loss_fn(outputs, batch, dict(state.method_state, step=state.step), config, loss_key,
+                   axis_name=axis_name)
+
+  return jax.value_and_grad(loss_and_aux, has_aux=True)(state.params)
 
 
 def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, optimizer,
@@ -61,18 +95,8 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, optimiz
 
   Returns (new_state, metrics): metrics are float32 scalars, the same on every device.
   """
-  step_key = jax.random.fold_in(state.key, state.step)
-  loss_key, dropout_key = jax.random.split(step_key)
-  if axis_name is not None:
-    dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(axis_name))
-
-  def loss_and_aux(params):
-    outputs = model.apply({'params': params}, batch['features'], batch['mask'], train=True,
-                          rngs={'dropout': dropout_key})
-    return loss_fn(outputs, batch, dict(state.method_state, step=state.step), config, loss_key,
-                   axis_name=axis_name)
-
-  (loss, aux), grads = jax.value_and_grad(loss_and_aux, has_aux=True)(state.params)
+  (loss, aux), grads = loss_and_grads(state, batch, model=model, config=config, loss_fn=loss_fn,
+                                      axis_name=axis_name)
   if axis_name is not None:
     grads = lax.pmean(grads, axis_name)
 
@@ -125,6 +149,7 @@ _CHOICES = {
     'data.shuffle': ('replacement', 'epoch'),
     'data.resample_short': ('repeat', 'keep'),
     'data.eval_bucket_mode': ('fitted', 'multiple', 'pow2'),
+    'train.compute_dtype': tuple(COMPUTE_DTYPES),
 }
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
