@@ -7,7 +7,7 @@ r"""Every speed measurement of the project in one table.
   python experiments/benchmark.py --only train_step,localize
 
 Calls the benchmark scripts of experiments/ through their functions, each in a quick setting:
-  train_step  bench_train_step.bench_shape: the whole update (forward, D2-Net loss with L_D on,
+  train_step  bench_train_step.bench_one: every method's whole update (forward, loss (D2-Net: L_D on),
               backward, Adam) at the THUMOS14 shape (10 x 750 x 2048, C = 20) and the demo shape
               (configs/synthetic.py); steps/s, and FLOP/s as a fraction of a plain matmul of the
               step's dominant size timed in the same run.
@@ -48,27 +48,20 @@ def _script(name: str):
   return _common.load_module(HERE / f'{name}.py', f'd2net_experiments_{name}')
 
 
-def _smoke_config(config):
-  """A tiny version of a train-step config (the smoke mode)."""
-  config.data.feature_dim, config.data.max_seqlen, config.train.batch_size = 16, 32, 2
-  return config
-
-
 def bench_train_step(mode: str) -> List[List[str]]:
+  """Every registered method's training step at its THUMOS14 and demo shapes (tiny in smoke)."""
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   module = _script('bench_train_step')
-  rng = np.random.default_rng(0)
   repeats = {'smoke': 1, 'quick': 2, 'full': 10}[mode]
-  shapes = [('thumos14', module.thumos_config), ('demo', module.demo_config)]
-  if mode == 'smoke':
-    shapes = [('tiny', lambda: _smoke_config(module.demo_config()))]
+  shapes = ('tiny',) if mode == 'smoke' else ('thumos14', 'demo')
   rows = []
-  for name, make in shapes:
-    config = make()
-    r = module.bench_shape(name, config, 'pmap', repeats, rng)
-    rows.append(['training step', r['shape'],
-                 f'{r["steps_per_s"]:.2f} steps/s ({r["videos_per_s"]:.1f} videos/s)',
-                 f'{r["gflop_per_step"]:.2f} GFLOP/step, {r["gflop_per_s"]:.1f} GFLOP/s = '
-                 f'{r["fraction"]:.2f} of a matmul\'s {r["matmul_gflop_per_s"]:.1f} GFLOP/s'])
+  for shape in shapes:
+    for variant in methods.names():
+      r = module.bench_one(variant, shape, 'float32', repeats, 'pmap')
+      rows.append(['training step', f'{variant}, {r["shape"]}',
+                   f'{r["steps_per_s"]:.2f} steps/s ({r["videos_per_s"]:.1f} videos/s)',
+                   f'{r["gflop_per_step"]:.2f} GFLOP/step, {r["gflop_per_s"]:.1f} GFLOP/s = '
+                   f'{r["fraction"]:.2f} of a matmul; compiled in {r["compile_s"]:.1f} s'])
   return rows
 
 
