@@ -135,9 +135,14 @@ def class_probabilities(cas: np.ndarray, comb: np.ndarray, sc: np.ndarray, confi
                         ) -> np.ndarray:
   """p (C,) float64: softmax((1 - beta_sc) * cas_top + beta_sc * sc), cas_top (C,) the mean of
   cas over the top-k snippets of comb in each class (ties: the earlier snippet first)."""
-  k = topk_count(cas.shape[0], config)
-  top = np.argsort(-comb, axis=0, kind='stable')[:k]  # (k, C)
-  cas_top = np.take_along_axis(cas, top, axis=0).mean(axis=0)
+  s = cas.shape[0]
+  k = topk_count(s, config)
+  # The top k of each column: every value above the k-th largest, then the earliest ties with it.
+  kth = np.partition(comb, s - k, axis=0)[s - k]  # (C,)
+  above = comb > kth
+  tied = comb == kth
+  chosen = above | (tied & (np.cumsum(tied, axis=0) <= k - above.sum(axis=0)))
+  cas_top = np.where(chosen, cas, 0).sum(axis=0, dtype=cas.dtype) / cas.dtype.type(k)
   dtype = cas.dtype.type
   beta = float(config.beta_sc)
   v = dtype(1 - beta) * cas_top + dtype(beta) * sc.astype(cas.dtype)
@@ -168,12 +173,17 @@ def upsample(rows: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(rows.astype(np.float64), x.shape[0], axis=1)
   hi = np.clip(np.searchsorted(np.arange(s), x), 1, s - 1)
   lo = hi - 1
-  slope = (rows[:, hi] - rows[:, lo]).astype(np.float64)
-  return slope * (x - lo) + rows[:, lo].astype(np.float64)
+  slope = (rows[:, 1:] - rows[:, :-1]).astype(np.float64)  # (R, s - 1), y[i + 1] - y[i]
+  return slope[:, lo] * (x - lo) + rows.astype(np.float64)[:, lo]
 
 
 def find_runs(rows: np.ndarray, theta: np.ndarray, skip_index0: bool):
   """Runs of rows[r] >= theta_k (and > 0) for every row r and threshold k, duplicates kept.
+
+  With the thresholds sorted, the levels a value v passes are a prefix: k < m(v), m(v) the count
+  of theta_k <= v (0 for v <= 0). A run of level k starts at j iff m(j - 1) <= k < m(j) and ends
+  at j iff m(j + 1) <= k < m(j) (m = 0 outside the sequence), so the runs of every level come
+  from the counts m (R, N) without a (K, R, N) array.
 
   Args:
     rows: (R, N) float64 upsampled sequences.
@@ -185,16 +195,36 @@ def find_runs(rows: np.ndarray, theta: np.ndarray, skip_index0: bool):
     theta[level], ordered by (level, row, start) as the code finds them.
   """
   num_rows, n = rows.shape
-  above = (rows[None, :, :] >= theta[:, None, None]) & (rows > 0)[None]  # (K, R, N)
-  if skip_index0:
-    only0 = above[:, :, 0] & (above.sum(axis=2) == 1)
-    above[:, :, 0] &= ~only0
-  padded = np.zeros((theta.shape[0], num_rows, n + 2), np.int8)
-  padded[:, :, 1:-1] = above
-  edges = np.diff(padded, axis=-1)  # +1 at a run's start, -1 just after its end.
-  level, row, start = np.nonzero(edges == 1)
-  end = np.nonzero(edges == -1)[2] - 1
-  return row, level, start, end
+  order = np.argsort(theta, kind='stable')
+  m = np.zeros((num_rows, n + 2), np.int8 if theta.shape[0] < 127 else np.int32)
+  inner = m[:, 1:-1]
+  for value in theta:  # K passes of one comparison: faster than searchsorted for small K.
+    inner += rows >= value
+  inner *= rows > 0
+
+  def expand(edge_row, at, low, high):  # one entry per level in [low, high)
+    low, high = low.astype(np.int64), high.astype(np.int64)
+    count = high - low
+    levels = np.repeat(low - np.cumsum(count) + count, count) + np.arange(count.sum())
+    return np.repeat(edge_row, count), np.repeat(at, count), levels
+
+  r, j = np.nonzero(m[:, 1:-1] > m[:, :-2])
+  start_row, start, start_level = expand(r, j, m[r, j], m[r, j + 1])
+  r, j = np.nonzero(m[:, 1:-1] > m[:, 2:])
+  end_row, end, end_level = expand(r, j, m[r, j + 2], m[r, j + 1])
+  # Starts and ends alternate along each (level, row) line: the i-th start pairs with the i-th end.
+  first = np.lexsort((start, start_row, start_level))
+  last = np.lexsort((end, end_row, end_level))
+  row, level, start, end = start_row[first], start_level[first], start[first], end[last]
+  if skip_index0 and row.size:
+    line = level * num_rows + row
+    alone = np.bincount(line, minlength=theta.shape[0] * num_rows)[line] == 1
+    keep = ~(alone & (end == 0))
+    row, level, start, end = row[keep], level[keep], start[keep], end[keep]
+  # Levels in the caller's threshold order.
+  level = order[level]
+  line = np.lexsort((start, row, level))
+  return row[line], level[line], start[line], end[line]
 
 
 def oic_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: np.ndarray,
