@@ -155,6 +155,14 @@ def selected_classes(p: np.ndarray, config: Any) -> np.ndarray:
   return chosen if chosen.size else np.array([int(np.argmax(p))], np.int64)
 
 
+def video_classes(cas, a_f, a_r, sc, config: Any) -> np.ndarray:
+  """(R,) int64 the classes `localize_video` localizes (steps 1-2), e.g. to plot them."""
+  check_config(config)
+  cas, a_f, a_r, sc = _validate(cas, a_f, a_r, sc, 1.0)
+  comb = combined_scores(cas, a_r, a_f, config.comb_weights)
+  return selected_classes(class_probabilities(cas, comb, sc, config), config)
+
+
 # ------------------------------------------------------------------------------------------------
 # Steps 3-5: upsampling, runs, OIC scores.
 
