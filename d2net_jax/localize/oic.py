@@ -38,6 +38,7 @@ thresholds have identical scores, so their order does not matter.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -167,6 +168,16 @@ def video_classes(cas, a_f, a_r, sc, config: Any) -> np.ndarray:
 # Steps 3-5: upsampling, runs, OIC scores.
 
 
+@functools.lru_cache(maxsize=64)
+def _upsampling_grid(s: int, scale: int):
+  """x = np.arange(0, s, 1 / scale) (N,) and the left end lo (N,) of its interval (read-only)."""
+  x = np.arange(0, s, 1 / scale)
+  lo = np.clip(np.searchsorted(np.arange(s), x), 1, max(1, s - 1)) - 1
+  x.flags.writeable = False
+  lo.flags.writeable = False
+  return x, lo
+
+
 def upsample(rows: np.ndarray, scale: int) -> np.ndarray:
   """(R, N) float64 linear interpolation of rows (R, s) at x = np.arange(0, s, 1 / scale).
 
@@ -176,11 +187,9 @@ def upsample(rows: np.ndarray, scale: int) -> np.ndarray:
   A single snippet is repeated.
   """
   s = rows.shape[1]
-  x = np.arange(0, s, 1 / scale)
+  x, lo = _upsampling_grid(s, scale)
   if s == 1:
     return np.repeat(rows.astype(np.float64), x.shape[0], axis=1)
-  hi = np.clip(np.searchsorted(np.arange(s), x), 1, s - 1)
-  lo = hi - 1
   slope = (rows[:, 1:] - rows[:, :-1]).astype(np.float64)  # (R, s - 1), y[i + 1] - y[i]
   return slope[:, lo] * (x - lo) + rows.astype(np.float64)[:, lo]
 
