@@ -2,6 +2,7 @@
 
   common.py  shared pieces: `Detections`, runs above thresholds, interval NMS, range sums
   tcam.py    D2-Net's Sec. 3.3 localizer ('tcam'): refined TCAM, outer-inner contrast, hard NMS
+  oic.py     SAL's localizer ('oic', BaS-Net lineage): x24 upsampling, OIC score, BaS-Net soft-NMS
 
 A method names its localizer (`Method.localizer`); `localize_outputs` runs it. Each entry of
 `LOCALIZERS` is fn(snippet, video, seconds_per_snippet, config) -> Detections, where `snippet`
@@ -10,11 +11,12 @@ holds one video's (s, ...) arrays, `video` its per-video arrays, and `config` is
 here, so `from d2net_jax import localize; localize.localize_video(...)` works as before.
 """
 
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
 from d2net_jax.localize import common
+from d2net_jax.localize import oic
 from d2net_jax.localize import tcam
 from d2net_jax.localize.common import (Detections, find_proposals, nms_keep, range_sums,  # noqa: F401
                                        topk_mean)
@@ -32,7 +34,23 @@ def _tcam_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
                              config.localize)
 
 
-LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer}
+def _oic_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
+  """SAL's OIC localizer on snippet['cas'] (s, C), snippet['a_f'], snippet['a_r'] (s,) and
+  video['sc'] (C,), `config.localize.oic`."""
+  return oic.localize_video(snippet['cas'], snippet['a_f'], snippet['a_r'], video['sc'],
+                            seconds_per_snippet, config.localize.oic)
+
+
+LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer, 'oic': _oic_localizer}
+
+
+def relevant_classes_of(name: str, snippet, video, config) -> Optional[np.ndarray]:
+  """(R,) int classes localizer `name` localizes in this video, for plots; None for 'tcam'
+  (`plotting.plot_video` applies Sec. 3.3 itself) and localizers without such a rule."""
+  if name == 'oic':
+    return oic.video_classes(snippet['cas'], snippet['a_f'], snippet['a_r'], video['sc'],
+                             config.localize.oic)
+  return None
 
 
 def get(name: str) -> Localizer:
