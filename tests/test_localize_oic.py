@@ -357,3 +357,18 @@ def test_input_validation():
     oic.localize_video(cas, a * np.nan, a, np.zeros(2), 0.64, c)
   with pytest.raises(ValueError, match='seconds_per_snippet'):
     oic.localize_video(cas, a, a, np.zeros(2), 0.0, c)
+
+
+def test_localizer_settings_are_checked_before_training():
+  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  config = config_lib.base_config()
+  localize.check_config('oic', config)
+  config.localize.oic.nms = 'greedy'
+  with pytest.raises(ValueError, match=r"^localize\.oic\.nms must be"):
+    localize.check_config('oic', config)
+  config = config_lib.base_config()  # D2-Net: its 'tcam' localizer's fields, in train's check.
+  config.localize.nms_threshold = 0.0
+  with pytest.raises(ValueError, match='localize.nms_threshold'):
+    train.validate_config(config)
+  with pytest.raises(ValueError, match="no localizer 'nope'"):
+    localize.check_config('nope', config)
