@@ -53,6 +53,16 @@ def relevant_classes_of(name: str, snippet, video, config) -> Optional[np.ndarra
   return None
 
 
+def check_config(name: str, config) -> None:
+  """ValueError (one line, naming the field) for `config.localize` settings localizer `name`
+  cannot run with; called before training so a bad field fails before the first evaluation."""
+  get(name)
+  if name == 'oic':
+    oic.check_config(config.localize.oic)
+  elif name == 'tcam':
+    tcam._check_config(config.localize)  # pylint: disable=protected-access
+
+
 def get(name: str) -> Localizer:
   try:
     return LOCALIZERS[name]

@@ -9,7 +9,7 @@ Per video, from the raw class logits `cas` (s, C), the RGB and flow actionness a
    p = softmax_C((1 - beta_sc) * mean_{t in top-k of comb_c} cas[t, c] + beta_sc * sc),
    k = max(1, s // topk_ratio);
 2. classes {c : p_c >= class_threshold}, or {argmax p} when none passes;
-2. each selected comb_c is upsampled x `scale` by linear interpolation at
+3. each selected comb_c is upsampled x `scale` by linear interpolation at
    x = np.arange(0, s, 1 / scale) (N = scale * s points, the last scale - 1 extrapolated past
    s - 1 from the last interval: scipy's interp1d(kind='linear', fill_value='extrapolate'),
    reproduced bit for bit in float64);
@@ -277,7 +277,8 @@ def oic_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: np.nda
 
 
 def basnet_iou(start_a, end_a, start_b, end_b) -> np.ndarray:
-  """IoU with "+1" lengths (seconds): inter = max(0, min(end) - max(start) + 1), area = e - s + 1."""
+  """IoU with "+1" lengths (seconds, BaS-Net): inter / (area_a + area_b - inter), where
+  inter = max(0, min(end) - max(start) + 1) and area = end - start + 1. Symmetric."""
   inter = np.maximum(0.0, np.minimum(end_a, end_b) - np.maximum(start_a, start_b) + 1)
   return inter / ((end_a - start_a + 1) + (end_b - start_b + 1) - inter)
 
@@ -285,7 +286,7 @@ def basnet_iou(start_a, end_a, start_b, end_b) -> np.ndarray:
 def _conflicts(row, start, end, order, iou_threshold):
   """Pairs (i, j) of the same row, i before j in greedy `order`, with basnet IoU >= threshold.
 
-  Returns src, dst (E,) int64 and their IoU (E,), computed as in the code: x_i is the earlier.
+  Returns src, dst (E,) int64, their IoU (E,) and the greedy rank (P,) of every proposal.
   """
   srcs, dsts = [], []
   for r in np.unique(row):
