@@ -165,6 +165,22 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # Detections in videos outside the scored ground truth: 'false_positive' (the ActivityNet
   # scorer), 'drop', or 'error'. Always counted in the output.
   c.unknown_videos = 'false_positive'
+  # 'activitynet' (d2net_jax/evaluation.py: the field's standard, highest-tIoU matching) or
+  # 'd2net_official' (d2net_jax/evaluation_official.py: the official detectionMAP.getLocMAP,
+  # which scored the published numbers: snippet grid, first GT over the threshold). The
+  # official_* fields below are read by 'd2net_official' only.
+  c.protocol = 'activitynet'
+  # Official GT: 'thumos14_npy' (THUMOS14 branch: <data.path>/<data.name>-Annotations/
+  # test_gt_segments.npy, or official_gt_file; used for test-subset videos, other videos are
+  # scored on their annotations) or 'annotations' (ActivityNet1.2 branch: the dataset's instances).
+  c.official_gt = 'thumos14_npy'
+  c.official_gt_file = ''
+  # The official snippet grid: seconds -> snippets as seconds * fps / frames (0.64 s snippets).
+  c.official_fps = 25.0
+  c.official_frames_per_snippet = 16
+  # Official bug: a class without detections gives it and every later class AP 0 (a warning says
+  # so when it fires). False: only that class gets AP 0.
+  c.zero_ap_after_empty_class = True
   return c
 
 

@@ -124,6 +124,8 @@ _CHOICES = {
     'data.sampling': ('auto', 'crop', 'resample'),
     'data.shuffle': ('replacement', 'epoch'),
     'data.resample_short': ('repeat', 'keep'),
+    'evaluation.protocol': ('activitynet', 'd2net_official'),
+    'evaluation.official_gt': ('thumos14_npy', 'annotations'),
 }
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
