@@ -60,6 +60,11 @@ def data_config() -> ml_collections.ConfigDict:
   # Which videos a training batch holds: 'replacement' (each row drawn uniformly, official D2-Net)
   # or 'epoch' (a fresh permutation of the videos every epoch, no repeats within one).
   c.shuffle = 'replacement'
+  # Official ActivityNet1.2 loader: videos with at most `short_video_snippets` feature rows are
+  # dropped from every subset (training and test). False (default): all videos are kept. True:
+  # dropped, and their number and names are printed.
+  c.drop_short_videos = False  # ActivityNet1.2 official: True.
+  c.short_video_snippets = 5
   c.eval_bucket = 64  # Evaluation pads each video to a multiple of this many snippets.
   c.eval_batch_size = 1
   c.prefetch = 2  # Training batches prepared ahead in a background thread.
