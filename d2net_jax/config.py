@@ -193,6 +193,7 @@ def base_config() -> ml_collections.ConfigDict:
   """THUMOS14 with the official code's settings."""
   config = ml_collections.ConfigDict()
   config.method = 'd2net'  # d2net_jax.methods.names(): 'd2net', 'mil', ...
+  config.preset = ''  # The preset that built it, e.g. 'configs/thumos14.py:official_protocol'.
   config.data = data_config()
   config.train = train_config()
   config.localize = localize_config()

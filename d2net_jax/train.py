@@ -428,6 +428,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
       _write_json(workdir / 'results.json', {
           'test': result.to_dict(),
           'selected_checkpoint': selection,
+          'preset': config.preset,
+          'official_protocol': 'official_protocol' in config.preset.partition(':')[2].split(','),
+          'evaluation_protocol': result.protocol_name,
+          'ground_truth': result.ground_truth,
           'selection_protocol': (
               'best checkpoint selected on a validation split held out from the training subset'
               if protocol == 'validation' else
