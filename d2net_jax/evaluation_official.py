@@ -127,7 +127,8 @@ def thumos14_npy_ground_truth(gt_segments_file, videos: Sequence[tuple[str, floa
 
 
 def annotations_ground_truth(videos, class_names: Sequence[str], fps: float = OFFICIAL_FPS,
-                             frames: int = OFFICIAL_FRAMES, source: str = 'the dataset annotations') -> OfficialGroundTruth:
+                             frames: int = OFFICIAL_FRAMES,
+                             source: str = 'the dataset annotations') -> OfficialGroundTruth:
   """The ActivityNet1.2 branch: the `VideoRecord`s' own instances, classes sorted by name."""
   scored = [v for v in videos if np.asarray(v.segments).size]
   present = sorted({str(class_names[int(c)]) for v in scored for c in v.segment_classes})
@@ -279,7 +280,8 @@ def evaluate_official(ground_truth: OfficialGroundTruth, detections: Any,
 
 
 def official_gt_file(config) -> pathlib.Path:
-  """`evaluation.official_gt_file`, else <data.path>/<data.name>-Annotations/test_gt_segments.npy."""
+  """`evaluation.official_gt_file`, else
+  <data.path>/<data.name>-Annotations/test_gt_segments.npy."""
   if config.evaluation.official_gt_file:
     return pathlib.Path(config.evaluation.official_gt_file).expanduser()
   return (pathlib.Path(config.data.path).expanduser() / f'{config.data.name}-Annotations' /

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                       help='d2net_official: a class without detections gets AP 0 but does not '
                       'zero the classes after it (the official code does).')
   parser.add_argument('--official-fps', type=float, default=defaults.official_fps,
-                      help='d2net_official: the grid, seconds * fps / frames (default %(default)s).')
+                      help='d2net_official: the grid, seconds * fps / frames '
+                      '(default %(default)s).')
   parser.add_argument('--official-frames', type=int,
                       default=defaults.official_frames_per_snippet,
                       help='d2net_official: frames per snippet of the grid (default %(default)s).')

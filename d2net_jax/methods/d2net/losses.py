@@ -33,7 +33,8 @@ __all__ = [
     'discriminative_loss', 'discriminative_loss_per_video', 'dmi_from_joint', 'dmi_loss',
     'focal_loss', 'foreground_background_embeddings', 'joint_distribution', 'normalize_columns',
     'normalized_joint', 'pair_weights', 'pdmi_from_joint', 'pdmi_loss', 'pdmi_official_from_joint',
-    'random_partners', 'snippet_denoising_term', 'snippet_joint_distribution', 'snippet_predictions', 'top_down_attention', 'topk_pool',
+    'random_partners', 'snippet_denoising_term', 'snippet_joint_distribution',
+    'snippet_predictions', 'top_down_attention', 'topk_pool',
     'update_x_ref', 'video_denoising_loss', 'video_joint_distribution', 'video_validity',
 ]
 
@@ -267,7 +268,8 @@ def snippet_denoising_term(tcam, embeddings, mask, labels, x_ref, *, kind: str =
   kind: 'pdmi' (Eq. 7), 'dmi' (Eq. 5), or the ablation's 'l1' / 'bce' (mean absolute error /
   binary cross-entropy of a(t) against target 1 on pseudo-foreground, 0 on pseudo-background).
   pdmi_variant: 'filtered' (Eq. 7, singular values <= eps ignored) or 'official' (the official
-  snippet-level pDMI, `pdmi_official_from_joint`). Undefined (0, False) without pseudo-foreground or pseudo-background snippets, or when the value
+  snippet-level pDMI, `pdmi_official_from_joint`). Undefined (0, False) without
+  pseudo-foreground or pseudo-background snippets, or when the value
   is not finite. Validity of the video itself is the caller's concern.
   """
   predictions, pseudo_labels = snippet_predictions(tcam, embeddings, mask, labels, x_ref,
