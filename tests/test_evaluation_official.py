@@ -196,12 +196,23 @@ def test_equals_transcription_on_real_thumos14(shared_data, empty_class):
   assert len(scored) == 212
   ambiguous_lines = [line.strip('\n').split(' ') for line in open(folder / 'Ambiguous_test.txt')]
 
-  # Random detections: per class, a few per video on the snippet grid, distinct scores.
+  raw = load('test_gt_segments')
+  index = {n[11:]: i for i, n in enumerate(video_names)}
+  per_class_gt = [[(index[str(v)], float(a), float(b)) for v, a, b in lst] for lst in raw]
+  assert sum(len(l) for l in per_class_gt) == 3234
+
+  # Detections: jittered copies of about half the GT instances (many true positives, several
+  # instances over the threshold: first vs best matters) and random ones, distinct scores.
   rng = np.random.default_rng(0 if empty_class is None else 1)
   per_class_rows, det_dict = [], {}
   for c, name in enumerate(class_names):
     rows = []
     if c != empty_class:
+      for vi, f0, f1 in per_class_gt[c]:
+        if rng.random() < 0.5:
+          s = int(round(f0 * durations[vi] * 25 / 16)) + int(rng.integers(-3, 4))
+          e = int(round(f1 * durations[vi] * 25 / 16)) + int(rng.integers(-3, 4))
+          rows.append([vi, max(s, 0), max(e, max(s, 0) + 2), float(rng.random())])
       for vi in rng.choice(len(scored), size=40, replace=False):
         length = int(durations[vi] * 25 / 16)
         for _ in range(rng.integers(1, 6)):
@@ -212,10 +223,6 @@ def test_equals_transcription_on_real_thumos14(shared_data, empty_class):
     for vi, s, e, score in rows:
       det_dict.setdefault(video_names[int(vi)], []).append((name, s * G, e * G, score))
     per_class_rows.append(_transcribed_filter(rows, video_names, ambiguous_lines))
-  raw = load('test_gt_segments')
-  index = {n[11:]: i for i, n in enumerate(video_names)}
-  per_class_gt = [[(index[str(v)], float(a), float(b)) for v, a, b in lst] for lst in raw]
-  assert sum(len(l) for l in per_class_gt) == 3234
 
   gt = official.thumos14_npy_ground_truth(folder / 'test_gt_segments.npy',
                                           list(zip(video_names, durations)), class_names)
@@ -231,4 +238,51 @@ def test_equals_transcription_on_real_thumos14(shared_data, empty_class):
   assert result.num_ambiguous_removed > 0
   assert (empty_class is None) == (not result.notes)
   if empty_class is None:
-    assert result.mAP[0] > 0
+    assert result.mAP[0] > 0.1 and result.mAP[-1] > 0.05
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_activitynet_branch_equals_transcription(seed):
+  """The ActivityNet1.2 branch: GT in seconds on the grid, classes with instances sorted by name
+  (class 'e' has none and is not scored; seed 1 leaves class 'b' without detections)."""
+  rng = np.random.default_rng(seed)
+  names = ['d', 'b', 'a', 'c', 'e']
+  videos, per_class_gt = [], {n: [] for n in names}
+  for vi in range(30):
+    segs, classes = [], []
+    for _ in range(rng.integers(1, 4)):
+      c = int(rng.integers(0, 4))
+      s = float(np.round(rng.uniform(0, 80), 2))
+      segs.append((s, s + float(np.round(rng.uniform(1, 20), 2))))
+      classes.append(c)
+      per_class_gt[names[c]].append((vi, segs[-1][0], segs[-1][1]))
+    videos.append(types.SimpleNamespace(video_id=f'v{vi}', segments=np.asarray(segs),
+                                        segment_classes=np.asarray(classes)))
+  scored_names = sorted(n for n in names if per_class_gt[n])
+  det_dict, per_class_rows = {}, []
+  for name in scored_names:
+    rows = []
+    if not (seed == 1 and name == 'b'):
+      for vi, s, e in per_class_gt[name]:  # Jittered copies of the instances.
+        a, b = int(round(s * 25 / 16)), int(round(e * 25 / 16))
+        a, b = a + int(rng.integers(-4, 5)), b + int(rng.integers(-4, 5))
+        rows.append([vi, max(a, 0), max(b, max(a, 0) + 2), float(rng.random())])
+      for vi in rng.choice(30, size=15, replace=False):
+        for _ in range(rng.integers(1, 4)):
+          s = int(rng.integers(0, 130))
+          rows.append([vi, s, s + int(rng.integers(2, 40)), float(rng.random())])
+    rows = np.asarray(rows, np.float64).reshape(-1, 4)
+    for vi, s, e, score in rows:
+      det_dict.setdefault(f'v{int(vi)}', []).append((name, s * G, e * G, score))
+    per_class_rows.append(rows)
+  gt = official.annotations_ground_truth(videos, names)
+  assert gt.class_names == tuple(scored_names)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    result = official.evaluate_official(gt, det_dict, official.OFFICIAL_ACTIVITYNET_TIOU)
+  ones = [1.0] * 30  # Seconds are the GT unit: start * 1 * 25 / 16.
+  expected = [_transcribed_map(per_class_rows, [per_class_gt[n] for n in scored_names], ones, t)
+              for t in official.OFFICIAL_ACTIVITYNET_TIOU]
+  np.testing.assert_allclose(result.mAP, expected, rtol=0, atol=1e-12)
+  assert (seed == 1) == bool(result.notes)
+  assert result.mAP[0] > (0.1 if seed == 1 else 0.3)
