@@ -355,7 +355,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
     result, _ = evaluator.run(state)
     name, value = inference.selection_value(result, c.selection_iou)
     step = last_eval_step = int(jax.device_get(state.step))
-    record = {'step': step, 'split': protocol, name: value, 'average_mAP': result.average_mAP}
+    record = {'step': step, 'split': protocol, name: value, 'average_mAP': result.average_mAP,
+              'evaluation_protocol': result.protocol_name}
     if is_main:
       with (workdir / 'eval.jsonl').open('a') as f:
         f.write(json.dumps(record) + '\n')

@@ -344,7 +344,8 @@ def describe_selection(config) -> str:
   else:
     where = 'the TEST split (the published protocol; optimistic)'
   return (f'test split scored once, on the checkpoint selected by {metric} on {where} '
-          f'(evaluated every {config.train.eval_every} steps)')
+          f'(evaluated every {config.train.eval_every} steps); mAP by the '
+          f'{config.evaluation.protocol!r} protocol (evaluation.protocol)')
 
 
 def prepare_data(config, log: Callable[[str], None] = print):
