@@ -4,7 +4,8 @@ r"""ActivityNet1.2 (100 classes), the official D2-Net code's settings; `:paper` 
       --config.data.kind=wtalc --config.data.path=/path/to/features_and_annotations
 
 The official code switches these with `--activity-net` (and `num_class == 100`); the ones below
-that differ from THUMOS14 are each set here. `PAPER` holds the paper's values where they differ.
+that differ from THUMOS14 are each set here. `PAPER` holds the paper's values where they differ,
+`OFFICIAL_PROTOCOL` the official code's protocol (arg 'official_protocol').
 """
 
 import importlib.util
@@ -29,15 +30,34 @@ PAPER.update({
     'loss.w_ds': 1e-3,  # alpha = 1e-3.
     'loss.w_dv': 1e-3,
     'localize.topk_ratio': 8,
+    'loss.bg_threshold': 0.5,
+    'loss.snippet_bg_threshold': 0.5,
+    'localize.activitynet_class_rule': False,
+    'localize.rescale_attention': False,
+})
+
+# The official protocol (arg 'official_protocol'): THUMOS14's, with the official ActivityNet1.2
+# scorer branch (the annotations on the snippet grid, tIoU 0.5:0.95, selection on the mean), and
+# the official loader's drop of videos with at most 5 snippets.
+OFFICIAL_PROTOCOL = dict(_THUMOS.OFFICIAL_PROTOCOL)
+OFFICIAL_PROTOCOL.update({
+    'train.selection_iou': -1.0,
+    'evaluation.official_gt': 'annotations',
+    'evaluation.use_ambiguous': False,
+    'evaluation.tiou_thresholds': tuple(round(0.5 + 0.05 * i, 2) for i in range(10)),
+    'data.drop_short_videos': True,
 })
 
 
 def get_config(arg=None):
-  """arg: '[METHOD][,paper]' as configs/thumos14.py: a registered method (default d2net) and
-  'paper' for D2-Net's paper values."""
+  """arg: '[METHOD][,paper|,official_protocol]' as configs/thumos14.py: a registered method
+  (default d2net), 'paper' for D2-Net's paper values, 'official_protocol' for the official
+  code's protocol end to end."""
   method, flags, _ = _THUMOS.config_lib.parse_preset_arg(arg, 'configs/activitynet12.py',
-                                                          flags=('paper',))
+                                                          flags=_THUMOS.FLAGS)
+  _THUMOS.check_flags(flags, 'configs/activitynet12.py')
   config = _THUMOS.get_config(method)
+  config.preset = f'configs/activitynet12.py:{arg or ""}'
 
   config.data.name = 'ActivityNet1.2'
   config.data.num_classes = 100
@@ -63,12 +83,11 @@ def get_config(arg=None):
   config.localize.rescale_attention = True  # Official: lambda' scaled by 2 / max(lambda').
   config.evaluation.tiou_thresholds = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
   config.evaluation.use_ambiguous = False
+  config.evaluation.official_gt = 'annotations'  # The official scorer's ActivityNet1.2 branch.
 
   if 'paper' in flags:
     _THUMOS.apply_overrides(config, PAPER)
-    config.loss.bg_threshold = 0.5
-    config.loss.snippet_bg_threshold = 0.5
-    config.localize.activitynet_class_rule = False
-    config.localize.rescale_attention = False
+  if 'official_protocol' in flags:
+    _THUMOS.apply_overrides(config, OFFICIAL_PROTOCOL)
   _THUMOS.config_lib.apply_method_preset(config, 'activitynet12')
   return config

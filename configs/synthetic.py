@@ -3,6 +3,7 @@ r"""The demo: D2-Net on the `thumos14_like` synthetic benchmark, small enough fo
   d2net-jax train --config configs/synthetic.py --workdir runs/demo     # = bash dev.sh demo
   d2net-jax train --config configs/synthetic.py:mil --workdir runs/mil  # the MIL baseline
   d2net-jax train --config configs/synthetic.py:mil,smoke ...           # seconds, for tests
+  d2net-jax train --config configs/synthetic.py:official_protocol ...   # the authors' protocol
 
 Generates the synthetic features into `<workdir>/data` on first use, trains, keeps the best
 checkpoint by mAP on a validation split held out from the training videos, and ends with the
@@ -23,13 +24,18 @@ def _thumos_preset():
 
 
 def get_config(arg=None):
-  """arg: '[METHOD][,paper][,smoke]': METHOD as registered (default d2net); 'paper': THUMOS14's
-  D2-Net paper settings on the same data and schedule; 'smoke': a seconds-long run on a handful
-  of tiny videos, for tests (e.g. configs/synthetic.py:mil,smoke)."""
+  """arg: '[METHOD][,paper|,official_protocol][,smoke]': METHOD as registered (default d2net);
+  'paper': THUMOS14's D2-Net paper settings on the same data and schedule; 'official_protocol':
+  THUMOS14's official protocol (configs/thumos14.py OFFICIAL_PROTOCOL: official pairing and
+  snippet pDMI, test-set selection every eval_every steps on mAP@0.5, the official scorer) with the
+  scorer's ActivityNet1.2 GT branch (the synthetic set has no test_gt_segments.npy); 'smoke': a
+  seconds-long run on a handful of tiny videos, for tests (e.g. configs/synthetic.py:mil,smoke)."""
   thumos = _thumos_preset()
-  method, flags, _ = thumos.config_lib.parse_preset_arg(arg, 'configs/synthetic.py',
-                                                         flags=('paper', 'smoke'))
+  method, flags, _ = thumos.config_lib.parse_preset_arg(
+      arg, 'configs/synthetic.py', flags=('paper', 'official_protocol', 'smoke'))
+  thumos.check_flags(flags, 'configs/synthetic.py')
   config = thumos.get_config(','.join([method] + (['paper'] if 'paper' in flags else [])))
+  config.preset = f'configs/synthetic.py:{arg or ""}'
 
   config.data.kind = 'synthetic'
   config.data.path = ''  # Generated into <workdir>/data.
@@ -54,6 +60,9 @@ def get_config(arg=None):
   config.loss.pdmi_start_step = 250  # THUMOS14: 1000 of 20000 steps.
 
   thumos.config_lib.apply_method_preset(config, 'synthetic')
+  if 'official_protocol' in flags:
+    thumos.apply_overrides(config, thumos.OFFICIAL_PROTOCOL)
+    config.evaluation.official_gt = 'annotations'  # No test_gt_segments.npy for synthetic data.
   if 'smoke' in flags:
     config.data.synthetic.num_train = 16
     config.data.synthetic.num_test = 6

@@ -4,10 +4,13 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
       --config.data.kind=wtalc --config.data.path=/path/to/features_and_annotations
 
   d2net-jax train --config configs/thumos14.py:paper ...   # the paper's stated settings
+  d2net-jax train --config configs/thumos14.py:official_protocol ...  # the authors' protocol
   d2net-jax train --config configs/thumos14.py:mil ...     # the MIL baseline on the same data
 
 The argument is a comma-separated list: a method name (d2net_jax.methods.names(), default
-'d2net') and flags ('paper': D2-Net's paper values), e.g. `configs/thumos14.py:d2net,paper`.
+'d2net') and flags ('paper': D2-Net's paper values; 'official_protocol': the official code's
+switches, the official scorer and its protocol of selecting the checkpoint on the test set every
+500 steps by mAP@0.5, training on all 200 training videos), e.g. `configs/thumos14.py:d2net,paper`.
 
 Every field of d2net_jax/config.py can be overridden (`--config.train.batch_size=10`). The values
 below repeat the schema's defaults on purpose, so the settings that matter read in one place; each
@@ -31,6 +34,12 @@ PAPER = {
     'loss.w_dv': 0.2,
     'loss.pdmi_start_step': -1,  # On from the first step...
     'loss.pdmi_every': 1,  # ...at every step.
+    'loss.video_renormalize': False,  # Eq. 10: P_2 = [p_1, ..., p_n] as they are.
+    'loss.snippet_fg_attention': 'all_classes',  # Eq. 9: lambda(t), the max over all classes.
+    'loss.joint_normalization': 'count',  # Eq. 9 / 10: 1/z and 1/n.
+    'loss.pairing': 'cycle',  # Eq. 3: x and x~ "from different videos".
+    'loss.snippet_pdmi': 'filtered',  # Eq. 7: sigma_r the smallest non-zero singular value.
+    'model.embeddings_after_dropout': False,  # No dropout in the paper.
     'localize.class_score_source': 'tcam',
     'localize.topk_rounding': 'ceil',
     'localize.proposal_thresholds': (0.025, 0.5, 0.025),
@@ -41,17 +50,39 @@ PAPER = {
 }
 
 
+# The official code's protocol where d2net_jax's defaults differ (arg 'official_protocol'): its
+# Eq. 3 pairing and snippet-level pDMI, checkpoint selection on the test set every 500 steps by
+# mAP@0.5 (so all training videos train), and its scorer (tIoU 0.1:0.5, own GT list).
+OFFICIAL_PROTOCOL = {
+    'loss.pairing': 'official',
+    'loss.snippet_pdmi': 'official',
+    'train.selection': 'test',
+    'train.eval_every': 500,
+    'train.checkpoint_every': 500,
+    'train.selection_iou': 0.5,
+    'evaluation.protocol': 'd2net_official',
+    'evaluation.official_gt': 'thumos14_npy',
+    'evaluation.zero_ap_after_empty_class': True,
+    'evaluation.use_ambiguous': True,
+    'evaluation.tiou_thresholds': (0.1, 0.2, 0.3, 0.4, 0.5),
+}
+FLAGS = ('paper', 'official_protocol')
+
+
 def apply_overrides(config, overrides):
   """Sets 'section.field' -> value on a locked config (a misspelt field raises)."""
   return config_lib.apply_overrides(config, overrides)
 
 
 def get_config(arg=None):
-  """arg: '[METHOD][,paper]': METHOD as registered (default d2net); 'paper': D2-Net's paper values."""
-  method, flags, _ = config_lib.parse_preset_arg(arg, 'configs/thumos14.py', flags=('paper',))
+  """arg: '[METHOD][,paper|,official_protocol]': METHOD as registered (default d2net); 'paper':
+  D2-Net's paper values; 'official_protocol': the official code's protocol end to end."""
+  method, flags, _ = config_lib.parse_preset_arg(arg, 'configs/thumos14.py', flags=FLAGS)
+  check_flags(flags, 'configs/thumos14.py')
   config = config_lib.base_config()
   config.lock()  # Presets and command-line overrides may change fields, never add them.
   config.method = method
+  config.preset = f'configs/thumos14.py:{arg or ""}'
 
   config.data.kind = 'wtalc'
   config.data.name = 'Thumos14reduced'
@@ -90,5 +121,13 @@ def get_config(arg=None):
 
   if 'paper' in flags:
     apply_overrides(config, PAPER)
+  if 'official_protocol' in flags:
+    apply_overrides(config, OFFICIAL_PROTOCOL)
   config_lib.apply_method_preset(config, 'thumos14')
   return config
+
+
+def check_flags(flags, preset):
+  if {'paper', 'official_protocol'} <= set(flags):
+    raise ValueError(f'{preset}: paper and official_protocol exclude each other (the paper\'s '
+                     'values vs the official code\'s)')

@@ -3,6 +3,9 @@
 `base_config()` returns the official D2-Net code's THUMOS14 settings. Where the paper and the
 official code disagree, the field defaults to the official code's value (it produced the published
 numbers) and its comment says `paper:` with the paper's value; README.md lists each difference.
+Exceptions, where the official code is a defect or a non-standard protocol: `loss.pairing`,
+`loss.snippet_pdmi`, `train.selection`, `evaluation.protocol` and `data.drop_short_videos`
+default to d2net_jax's choice; `configs/<dataset>.py:official_protocol` sets the official ones.
 
 `config.method` picks the method (`d2net_jax.methods`, default 'd2net'). Shared sections: `data`,
 `train`, `localize`, `evaluation`; every registered method adds its own (D2-Net: `model` and
@@ -60,6 +63,11 @@ def data_config() -> ml_collections.ConfigDict:
   # Which videos a training batch holds: 'replacement' (each row drawn uniformly, official D2-Net)
   # or 'epoch' (a fresh permutation of the videos every epoch, no repeats within one).
   c.shuffle = 'replacement'
+  # Official ActivityNet1.2 loader: videos with at most `short_video_snippets` feature rows are
+  # dropped from every subset (training and test). False (default): all videos are kept. True:
+  # dropped, and their number and names are printed.
+  c.drop_short_videos = False  # ActivityNet1.2 official: True.
+  c.short_video_snippets = 5
   # Evaluation pads whole videos to a few lengths (one compiled program each), multiples of
   # eval_bucket: 'fitted' (at most eval_max_programs lengths chosen to pad the evaluated videos
   # least), 'multiple' (the next multiple of eval_bucket) or 'pow2' (eval_bucket * 2^k).
@@ -210,6 +218,22 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # Detections in videos outside the scored ground truth: 'false_positive' (the ActivityNet
   # scorer), 'drop', or 'error'. Always counted in the output.
   c.unknown_videos = 'false_positive'
+  # 'activitynet' (d2net_jax/evaluation.py: the field's standard, highest-tIoU matching) or
+  # 'd2net_official' (d2net_jax/evaluation_official.py: the official detectionMAP.getLocMAP,
+  # which scored the published numbers: snippet grid, first GT over the threshold). The
+  # official_* fields below are read by 'd2net_official' only.
+  c.protocol = 'activitynet'
+  # Official GT: 'thumos14_npy' (THUMOS14 branch: <data.path>/<data.name>-Annotations/
+  # test_gt_segments.npy, or official_gt_file; used for test-subset videos, other videos are
+  # scored on their annotations) or 'annotations' (ActivityNet1.2 branch: the dataset's instances).
+  c.official_gt = 'thumos14_npy'
+  c.official_gt_file = ''
+  # The official snippet grid: seconds -> snippets as seconds * fps / frames (0.64 s snippets).
+  c.official_fps = 25.0
+  c.official_frames_per_snippet = 16
+  # Official bug: a class without detections gives it and every later class AP 0 (a warning says
+  # so when it fires). False: only that class gets AP 0.
+  c.zero_ap_after_empty_class = True
   return c
 
 
@@ -217,6 +241,7 @@ def base_config() -> ml_collections.ConfigDict:
   """THUMOS14 with the official code's settings."""
   config = ml_collections.ConfigDict()
   config.method = 'd2net'  # d2net_jax.methods.names(): 'd2net', 'mil', ...
+  config.preset = ''  # The preset that built it, e.g. 'configs/thumos14.py:official_protocol'.
   config.data = data_config()
   config.train = train_config()
   config.localize = localize_config()

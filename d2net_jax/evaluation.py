@@ -381,6 +381,9 @@ class EvaluationResult:
     classes_without_instances: those classes.
     subsets: scored subsets.
     protocol: one line saying how it was scored.
+    protocol_name: 'activitynet' or 'd2net_official' (evaluation.protocol).
+    ground_truth: which ground truth scored it (file or dataset, videos, instances).
+    notes: warnings raised while scoring (shown in the table).
   """
   tiou: np.ndarray
   mAP: np.ndarray
@@ -405,6 +408,9 @@ class EvaluationResult:
   classes_without_instances: tuple[str, ...]
   subsets: tuple[str, ...]
   protocol: str
+  protocol_name: str = 'activitynet'
+  ground_truth: str = ''
+  notes: tuple[str, ...] = ()
 
   def to_dict(self) -> dict[str, Any]:
     """JSON-ready: tiou, mAP, average_mAP, per_class_AP, protocol and the counts."""
@@ -437,6 +443,9 @@ class EvaluationResult:
         'classes_without_instances': list(self.classes_without_instances),
         'subsets': list(self.subsets),
         'protocol': self.protocol,
+        'protocol_name': self.protocol_name,
+        'ground_truth': self.ground_truth,
+        'notes': list(self.notes),
     }
 
 
@@ -618,7 +627,10 @@ def evaluate_detections(ground_truth: Any,
       num_ignored_detections=num_ignored,
       classes_without_instances=gt.classes_without_instances,
       subsets=gt.subsets,
-      protocol='; '.join(protocol) + '.')
+      protocol='; '.join(protocol) + '.',
+      protocol_name='activitynet',
+      ground_truth=(f'{gt.source} (subset {"+".join(gt.subsets)}: {num_videos} videos, '
+                    f'{gt.num_instances} instances, {num_classes} classes)'))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -633,8 +645,10 @@ def format_table(result: EvaluationResult, per_class: bool = True) -> str:
       f'({r.num_videos_with_instances} with instances), {r.num_instances} instances, '
       f'{len(r.class_names)} classes; {r.num_detections} of {r.num_detections_input} '
       'detections scored.',
-      f'Protocol: {r.protocol}',
+      f'Protocol: {r.protocol_name}: {r.protocol}',
+      f'Ground truth: {r.ground_truth or "-"}',
   ]
+  lines += [f'  WARNING: {note}' for note in r.notes]
   if r.num_ambiguous_removed:
     lines.append(f'  {r.num_ambiguous_removed} detections dropped for ambiguous regions.')
   if r.num_unknown_video_detections:

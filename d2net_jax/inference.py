@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from d2net_jax import evaluation
+from d2net_jax import evaluation_official
 from d2net_jax import layers
 from d2net_jax import localize
 from d2net_jax import methods
@@ -117,7 +118,13 @@ def detect(outputs: Sequence[VideoOutputs], videos: Sequence[VideoRecord], confi
 
 def score(dataset: Dataset, videos: Sequence[VideoRecord], detections, config
           ) -> evaluation.EvaluationResult:
-  """mAP of `detections` ({video_id: Detections}) against the ground truth of `videos` only."""
+  """mAP of `detections` ({video_id: Detections}) against the ground truth of `videos` only, by
+  `config.evaluation.protocol` ('activitynet' or 'd2net_official')."""
+  if config.evaluation.protocol == 'd2net_official':
+    return evaluation_official.score_dataset(dataset, videos, detections, config)
+  if config.evaluation.protocol != 'activitynet':
+    raise ValueError(f"evaluation.protocol={config.evaluation.protocol!r}: must be one of "
+                     f"{evaluation_official.PROTOCOLS}")
   scored = dataclasses.replace(dataset, videos=list(videos))
   ambiguous = dataset.ambiguous if config.evaluation.use_ambiguous else None
   return evaluation.evaluate_detections(

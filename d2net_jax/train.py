@@ -151,6 +151,8 @@ _CHOICES = {
     'data.resample_short': ('repeat', 'keep'),
     'data.eval_bucket_mode': ('fitted', 'multiple', 'pow2'),
     'train.compute_dtype': tuple(COMPUTE_DTYPES),
+    'evaluation.protocol': ('activitynet', 'd2net_official'),
+    'evaluation.official_gt': ('thumos14_npy', 'annotations'),
 }
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
@@ -381,7 +383,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
     result, _ = evaluator.run(state)
     name, value = inference.selection_value(result, c.selection_iou)
     step = last_eval_step = int(jax.device_get(state.step))
-    record = {'step': step, 'split': protocol, name: value, 'average_mAP': result.average_mAP}
+    record = {'step': step, 'split': protocol, name: value, 'average_mAP': result.average_mAP,
+              'evaluation_protocol': result.protocol_name}
     if is_main:
       with (workdir / 'eval.jsonl').open('a') as f:
         f.write(json.dumps(record) + '\n')
@@ -456,6 +459,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
       _write_json(workdir / 'results.json', {
           'test': result.to_dict(),
           'selected_checkpoint': selection,
+          'preset': config.preset,
+          'official_protocol': 'official_protocol' in config.preset.partition(':')[2].split(','),
+          'evaluation_protocol': result.protocol_name,
+          'ground_truth': result.ground_truth,
           'selection_protocol': (
               'best checkpoint selected on a validation split held out from the training subset'
               if protocol == 'validation' else

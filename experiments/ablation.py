@@ -10,7 +10,8 @@ on a validation split held out from the training videos, test split scored once)
              L_Dis (Eq. 4, no L_D), L_Dis + L_D (the full D2-Net, pDMI).
   switches   the full D2-Net with one official-code choice changed to the paper's:
              `loss.pdmi_start_step=-1, loss.pdmi_every=1` (L_D from the start at every step,
-             instead of the official schedule: after a quarter of the steps, every 2nd step),
+             instead of the official schedule scaled to the run: after 5% of the steps, as the
+             official 1000 of 20000, every 2nd step),
              `loss.positive_class_weight=False` (no factor C on the positive terms of Eq. 4),
              `localize.nms_threshold=0.5` (inference only: the full D2-Net's selected checkpoints
              re-scored with NMS 0.5 instead of 0.3; no retraining).
@@ -33,7 +34,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _common  # noqa: E402  pylint: disable=wrong-import-position
 
 NAME = 'ablation'
-# name: (label, config overrides). The full D2-Net is the base config (official settings).
+# name: (label, config overrides). The full D2-Net is the base config: the official loss settings
+# and L_D schedule (scaled to the run), the size's batch and learning rate (not the official ones;
+# the header says which).
 TRAINED = {
     'ce': ('L_CE', {'loss.discriminative': 'bce', 'loss.denoising': 'none'}),
     'focal': ('L_F', {'loss.discriminative': 'focal', 'loss.denoising': 'none'}),
@@ -49,7 +52,7 @@ TABLE3 = ('ce', 'focal', 'dis', 'full')
 SWITCHES = ('full', 'no_schedule', 'no_pos_weight', 'nms_0.5')
 VARIANTS = tuple(TRAINED) + tuple(RESCORED)
 LABELS = {**{k: v[0] for k, v in TRAINED.items()}, **{k: v[0] for k, v in RESCORED.items()}}
-LABELS['full'] = 'L_Dis + L_D (D2-Net, official settings)'
+LABELS['full'] = 'L_Dis + L_D (D2-Net, official loss settings)'
 # Paper, Tab. 3 (THUMOS14, real I3D features): mAP@0.5 and F1@0.5, for reference only.
 PAPER = {'ce': ('23.0', '23.5'), 'focal': ('26.7', '-'), 'dis': ('32.2', '30.7'),
          'full': ('35.9', '36.6')}
@@ -153,6 +156,7 @@ def main(argv=None) -> int:
   notes = [f'configs/{args.config}.py, {args.mode} size: {_common.describe_data(base)}; '
            f'{args.steps} steps, {args.seeds} seed(s) per variant; '
            + _common.describe_selection(base),
+           'full D2-Net: ' + _common.describe_schedule(base),
            f'{skipped} skipped (non-finite or non-positive loss) updates over all runs']
   markdown = (_common.markdown_header('Ablation (Table 3 analogue)', meta, notes) + '\n'
               + '## Loss terms (paper Tab. 3): test mAP (%) and F1@0.5, mean ± std over seeds\n\n'
@@ -161,7 +165,7 @@ def main(argv=None) -> int:
               'not legible in our copy), for reference only.\n\n'
               + '## Official-code switches (each row changes one setting of the full D2-Net to '
               'the paper\'s)\n\n' + switches
-              + '\nNMS 0.5 re-scores the checkpoints of the official-settings rows (selected '
+              + '\nNMS 0.5 re-scores the checkpoints of the official-loss-settings rows (selected '
               'with NMS 0.3) on the test split; it is not retrained.\n')
   figure, axes = _common.new_figure(2)
   _common.plot_map(axes[0], runs, labels(TABLE3), 'loss terms (Tab. 3)')

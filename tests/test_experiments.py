@@ -84,8 +84,8 @@ def test_ablation_smoke(tmp_path, shared):
                       '--data-dir', str(shared / 'data'),
                       '--compilation-cache', str(shared / 'jax_cache'))
   markdown, results = check_outputs(out, stdout)
-  assert table_rows(markdown, 'Loss terms') == ['L_CE', 'L_Dis + L_D (D2-Net, official settings)']
-  assert table_rows(markdown, 'switches') == ['L_Dis + L_D (D2-Net, official settings)',
+  assert table_rows(markdown, 'Loss terms') == ['L_CE', 'L_Dis + L_D (D2-Net, official loss settings)']
+  assert table_rows(markdown, 'switches') == ['L_Dis + L_D (D2-Net, official loss settings)',
                                               'D2-Net, NMS 0.5 (paper)']
   variants = [r['variant'] for r in results['runs']]
   assert variants == ['ce', 'full', 'nms_0.5']

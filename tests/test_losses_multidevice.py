@@ -55,7 +55,10 @@ def setup():
     yield model, params, batch, state
 
 
-@pytest.mark.parametrize('overrides', [{}, dict(x_ref_source='mean_bg', denoising='l1')])
+@pytest.mark.parametrize('overrides', [
+    {}, dict(x_ref_source='mean_bg', denoising='l1'),
+    dict(pairing='official', snippet_pdmi='official', snippet_fg_attention='all_classes',
+         joint_normalization='count')])
 def test_pmap_loss_aux_and_gradients_equal_single_device(setup, overrides):
   model, params, batch, state = setup
   cfg = config_lib.loss_config()

@@ -2,6 +2,13 @@
 
   d2net-jax evaluate --ground-truth gt.json --detections det.json [--tiou 0.1:0.7:0.1]
       [--subset test] [--ambiguous Ambiguous_test.txt] [--output metrics.json]
+      [--protocol activitynet|d2net_official] [--official-gt-file test_gt_segments.npy]
+      [--keep-later-classes] [--official-fps 25] [--official-frames 16]
+
+`--protocol d2net_official` scores as the official D2-Net detectionMAP.py
+(d2net_jax/evaluation_official.py; default tIoU 0.1:0.5): with `--official-gt-file` its THUMOS14
+branch (that file's instances; gt.json gives the scored videos, their durations and the classes),
+else its ActivityNet1.2 branch (gt.json's instances on the snippet grid).
 
 Prints the mAP table (percent) with the number of videos and instances scored, the TP/FP counts per
 threshold and the per-class AP; `--output` writes the metrics JSON (fractions in [0, 1]).
@@ -14,6 +21,8 @@ import sys
 
 from d2net_jax import config as config_lib
 from d2net_jax import evaluation
+from d2net_jax import evaluation_official
+from d2net_jax.data import ground_truth as ground_truth_lib
 from d2net_jax.data.records import DataError
 
 
@@ -39,19 +48,65 @@ def _parser() -> argparse.ArgumentParser:
                       choices=evaluation.UNKNOWN_VIDEO_POLICIES,
                       help='detections in videos outside the scored GT (default: %(default)s, '
                       'as the reference scorer).')
+  parser.add_argument('--protocol', default=defaults.protocol,
+                      choices=evaluation_official.PROTOCOLS,
+                      help="'activitynet' (the field's standard, default) or 'd2net_official' "
+                      '(the official D2-Net detectionMAP.py).')
+  parser.add_argument('--official-gt-file', default=None,
+                      help='d2net_official: the official test_gt_segments.npy (THUMOS14 branch); '
+                      'without it, the ActivityNet1.2 branch on --ground-truth.')
+  parser.add_argument('--keep-later-classes', action='store_true',
+                      help='d2net_official: a class without detections gets AP 0 but does not '
+                      'zero the classes after it (the official code does).')
+  parser.add_argument('--official-fps', type=float, default=defaults.official_fps,
+                      help='d2net_official: the grid, seconds * fps / frames '
+                      '(default %(default)s).')
+  parser.add_argument('--official-frames', type=int,
+                      default=defaults.official_frames_per_snippet,
+                      help='d2net_official: frames per snippet of the grid (default %(default)s).')
   parser.add_argument('--no-per-class', action='store_true', help='omit the per-class table.')
   parser.add_argument('--output', default=None, help='write the metrics JSON here.')
   return parser
 
 
+def _official(args) -> evaluation.EvaluationResult:
+  """The d2net_official protocol on the command's files."""
+  tiou = (evaluation.parse_tiou(args.tiou) if args.tiou is not None
+          else evaluation_official.OFFICIAL_THUMOS14_TIOU)
+  dataset = ground_truth_lib.read_ground_truth(args.ground_truth)
+  subsets = sorted({v.subset for v in dataset.videos})
+  wanted = args.subset or subsets
+  if not args.subset and len(subsets) > 1:
+    raise ValueError(f'{args.ground_truth}: holds the subsets {subsets}; say which to score '
+                     '(--subset).')
+  videos = [v for v in dataset.videos if v.subset in wanted]
+  grid = (args.official_fps, args.official_frames)
+  if args.official_gt_file:
+    scored = [v for v in videos if v.segments.size]
+    gt = evaluation_official.thumos14_npy_ground_truth(
+        args.official_gt_file, [(v.video_id, float(v.duration)) for v in scored],
+        list(dataset.class_names), *grid)
+  else:
+    gt = evaluation_official.annotations_ground_truth(videos, list(dataset.class_names), *grid,
+                                                      str(args.ground_truth))
+  ambiguous = evaluation.parse_ambiguous(args.ambiguous) if args.ambiguous else None
+  return evaluation_official.evaluate_official(
+      gt, args.detections, tiou, ambiguous=ambiguous,
+      zero_ap_after_empty_class=not args.keep_later_classes,
+      class_names=list(dataset.class_names))
+
+
 def main(argv: list[str]) -> int:
   args = _parser().parse_args(argv)
   try:
-    tiou = (evaluation.parse_tiou(args.tiou) if args.tiou is not None
-            else evaluation.check_tiou(config_lib.evaluation_config().tiou_thresholds))
-    result = evaluation.evaluate_detections(
-        args.ground_truth, args.detections, tiou, subset=args.subset,
-        ambiguous=args.ambiguous, unknown_videos=args.unknown_videos)
+    if args.protocol == 'd2net_official':
+      result = _official(args)
+    else:
+      tiou = (evaluation.parse_tiou(args.tiou) if args.tiou is not None
+              else evaluation.check_tiou(config_lib.evaluation_config().tiou_thresholds))
+      result = evaluation.evaluate_detections(
+          args.ground_truth, args.detections, tiou, subset=args.subset,
+          ambiguous=args.ambiguous, unknown_videos=args.unknown_videos)
   except (DataError, ValueError, OSError) as e:
     print(f'd2net-jax evaluate: error: {e}', file=sys.stderr)
     return 1

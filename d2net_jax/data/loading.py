@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 from d2net_jax.data import hdf5_store, stpn, validation, wtalc
@@ -91,4 +92,22 @@ def load_dataset(data_config, cache_dir=None) -> Dataset:
                             tolerance_fraction=data_config.timing_tolerance_fraction,
                             report=report)
     report.warn()
-  return _check_against_config(dataset, data_config, path)
+  dataset = _check_against_config(dataset, data_config, path)
+  if data_config.drop_short_videos:
+    dataset = drop_short_videos(dataset, data_config.short_video_snippets)
+  return dataset
+
+
+def drop_short_videos(dataset: Dataset, max_snippets: int, log=print) -> Dataset:
+  """`dataset` without the videos of at most `max_snippets` snippets (the official ActivityNet1.2
+  loader keeps only videos with more than 5 non-zero feature rows; here the feature row count),
+  printing how many and which were dropped."""
+  short = [v for v in dataset.videos if v.num_snippets <= max_snippets]
+  if not short:
+    log(f'data.drop_short_videos: no video has <= {max_snippets} snippets; none dropped.')
+    return dataset
+  log(f'data.drop_short_videos: dropped {len(short)} of {len(dataset.videos)} videos with <= '
+      f'{max_snippets} snippets (official ActivityNet1.2 loader): ' +
+      ', '.join(f'{v.video_id} ({v.subset}, {v.num_snippets})' for v in short))
+  dropped = {id(v) for v in short}
+  return dataclasses.replace(dataset, videos=[v for v in dataset.videos if id(v) not in dropped])

@@ -2,6 +2,7 @@
 
   model.py   the two-stream temporal-conv network (Sec. 3, Fig. 2)
   losses.py  L = L_Dis + L_D (Eq. 1-11) and `d2net_loss`, the training loss
+  pairing.py the official code's Eq. 3 pairing (loss.pairing = 'official')
   dmi.py     DMI / pDMI (Eq. 5-7)
   config.py  the `model` and `loss` config sections
 
@@ -53,7 +54,11 @@ def _validate(config):
   choices = {'discriminative': ('d2net', 'focal', 'bce'),
              'denoising': ('pdmi', 'dmi', 'l1', 'bce', 'none'),
              'x_ref_source': ('most_background', 'mean_bg'),
-             'class_reduction': ('mean', 'sum')}
+             'class_reduction': ('mean', 'sum'),
+             'pairing': ('cycle', 'official'),
+             'snippet_pdmi': ('filtered', 'official'),
+             'snippet_fg_attention': ('gt_classes', 'all_classes'),
+             'joint_normalization': ('per_class', 'count')}
   for field, allowed in choices.items():
     if c[field] not in allowed:
       raise ValueError(f'config.loss.{field}={c[field]!r}: must be one of {allowed}')

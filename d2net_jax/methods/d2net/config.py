@@ -40,14 +40,29 @@ def loss_config() -> ml_collections.ConfigDict:
   c.fg_threshold = 0.5  # tau of Eq. 2 for lambda.
   c.bg_threshold = 0.5  # tau of Eq. 2 for lambda_b = 1 - lambda. ActivityNet1.2 official: 0.8.
   c.normalize_attention = True  # Official code divides Eq. 2 by the kept attention. paper: sum.
+  # Eq. 3 pairing: 'cycle' (each video against another one, a random single cycle; a weight only
+  # where both embeddings exist) or 'official' (random permutations within the foreground and
+  # background lists, self-pairs possible, min(n_fg, n_bg) fg-bg weights written at foreground-
+  # list positions: methods/d2net/pairing.py). The paper does not say.
+  c.pairing = 'cycle'
   # Denoising term: 'pdmi' (Eq. 7), 'dmi' (Eq. 5), 'l1', 'bce', or 'none'.
   c.denoising = 'pdmi'
   c.pdmi_eps = 1e-5  # Singular values <= eps are ignored.
+  # Snippet-level pDMI: 'filtered' (Eq. 7, singular values <= pdmi_eps ignored, as the official
+  # video-level svddmi) or 'official' (the official snippet-level pDMI: U clamped at 1e-10, every
+  # singular value kept).
+  c.snippet_pdmi = 'filtered'
+  # Eq. 9 foreground rows: 'gt_classes' (max of T over the video's labelled classes, official
+  # code) or 'all_classes' (the paper's lambda(t), max over all classes).
+  c.snippet_fg_attention = 'gt_classes'  # paper: 'all_classes'.
+  # Y of Eq. 9 / 10: 'per_class' (each column divided by its count, official code) or 'count'
+  # (the paper's 1/z and 1/n).
+  c.joint_normalization = 'per_class'  # paper: 'count'.
   c.snippet_fg_threshold = 0.5  # Eq. 9: pseudo-foreground lambda' > this.
   c.snippet_bg_threshold = 0.5  # Eq. 9: pseudo-background lambda' < this. ActivityNet1.2: 0.3.
   # Eq. 10, official code: zero class scores below floor * max(p), renormalise to sum 1.
   c.video_score_floor = 0.2
-  c.video_renormalize = True
+  c.video_renormalize = True  # paper: False (Eq. 10 uses p as it is).
   c.w_ds = 0.1  # Weight of L_DS. paper: one alpha = 0.2 for both terms (ActivityNet1.2: 1e-3).
   c.w_dv = 0.1  # Weight of L_DV. paper: alpha.
   # Official schedule: the denoising terms from this step on, and only every `pdmi_every` steps.

@@ -29,6 +29,26 @@ def joint_distribution(predictions: jax.Array, labels: jax.Array) -> jax.Array:
   return normalize_columns(labels).T @ predictions
 
 
+def normalized_joint(predictions: jax.Array, labels: jax.Array,
+                     normalization: str = 'per_class') -> jax.Array:
+  """U (K, K) of Eq. 9 / 10 for predictions, labels (n, K): Y normalised per class ('per_class',
+  official code: `dmi.joint_distribution`) or by the number of labelled rows ('count', the paper's
+  1/z of Eq. 9 and 1/n of Eq. 10)."""
+  if normalization == 'per_class':
+    return joint_distribution(predictions, labels)
+  if normalization != 'count':
+    raise ValueError(f"joint normalization must be per_class or count, got {normalization!r}")
+  count = jnp.sum(jnp.any(labels > 0, axis=-1))
+  return (labels / jnp.maximum(count, 1)).T @ predictions
+
+
+def pdmi_official_from_joint(u: jax.Array) -> jax.Array:
+  """The official snippet-level `pDMI`: log(sigma_max / sigma_min) of U clamped below at 1e-10,
+  every singular value kept (no filter); large when U is (nearly) singular."""
+  s = jnp.linalg.svd(jnp.maximum(u, 1e-10), compute_uv=False)
+  return jnp.log(jnp.max(s, axis=-1)) - jnp.log(jnp.min(s, axis=-1))
+
+
 def dmi_from_joint(u: jax.Array) -> jax.Array:
   """Eq. 5: L_dmi = -log|det U| for U (..., K, K); +inf when U is singular."""
   _, logabsdet = jnp.linalg.slogdet(u)

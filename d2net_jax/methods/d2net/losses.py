@@ -17,20 +17,24 @@ import ml_collections
 
 from d2net_jax.layers import masked_mean
 from d2net_jax.layers import topk_pool
+from d2net_jax.methods.d2net import pairing
 from d2net_jax.methods.d2net.dmi import dmi_from_joint
 from d2net_jax.methods.d2net.dmi import dmi_loss
 from d2net_jax.methods.d2net.dmi import guarded
 from d2net_jax.methods.d2net.dmi import joint_distribution
 from d2net_jax.methods.d2net.dmi import normalize_columns
+from d2net_jax.methods.d2net.dmi import normalized_joint
 from d2net_jax.methods.d2net.dmi import pdmi_from_joint
 from d2net_jax.methods.d2net.dmi import pdmi_loss
+from d2net_jax.methods.d2net.dmi import pdmi_official_from_joint
 
 __all__ = [
     'bce_loss', 'bottom_up_attention', 'cosine_similarity', 'd2net_loss', 'denoising_loss',
     'discriminative_loss', 'discriminative_loss_per_video', 'dmi_from_joint', 'dmi_loss',
     'focal_loss', 'foreground_background_embeddings', 'joint_distribution', 'normalize_columns',
-    'pair_weights', 'pdmi_from_joint', 'pdmi_loss', 'random_partners', 'snippet_denoising_term',
-    'snippet_joint_distribution', 'snippet_predictions', 'top_down_attention', 'topk_pool',
+    'normalized_joint', 'pair_weights', 'pdmi_from_joint', 'pdmi_loss', 'pdmi_official_from_joint',
+    'random_partners', 'snippet_denoising_term', 'snippet_joint_distribution',
+    'snippet_predictions', 'top_down_attention', 'topk_pool',
     'update_x_ref', 'video_denoising_loss', 'video_joint_distribution', 'video_validity',
 ]
 
@@ -218,13 +222,15 @@ def bce_loss(p: jax.Array, labels: jax.Array, valid: jax.Array, *, prob_clip: fl
 
 def snippet_predictions(tcam: jax.Array, embeddings: jax.Array, mask: jax.Array,
                         labels: jax.Array, x_ref: jax.Array, fg_threshold: float = 0.5,
-                        bg_threshold: float = 0.5) -> Tuple[jax.Array, jax.Array]:
+                        bg_threshold: float = 0.5, fg_attention: str = 'gt_classes'
+                        ) -> Tuple[jax.Array, jax.Array]:
   """Eq. 9 inputs for one video: per-snippet predictions (T, 2) and pseudo-labels (T, 2).
 
   tcam (T, C), embeddings (T, D), mask (T,), labels (C,), x_ref (D,). Pseudo-foreground:
   lambda' > fg_threshold, pseudo-background: lambda' < bg_threshold (Eq. 8; ActivityNet1.2
   official: 0.3). Foreground rows use the top-down attention restricted to the video's
-  ground-truth classes, background rows the max over all classes (official code). Row t of the
+  ground-truth classes (fg_attention 'gt_classes', official code) or lambda(t), the max over all
+  classes ('all_classes', paper); background rows the max over all classes. Row t of the
   predictions is [a(t), 1 - a(t)]; of the pseudo-labels [1, 0] (fg), [0, 1] (bg), [0, 0] (neither,
   or padding).
   """
@@ -234,39 +240,50 @@ def snippet_predictions(tcam: jax.Array, embeddings: jax.Array, mask: jax.Array,
   is_bg = valid & (lam_bu < bg_threshold)
   att_gt = jnp.max(jnp.where(labels[None, :] > 0, tcam, 0.0), axis=-1)  # T >= 0.
   att_all = top_down_attention(tcam)
-  att = jnp.where(is_fg, att_gt, att_all)
+  if fg_attention not in ('gt_classes', 'all_classes'):
+    raise ValueError(f"fg_attention must be gt_classes or all_classes, got {fg_attention!r}")
+  att = jnp.where(is_fg, att_gt, att_all) if fg_attention == 'gt_classes' else att_all
   predictions = jnp.stack([att, 1.0 - att], axis=-1)
   pseudo_labels = jnp.stack([is_fg, is_bg], axis=-1).astype(tcam.dtype)
   return predictions, pseudo_labels
 
 
 def snippet_joint_distribution(tcam, embeddings, mask, labels, x_ref, fg_threshold=0.5,
-                               bg_threshold=0.5) -> Tuple[jax.Array, jax.Array]:
+                               bg_threshold=0.5, fg_attention='gt_classes',
+                               normalization='per_class') -> Tuple[jax.Array, jax.Array]:
   """Eq. 9: U_1 = P_1 Y_1 (2, 2) for one video, and whether it is defined (n_f > 0, n_b > 0)."""
   predictions, pseudo_labels = snippet_predictions(tcam, embeddings, mask, labels, x_ref,
-                                                   fg_threshold, bg_threshold)
+                                                   fg_threshold, bg_threshold, fg_attention)
   counts = jnp.sum(pseudo_labels, axis=0)
-  return joint_distribution(predictions, pseudo_labels), jnp.all(counts > 0)
+  return normalized_joint(predictions, pseudo_labels, normalization), jnp.all(counts > 0)
 
 
 def snippet_denoising_term(tcam, embeddings, mask, labels, x_ref, *, kind: str = 'pdmi',
                            fg_threshold: float = 0.5, bg_threshold: float = 0.5,
-                           eps: float = 1e-5, prob_clip: float = 1e-3
-                           ) -> Tuple[jax.Array, jax.Array]:
+                           eps: float = 1e-5, prob_clip: float = 1e-3,
+                           pdmi_variant: str = 'filtered', fg_attention: str = 'gt_classes',
+                           normalization: str = 'per_class') -> Tuple[jax.Array, jax.Array]:
   """L_DS of one video (Eq. 7 on U_1 of Eq. 9) and whether it is defined; see `snippet_predictions`.
 
   kind: 'pdmi' (Eq. 7), 'dmi' (Eq. 5), or the ablation's 'l1' / 'bce' (mean absolute error /
   binary cross-entropy of a(t) against target 1 on pseudo-foreground, 0 on pseudo-background).
-  Undefined (0, False) without pseudo-foreground or pseudo-background snippets, or when the value
+  pdmi_variant: 'filtered' (Eq. 7, singular values <= eps ignored) or 'official' (the official
+  snippet-level pDMI, `pdmi_official_from_joint`). Undefined (0, False) without
+  pseudo-foreground or pseudo-background snippets, or when the value
   is not finite. Validity of the video itself is the caller's concern.
   """
   predictions, pseudo_labels = snippet_predictions(tcam, embeddings, mask, labels, x_ref,
-                                                   fg_threshold, bg_threshold)
+                                                   fg_threshold, bg_threshold, fg_attention)
   counts = jnp.sum(pseudo_labels, axis=0)
   defined = jnp.all(counts > 0)
   if kind in ('pdmi', 'dmi'):
-    fn = (lambda u: pdmi_from_joint(u, eps)) if kind == 'pdmi' else dmi_from_joint
-    return guarded(fn, joint_distribution(predictions, pseudo_labels), defined)
+    if pdmi_variant not in ('filtered', 'official'):
+      raise ValueError(f"pdmi_variant must be filtered or official, got {pdmi_variant!r}")
+    fn = dmi_from_joint
+    if kind == 'pdmi':
+      fn = ((lambda u: pdmi_from_joint(u, eps)) if pdmi_variant == 'filtered'
+            else pdmi_official_from_joint)
+    return guarded(fn, normalized_joint(predictions, pseudo_labels, normalization), defined)
   selected = jnp.sum(pseudo_labels, axis=-1)
   target = pseudo_labels[:, 0]
   att = predictions[:, 0]
@@ -282,30 +299,33 @@ def snippet_denoising_term(tcam, embeddings, mask, labels, x_ref, *, kind: str =
 
 def video_joint_distribution(p: jax.Array, labels: jax.Array, valid: jax.Array,
                              score_floor: float = 0.2, renormalize: bool = True,
-                             prob_clip: float = 1e-3) -> jax.Array:
+                             prob_clip: float = 1e-3, normalization: str = 'per_class'
+                             ) -> jax.Array:
   """Eq. 10: U_2 (C, C) across the videos of a batch; p, labels (B, C), valid (B,).
 
   p is clamped to [prob_clip, 1 - prob_clip] (as for Eq. 4). With `renormalize` (official code),
   each video's scores not above score_floor * max(p) are zeroed and the rest rescaled to sum 1.
-  Skipped videos are left out (their label rows are zeroed).
+  Skipped videos are left out (their label rows are zeroed). normalization: see
+  `normalized_joint` ('count': 1/n, n the valid videos).
   """
   p = jnp.clip(p, prob_clip, 1.0 - prob_clip)
   if renormalize:
     kept = p > score_floor * jnp.max(p, axis=-1, keepdims=True)
     p = jnp.where(kept, p, 0.0)
     p = p / jnp.sum(p, axis=-1, keepdims=True)
-  return joint_distribution(p, labels * valid[:, None].astype(labels.dtype))
+  return normalized_joint(p, labels * valid[:, None].astype(labels.dtype), normalization)
 
 
 def video_denoising_loss(p, labels, valid, *, kind: str = 'pdmi', score_floor: float = 0.2,
-                         renormalize: bool = True, eps: float = 1e-5, prob_clip: float = 1e-3
-                         ) -> Tuple[jax.Array, jax.Array]:
+                         renormalize: bool = True, eps: float = 1e-5, prob_clip: float = 1e-3,
+                         normalization: str = 'per_class') -> Tuple[jax.Array, jax.Array]:
   """L_DV: Eq. 7 (kind 'pdmi') or Eq. 5 ('dmi') on U_2 of Eq. 10; (value, defined).
 
   Undefined (0, False) without valid videos or when the value is not finite (DMI whenever a class
   is missing from the batch); the official code likewise zeroes a NaN / inf value.
   """
-  u = video_joint_distribution(p, labels, valid, score_floor, renormalize, prob_clip)
+  u = video_joint_distribution(p, labels, valid, score_floor, renormalize, prob_clip,
+                               normalization)
   fn = (lambda m: pdmi_from_joint(m, eps)) if kind == 'pdmi' else dmi_from_joint
   return guarded(fn, u, jnp.any(valid))
 
@@ -384,8 +404,13 @@ def d2net_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array],
   weights = {'w_fb': zeros, 'w_fg': zeros, 'w_bg': zeros}
   if c.discriminative == 'd2net':
     g_fg, g_bg = _gather(fgbg['x_fg'], axis_name), _gather(fgbg['x_bg'], axis_name)
-    partners = random_partners(key, g_valid.shape[0])
-    weights = pair_weights(g_fg, g_bg, g_has_fg, g_has_bg, partners, c.gamma)
+    if c.pairing == 'official':
+      perms = pairing.official_permutations(key, g_valid.shape[0])
+      weights = pairing.official_pair_weights(g_fg, g_bg, g_has_fg, g_has_bg, g_valid, perms,
+                                              c.gamma, cosine_similarity)
+    else:
+      partners = random_partners(key, g_valid.shape[0])
+      weights = pair_weights(g_fg, g_bg, g_has_fg, g_has_bg, partners, c.gamma)
     loss_dis = discriminative_loss(g_p, g_labels, g_valid, weights, beta=c.beta, **dis_kwargs)
   elif c.discriminative == 'focal':
     loss_dis = focal_loss(g_p, g_labels, g_valid, beta=c.beta, **dis_kwargs)
@@ -413,8 +438,9 @@ def d2net_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array],
       raise ValueError(f"loss.denoising must be pdmi, dmi, l1, bce or none, got {c.denoising!r}")
     ds_terms, ds_defined = jax.vmap(lambda t, e, m, y: snippet_denoising_term(
         t, e, m, y, new_x_ref, kind=c.denoising, fg_threshold=c.snippet_fg_threshold,
-        bg_threshold=c.snippet_bg_threshold, eps=c.pdmi_eps, prob_clip=c.prob_clip))(
-            tcam, emb, mask, labels)
+        bg_threshold=c.snippet_bg_threshold, eps=c.pdmi_eps, prob_clip=c.prob_clip,
+        pdmi_variant=c.snippet_pdmi, fg_attention=c.snippet_fg_attention,
+        normalization=c.joint_normalization))(tcam, emb, mask, labels)
     ds_weight = (ds_defined & valid & jnp.any(new_x_ref != 0)).astype(tcam.dtype)
     ds_sum, num_ds = _psum((jnp.sum(jnp.where(ds_weight > 0, ds_terms, 0.0)),
                             jnp.sum(ds_weight)), axis_name)
@@ -423,7 +449,8 @@ def d2net_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array],
     dv_kind = 'dmi' if c.denoising == 'dmi' else 'pdmi'
     loss_dv, dv_ok = video_denoising_loss(
         g_p, g_labels, g_valid, kind=dv_kind, score_floor=c.video_score_floor,
-        renormalize=c.video_renormalize, eps=c.pdmi_eps, prob_clip=c.prob_clip)
+        renormalize=c.video_renormalize, eps=c.pdmi_eps, prob_clip=c.prob_clip,
+        normalization=c.joint_normalization)
     dv_defined = dv_ok.astype(tcam.dtype)
 
   denoise_on = denoising_schedule(step, c.pdmi_start_step, c.pdmi_every)
