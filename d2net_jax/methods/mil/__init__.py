@@ -1,15 +1,17 @@
 """`mil`: the plain weakly-supervised baseline, and the smallest example of a method.
 
-One temporal convolution (kernel 1: a linear classifier) per stream over the RGB and flow halves
-of the features, TCAM = mean of the two streams' sigmoids, video score p_c = mean of the top
-ceil(s / topk_ratio) snippets of TCAM_c, binary cross-entropy of p against the video labels.
-Inference hands the TCAM to the Sec. 3.3 localizer with lambda' = 1. No method state.
+Snippet class logits z = conv_rgb(x_rgb) + conv_flow(x_flow) (kernel 1: one linear classifier
+over both streams), video logit = mean of the top ceil(s / topk_ratio) snippets of z_c, binary
+cross-entropy (with logits) against the video labels; the biases start at the log-odds of a 1/C
+label rate. Inference hands TCAM = sigmoid(z) to the Sec. 3.3 localizer with lambda' = 1. No
+method state.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from d2net_jax import layers
 from d2net_jax.methods import base
@@ -20,12 +22,11 @@ def _config_sections():
   c.kernel_size = 1  # 1: a linear classifier per snippet; > 1: a temporal convolution.
   c.dropout_rate = 0.5  # On the features, training only.
   c.topk_ratio = 8  # k = ceil(s / topk_ratio) snippets per class make the video score.
-  c.prob_clip = 1e-3  # p clipped to [clip, 1 - clip] inside the logarithms.
   return {'mil': c}
 
 
 class MIL(nn.Module):
-  """(B, T, D) features -> {'tcam' (B, T, C)}, zero at padded snippets."""
+  """(B, T, D) features -> {'logits', 'tcam' (B, T, C)}, zero at padded snippets."""
   num_classes: int
   kernel_size: int = 1
   dropout_rate: float = 0.5
@@ -34,20 +35,21 @@ class MIL(nn.Module):
   def __call__(self, features, mask, train: bool = False):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
     half = features.shape[-1] // 2
-    scores = [jax.nn.sigmoid(layers.masked_conv(part, mask, self.num_classes, self.kernel_size,
-                                                name=name))
-              for part, name in ((x[..., :half], 'rgb'), (x[..., half:], 'flow'))]
-    return {'tcam': 0.5 * (scores[0] + scores[1]) * mask[..., None]}
+    prior = -jnp.log(max(self.num_classes - 1, 1))  # log(r / (1 - r)) at r = 1 / C, halved below.
+    logits = sum(layers.masked_conv(part, mask, self.num_classes, self.kernel_size, name=name,
+                                    bias_init=nn.initializers.constant(prior / 2))
+                 for part, name in ((x[..., :half], 'rgb'), (x[..., half:], 'flow')))
+    m = mask[..., None].astype(logits.dtype)
+    return {'logits': logits * m, 'tcam': jax.nn.sigmoid(logits) * m}
 
 
 def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
-  """Mean over valid videos (a valid snippet and a label) and classes of BCE(p, y)."""
+  """Mean over valid videos (a valid snippet and a label) and classes of BCE(video logit, y)."""
   del key
   c, mask = config.mil, batch['mask']
-  labels = batch['labels'].astype(outputs['tcam'].dtype)
-  p = jnp.clip(layers.topk_pool(outputs['tcam'], mask, c.topk_ratio), c.prob_clip,
-               1 - c.prob_clip)
-  bce = -jnp.mean(labels * jnp.log(p) + (1 - labels) * jnp.log1p(-p), axis=-1)
+  labels = batch['labels'].astype(outputs['logits'].dtype)
+  video_logits = layers.topk_pool(outputs['logits'], mask, c.topk_ratio)
+  bce = jnp.mean(optax.sigmoid_binary_cross_entropy(video_logits, labels), axis=-1)
   valid = ((jnp.sum(mask, -1) > 0) & (jnp.sum(labels, -1) > 0)).astype(bce.dtype)
   total, count = layers.global_sum((jnp.sum(bce * valid), jnp.sum(valid)), axis_name)
   loss = total / jnp.maximum(count, 1.0)
