@@ -62,7 +62,7 @@ import numpy as np
 from d2net_jax.data.records import DataError, Dataset, VideoRecord
 # The presets and feature models live in their own modules; their public names are this
 # module's API too (synthetic.PRESETS, synthetic.FeatureWorld, ...).
-from d2net_jax.data.synthetic_features import FeatureWorld, I3DLike
+from d2net_jax.data.synthetic_features import FeatureWorld, I3DLike, stream_statistics
 from d2net_jax.data.synthetic_presets import (
     FEATURE_MODELS, PRESETS, THUMOS14_CLASSES, FeatureModel, I3DLikeModel, Preset, RectifiedStream,
     StreamModel, draw_annotations, get_preset)
@@ -71,7 +71,7 @@ __all__ = [
     'FEATURE_MODELS', 'PRESETS', 'THUMOS14_CLASSES', 'FeatureModel', 'FeatureWorld', 'I3DLike',
     'I3DLikeModel', 'Preset', 'RectifiedStream', 'StreamModel', 'annotation_statistics',
     'build_dataset', 'draw_annotations', 'ensure_store', 'generate', 'get_preset',
-    'ground_truth_path', 'main', 'overlay', 'store_name', 'store_parameters']
+    'ground_truth_path', 'main', 'overlay', 'store_name', 'store_parameters', 'stream_statistics']
 
 # Bump when the generator's output changes: cached stores of older versions are rebuilt.
 GENERATOR_VERSION = 1
@@ -381,6 +381,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for key, value in stats.items():
     target = f'  (real: {targets[key]:g})' if key in targets else ''
     print(f'  {key:24s} {value:10.3f}{target}')
+  sample = dataset.train_videos()[:16]
+  features = stream_statistics([v.features() for v in sample], dataset.feature_dim)
+  print(f'features ({_stored_parameters(path)["features"]}, first {len(sample)} training videos; '
+        'targets: synthetic_features.I3DLike):')
+  print(f'  {"":24s} ' + ' '.join(f'{name:>10s}' for name in features))
+  for key in features['rgb']:
+    print(f'  {key:24s} ' + ' '.join(f'{features[name][key]:10.3f}' for name in features))
   return 0
 
 
