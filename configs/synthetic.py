@@ -40,10 +40,9 @@ def get_config(arg=None):
   config.data.kind = 'synthetic'
   config.data.path = ''  # Generated into <workdir>/data.
   config.data.synthetic.preset = 'thumos14_like'  # 200 training and 212 test videos, 20 classes.
-  # Half the benchmark's default noise. At the default (1.0) this short demo only ties the linear
-  # MIL baseline of experiments/synthetic_baselines.py (mean mAP 18.9 vs 18.1); at 0.5 it beats
-  # it (28.1 vs 24.1). Rerun both with --config.data.synthetic.noise_scale / --noise-scale.
-  config.data.synthetic.noise_scale = 0.5
+  # The preset's default difficulty (noise_scale 1.0) and feature model ('i3d_like'). Not retuned
+  # for them: the settings below beat the `mil` baseline clearly there as they are (test mean mAP
+  # 0.1:0.7, validation-selected, 2 seeds: D2-Net 9.4 +- 0.4, mil 1.0 +- 0.2; README, Results).
   config.data.feature_dim = 256  # THUMOS14: 2048.
   config.data.max_seqlen = 256  # THUMOS14: 750.
   config.data.val_fraction = 0.2  # 40 of the 200 training videos select the checkpoint.

@@ -90,6 +90,9 @@ def data_config() -> ml_collections.ConfigDict:
   c.synthetic.num_test = -1
   c.synthetic.annotations = ''  # Lay synthetic features over a real annotation folder.
   c.synthetic.noise_scale = 1.0  # Multiplies the feature noise: > 1 harder, < 1 easier.
+  # Feature model: 'i3d_like' (non-negative, I3D-like statistics: d2net_jax/data/synthetic.py) or
+  # 'gaussian' (zero-mean, nearly orthogonal snippets: the benchmark before 'i3d_like').
+  c.synthetic.features = 'i3d_like'
   return c
 
 

@@ -184,6 +184,8 @@ def main():
   parser.add_argument('--num-train', type=int, default=-1)
   parser.add_argument('--num-test', type=int, default=-1)
   parser.add_argument('--noise-scale', type=float, default=None)
+  parser.add_argument('--features', default=None, choices=('i3d_like', 'gaussian'),
+                      help="feature model (default: the preset's, i3d_like)")
   parser.add_argument('--steps', type=int, default=1500)
   parser.add_argument('--batch-size', type=int, default=16)
   parser.add_argument('--max-seqlen', type=int, default=750)
@@ -194,7 +196,7 @@ def main():
   t0 = time.perf_counter()
   dataset = synthetic.generate(args.preset, feature_dim=args.feature_dim, seed=args.seed,
                                num_train=args.num_train, num_test=args.num_test,
-                               noise_scale=args.noise_scale)
+                               noise_scale=args.noise_scale, features=args.features)
   train_videos, test_videos = dataset.train_videos(), dataset.test_videos()
   train_features = [v.features() for v in train_videos]
   test_features = [v.features() for v in test_videos]

@@ -101,3 +101,46 @@ def test_benchmark_smoke(tmp_path, shared):
   names = {row[0] for row in results['rows']}
   assert names >= {'training step', 'model + d2net_loss, fwd + bwd', 'loader: TrainBatcher',
                    'localize (Sec. 3.3, NumPy)', 'evaluation (mAP, NumPy)'}
+
+
+def test_compare_methods_smoke(tmp_path, shared):
+  out = tmp_path / 'compare_methods'
+  stdout = run_script('compare_methods', out, '--methods', 'mil', '--steps', '2',
+                      '--data-dir', str(shared / 'data'),
+                      '--compilation-cache', str(shared / 'jax_cache'))
+  markdown, results = check_outputs(out, stdout)
+  assert table_rows(markdown, 'thumos14_like') == ['mil', 'mil (gaussian features)']
+  assert table_rows(markdown, 'activitynet12_like') == ['mil', 'mil (gaussian features)']
+  assert 'avg 0.5:0.95' in markdown and 'avg 0.1:0.7' in markdown
+  runs = results['runs']
+  assert [(r['dataset'], r['features']) for r in runs] == [
+      ('thumos14_like', 'i3d_like'), ('thumos14_like', 'gaussian'),
+      ('activitynet12_like', 'i3d_like'), ('activitynet12_like', 'gaussian')]
+  assert [len(r['mAP']) for r in runs] == [7, 7, 10, 10]  # THUMOS14 / ActivityNet tIoUs.
+  assert all(r['train_seconds'] > 0 for r in runs)
+
+
+def test_compare_methods_variants_and_configs():
+  """Every registered method is compared; its config is configs/synthetic.py:<method> (its
+  synthetic preset applied) plus, on activitynet12_like, the ActivityNet settings."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, str(ROOT / 'experiments'))
+  try:
+    import compare_methods  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
+  variants = compare_methods.variants(list(methods.names()))
+  assert {m for m, _, _ in variants} == set(methods.names())
+  assert ('d2net', '', 'gaussian') in variants and ('mil', '', 'gaussian') in variants
+  args = argparse.Namespace(mode='smoke', steps=None, data_dir=pathlib.Path('/nonexistent'))
+  for method in methods.names():
+    expected = compare_methods._flatten(compare_methods._preset('synthetic', method + ',smoke'))
+    got = compare_methods.variant_config(method, '', 'i3d_like', 'thumos14_like', args)
+    flat = compare_methods._flatten(got)
+    for dotted in methods.get(method).presets.get('synthetic', {}):
+      assert flat[dotted] == expected[dotted], dotted
+    anet = compare_methods.variant_config(method, '', 'gaussian', 'activitynet12_like', args)
+    assert anet.data.num_classes == 100 and anet.data.synthetic.features == 'gaussian'
+    assert anet.evaluation.tiou_thresholds[0] == 0.5 and len(anet.evaluation.tiou_thresholds) == 10
+    assert anet.train.learning_rate == got.train.learning_rate  # The schedule stays the demo's.
