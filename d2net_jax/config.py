@@ -153,6 +153,40 @@ def localize_config() -> ml_collections.ConfigDict:
   # ('class', official) or per video ('video', paper).
   c.score_threshold = 0.1
   c.score_threshold_scope = 'class'  # paper: 'video'.
+  c.oic = oic_config()
+  return c
+
+
+def oic_config() -> ml_collections.ConfigDict:
+  """SAL's 'oic' localizer (d2net_jax/localize/oic.py), THUMOS14 values of the authors' code.
+
+  ActivityNet1.3 code: class_threshold 0.1, comb_weights (0.6, 0.2, 0.2), topk_ratio 4,
+  beta_sc 0.5, nms_threshold 0.7, soft_alpha 0.35 (the rest as THUMOS14).
+  """
+  c = ml_collections.ConfigDict()
+  c.class_threshold = 0.25  # Classes with p_c >= this (argmax p when none). ActivityNet: 0.1.
+  # comb = w[0] softmax(cas) + w[1] a_r (RGB actionness) + w[2] a_f (flow actionness).
+  c.comb_weights = (1 / 3, 1 / 3, 1 / 3)  # ActivityNet: (0.6, 0.2, 0.2).
+  c.topk_ratio = 8  # k = max(1, s // topk_ratio) snippets of comb per class. ActivityNet: 4.
+  # p = softmax((1 - beta_sc) * top-k mean of cas + beta_sc * sc). ActivityNet: 0.5.
+  c.beta_sc = 0.65
+  c.scale = 24  # Linear upsampling factor of comb before thresholding.
+  # start, stop (inclusive), step; np.arange values 0.1, 0.2, 0.30000000000000004, ..., 0.9.
+  c.thresholds = (0.1, 0.9, 0.1)
+  # Outer region: int(s - lambda L) .. int(e + lambda L) (the code passes gamma, 0.2, into its
+  # lambda_ argument). 'basnet': int() truncation, ceil(lambda L) points left and floor(lambda L)
+  # right; 'symmetric': floor(lambda L) on both sides.
+  c.outer_lambda = 0.2
+  c.outer_rounding = 'basnet'
+  c.gamma = 0.2  # score = inner - outer + gamma * p_c.
+  # The code's `if temp_list.any()`: a (class, threshold) whose only position above the threshold
+  # is index 0 gives no proposal.
+  c.skip_index0_quirk = True
+  # 'basnet_soft': BaS-Net soft-NMS (suppressed proposals kept once with score *
+  # exp(-IoU^2 / soft_alpha), never suppressed again); 'hard': suppressed proposals dropped.
+  c.nms = 'basnet_soft'
+  c.nms_threshold = 0.4  # IoU with "+1" lengths in seconds. ActivityNet: 0.7.
+  c.soft_alpha = 0.3  # ActivityNet: 0.35.
   return c
 
 

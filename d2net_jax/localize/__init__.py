@@ -2,6 +2,7 @@
 
   common.py  shared pieces: `Detections`, runs above thresholds, interval NMS, range sums
   tcam.py    D2-Net's Sec. 3.3 localizer ('tcam'): refined TCAM, outer-inner contrast, hard NMS
+  oic.py     SAL's localizer ('oic', BaS-Net lineage): x24 upsampling, OIC score, BaS-Net soft-NMS
 
 A method names its localizer (`Method.localizer`); `localize_outputs` runs it. Each entry of
 `LOCALIZERS` is fn(snippet, video, seconds_per_snippet, config) -> Detections, where `snippet`
@@ -15,6 +16,7 @@ from typing import Any, Callable, Dict, Mapping
 import numpy as np
 
 from d2net_jax.localize import common
+from d2net_jax.localize import oic
 from d2net_jax.localize import tcam
 from d2net_jax.localize.common import (Detections, find_proposals, nms_keep, range_sums,  # noqa: F401
                                        topk_mean)
@@ -32,7 +34,14 @@ def _tcam_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
                              config.localize)
 
 
-LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer}
+def _oic_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
+  """SAL's OIC localizer on snippet['cas'] (s, C), snippet['a_f'], snippet['a_r'] (s,) and
+  video['sc'] (C,), `config.localize.oic`."""
+  return oic.localize_video(snippet['cas'], snippet['a_f'], snippet['a_r'], video['sc'],
+                            seconds_per_snippet, config.localize.oic)
+
+
+LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer, 'oic': _oic_localizer}
 
 
 def get(name: str) -> Localizer:
