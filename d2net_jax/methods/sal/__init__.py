@@ -106,8 +106,8 @@ def _validate(config):
     raise ValueError(f'config.sal.mask_ema={c.mask_ema}: must be in [0, 1)')
 
 
-# SAL's own settings on each dataset preset (spec 2.6, 2.9). The presets' localizer settings
-# (`localize.oic.*`) come with the 'oic' localizer.
+# SAL's own settings on each dataset preset (spec 2.6, 2.9); THUMOS14's localizer settings are the
+# defaults of `localize.oic`.
 _THUMOS14 = {
     'data.kind': 'stpn',
     'data.sampling': 'resample',
@@ -158,6 +158,13 @@ _ACTIVITYNET13 = {
     'sal.mask_denominator': 6.0,
     'sal.w_bg': 1.0,
     'sal.w_mc': 20.0,
+    'localize.oic.class_threshold': 0.1,
+    'localize.oic.comb_weights': (0.6, 0.2, 0.2),
+    'localize.oic.topk_ratio': 4,
+    'localize.oic.beta_sc': 0.5,
+    'localize.oic.nms_threshold': 0.7,
+    'localize.oic.soft_alpha': 0.35,
+    'evaluation.tiou_thresholds': tuple(round(0.5 + 0.05 * i, 2) for i in range(10)),
 }
 # ActivityNet1.2: no code was released. OUR ASSUMPTION: the 1.3 recipe with its 100 classes.
 _ACTIVITYNET12 = dict(_ACTIVITYNET13)
