@@ -170,7 +170,7 @@ _ACTIVITYNET13 = {
 _ACTIVITYNET12 = dict(_ACTIVITYNET13)
 _SYNTHETIC = {
     'data.sampling': 'resample',
-    'data.num_segments': 256,
+    'data.num_segments': 0,  # = data.max_seqlen (256; the smoke preset: 32).
     'data.resample_short': 'repeat',
     'data.shuffle': 'epoch',
     'train.skip_nonpositive_loss': False,
