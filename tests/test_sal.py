@@ -418,3 +418,23 @@ def test_inference_outputs_contract():
                              rtol=1e-6)
   assert float(state['prob_max_mu']) == pytest.approx(1 / C)
   assert float(state['prob_max_var']) == 1.0
+
+
+@pytest.mark.slow
+def test_smoke_config_trains_evaluates_and_plots(tmp_path, capsys):
+  """`d2net-jax train --config configs/synthetic.py:sal,smoke` end to end, then `plot`."""
+  import json  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  from d2net_jax import cli  # pylint: disable=import-outside-toplevel
+  smoke = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'synthetic.py:sal,smoke')
+  assert cli.main(['train', '--config', smoke, '--workdir', str(tmp_path), '--noprogress']) == 0
+  assert 'mAP (%)' in capsys.readouterr().out
+  config = json.loads((tmp_path / 'config.json').read_text())
+  assert config['method'] == 'sal' and config['sal']['hidden'] == 8
+  lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert all(np.isfinite(l['loss']) and 'loss_mix' in l for l in lines)
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert len(results['test']['mAP']) == 7
+  video = next(iter(json.loads((tmp_path / 'detections_test.json').read_text())['results']))
+  assert cli.main(['plot', '--workdir', str(tmp_path), '--video', video]) == 0
+  assert (tmp_path / 'plots' / f'{video}.png').stat().st_size > 1000
