@@ -120,6 +120,7 @@ def test_sal_presets():
     assert (anet.data.num_segments, anet.data.resample_short, anet.train.batch_size) == (
         50, 'keep', 32)
     assert (anet.sal.encoder_kernel, anet.sal.topk_source, anet.sal.pl_topk) == (7, 'cas', 40)
+    assert anet.data.resample_train == 'sorted_random'
     assert (anet.sal.w_bg, anet.sal.w_mc, anet.sal.mask_denominator) == (1.0, 20.0, 6.0)
     assert (anet.localize.oic.class_threshold, anet.localize.oic.nms_threshold) == (0.1, 0.7)
     assert len(anet.evaluation.tiou_thresholds) == 10

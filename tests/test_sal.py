@@ -438,3 +438,41 @@ def test_smoke_config_trains_evaluates_and_plots(tmp_path, capsys):
   video = next(iter(json.loads((tmp_path / 'detections_test.json').read_text())['results']))
   assert cli.main(['plot', '--workdir', str(tmp_path), '--video', video]) == 0
   assert (tmp_path / 'plots' / f'{video}.png').stat().st_size > 1000
+
+
+def test_random_sample_activitynet_training_draw():
+  """sampling.random_sample (spec 2.2): sorted draws with replacement below T, one per bin above
+  (bins include the next bin's start), the last from the previous draw to the end."""
+  from d2net_jax.data import sampling  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  np.testing.assert_array_equal(sampling.random_sample(50, 50, rng), np.arange(50))
+  seen_last = set()
+  for _ in range(200):
+    short = sampling.random_sample(13, 50, rng)
+    assert short.shape == (50,) and np.all(np.diff(short) >= 0)
+    assert short.min() >= 0 and short.max() <= 12
+    idx = sampling.random_sample(123, 50, rng)
+    starts = np.floor(np.arange(50) * 123 / 50).astype(int)
+    assert np.all(idx[:-1] >= starts[:-1]) and np.all(idx[:-1] <= starts[1:])
+    assert idx[-2] <= idx[-1] <= 122
+    seen_last.add(int(idx[-1] - idx[-2]))
+  assert 0 in seen_last and max(seen_last) >= 3  # The last bin reaches the end of the video.
+  # Through the batcher (data.resample_train='sorted_random'): rows hold the drawn snippets.
+  from d2net_jax.data import batching  # pylint: disable=import-outside-toplevel
+  from d2net_jax.data.records import VideoRecord  # pylint: disable=import-outside-toplevel
+  videos = []
+  for i, n in enumerate([7, 20, 45]):
+    feats = np.stack([np.full(n, i), np.arange(n)], 1).astype(np.float32)
+    videos.append(VideoRecord(f'v{i}', 'training', np.eye(2, dtype=np.float32)[i % 2],
+                              np.zeros((0, 2)), np.zeros(0, np.int32), n * 0.64, 0.64, n,
+                              load=lambda f=feats: f))
+  batcher = batching.TrainBatcher(videos, 3, 20, seed=0, sampling='resample', num_segments=20,
+                                  shuffle='epoch', resample_train='sorted_random')
+  batch = batcher.batch(0)
+  for row, index in enumerate(batch['video_index']):
+    t = batch['features'][row, :, 1]
+    assert np.all(np.diff(t) >= 0) and t.max() < videos[index].num_snippets
+    if videos[index].num_snippets == 20:
+      np.testing.assert_array_equal(t, np.arange(20))
+  with pytest.raises(ValueError, match='resample_train'):
+    batching.TrainBatcher(videos, 3, 20, seed=0, resample_train='nope')

@@ -133,6 +133,7 @@ _ACTIVITYNET13 = {
     'data.sampling': 'resample',
     'data.num_segments': 50,
     'data.resample_short': 'keep',  # Test: videos of <= 50 snippets keep all of them.
+    'data.resample_train': 'sorted_random',  # The ActivityNet code's `random_sample`.
     'data.shuffle': 'epoch',
     'train.seed': 0,
     'train.batch_size': 32,  # argparse default of the released code (an unused constant: 8).
