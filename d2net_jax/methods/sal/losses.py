@@ -157,8 +157,8 @@ def sal_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, 
                                    topk_source=cfg.topk_source, bg_topk_ratio=cfg.bg_topk_ratio)
   loss_mil = batch_mean(ce_per_video(cas_top, labels))
   loss_bg = batch_mean(kl_uniform_per_video(cas_top_bg))
-  loss_se = batch_mean(ce_per_video(outputs['sc'], labels) + ce_per_video(outputs['sc_flow'], labels)
-                       + ce_per_video(outputs['sc_rgb'], labels))
+  loss_se = batch_mean(sum(ce_per_video(outputs[name], labels)
+                           for name in ('sc', 'sc_flow', 'sc_rgb')))
   loss_mc = (_sum(consistency_sum(outputs['a_r'], outputs['a_f'], mask), axis_name)
              / jnp.maximum(_sum(jnp.sum(mask), axis_name), 1.0))
 
