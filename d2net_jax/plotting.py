@@ -1,8 +1,9 @@
 """One video's TCAM, attention, ground truth and detections on one time axis (the paper's Fig. 4).
 
 `plot_video` draws, in seconds:
-  * top panel, per snippet: T_c (solid) and the refined r_c = lambda' * T_c (dotted) of the chosen
-    classes, and lambda' (black, dashed);
+  * top panel, per snippet: T_c (solid) and, for D2-Net's localizer ('tcam'), the refined
+    r_c = lambda' * T_c (dotted) of the chosen classes, and lambda' (black, dashed); for another
+    localizer (e.g. SAL's 'oic') the method's 'tcam' and 'attention' arrays as they are;
   * bottom panel: one row per chosen class, the ground-truth instances as green bars in the upper
     half and the detections as blue bars in the lower half whose height is the score relative to
     the best detection drawn (as in Fig. 4).
@@ -61,6 +62,7 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
                ground_truth: Iterable[Any] | None = None,
                detections: localize.Detections | Iterable[Any] | None = None,
                title: str | None = None, localize_config: Any = None,
+               localizer: str = 'tcam', relevant_classes: Sequence[int] | None = None,
                dpi: int = 120) -> pathlib.Path:
   """Writes the figure of one video to `path` (PNG) and returns the path.
 
@@ -71,12 +73,17 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
     seconds_per_snippet: snippet t covers [t, t + 1) * seconds_per_snippet.
     class_names: the C class names.
     classes: classes to draw (names or indices). Default: the classes of the ground truth and the
-      detections, and the relevant classes of Sec. 3.3 under `localize_config`.
+      detections, and the relevant classes: `relevant_classes` when given, else for the 'tcam'
+      localizer those of Sec. 3.3 under `localize_config`.
     ground_truth: (class, start_s, end_s) rows.
     detections: a `localize.Detections` or (class, start_s, end_s, score) rows.
     title: figure title.
     localize_config: the `localize` section (default: official values), for the refined
-      sequence (its attention rescaling) and the default classes.
+      sequence (its attention rescaling) and the default classes of the 'tcam' localizer.
+    localizer: the method's localizer. Only 'tcam' (D2-Net) draws the refined sequence and
+      derives classes from Sec. 3.3; any other draws `tcam` and `attention` as given.
+    relevant_classes: class indices the localizer localized (e.g. `localize.oic` selection),
+      drawn by default.
     dpi: resolution.
   """
   tcam = np.asarray(tcam, np.float64)
@@ -92,7 +99,8 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
 
   if localize_config is None:
     localize_config = config_lib.localize_config()
-  refined = localize.refined_sequence(tcam, attention, localize_config)
+  d2net = localizer == 'tcam'
+  refined = localize.refined_sequence(tcam, attention, localize_config) if d2net else None
   gt = _segments(ground_truth or (), class_names, 'ground_truth', with_score=False)
   if isinstance(detections, localize.Detections):
     detections = detections.to_list()
@@ -102,8 +110,13 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
     drawn = [_class_index(c, class_names, 'classes') for c in classes]
     drawn = list(dict.fromkeys(drawn))
   else:
-    scores = localize.video_class_scores(tcam, attention, localize_config)
-    relevant = set(np.flatnonzero(localize.relevant_classes(scores, localize_config)).tolist())
+    if relevant_classes is not None:
+      relevant = {_class_index(int(c), class_names, 'relevant_classes') for c in relevant_classes}
+    elif d2net:
+      scores = localize.video_class_scores(tcam, attention, localize_config)
+      relevant = set(np.flatnonzero(localize.relevant_classes(scores, localize_config)).tolist())
+    else:
+      relevant = set()
     drawn = sorted(relevant | {g[0] for g in gt} | {d[0] for d in det})
   if not drawn:
     raise ValueError('no class to draw: pass `classes`')
@@ -126,11 +139,12 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
 
   for color, c in zip(colors, drawn):
     top.plot(*steps(tcam[:, c]), color=color, lw=1.2, drawstyle='steps-post',
-             label=f'T: {class_names[c]}')
-    top.plot(*steps(refined[:, c]), color=color, lw=1.0, ls=':', drawstyle='steps-post',
-             label=f"λ'·T: {class_names[c]}")
+             label=f"{'T' if d2net else 'tcam'}: {class_names[c]}")
+    if d2net:
+      top.plot(*steps(refined[:, c]), color=color, lw=1.0, ls=':', drawstyle='steps-post',
+               label=f"λ'·T: {class_names[c]}")
   top.plot(*steps(attention), color='black', lw=1.0, ls='--', drawstyle='steps-post',
-           label="λ' (bottom-up attention)")
+           label="λ' (bottom-up attention)" if d2net else 'attention')
   top.set_ylabel('activation')
   top.set_ylim(0, max(1.05, float(np.max(attention)) * 1.05, float(np.max(tcam[:, drawn])) * 1.05))
   top.legend(loc='upper left', bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)

@@ -26,6 +26,7 @@ from d2net_jax import checkpointing
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
+from d2net_jax import localize
 from d2net_jax import methods
 from d2net_jax import parallel
 from d2net_jax import run_log
@@ -153,6 +154,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       '(0: data.max_seqlen)')
   try:
     method.validate_config(config)
+    localize.check_config(method.localizer, config)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if config.data.feature_dim % 2:  # <= 0: taken from the data.

@@ -52,8 +52,9 @@ def reference(cas, a_f, a_r, sc, seconds_per_snippet, c):
     v.append(np.float32(1 - c.beta_sc) * cas_top + np.float32(c.beta_sc) * sc[cls])
   v = np.array(v, np.float32)
   p = np.exp(v - v.max())
-  p = (p / p.sum()).astype(np.float64)
-  classes = [cls for cls in range(num_classes) if p[cls] >= c.class_threshold]
+  p = p / p.sum()  # float32, compared with the threshold in float32 (as the code's numpy)
+  classes = [cls for cls in range(num_classes) if p[cls] >= np.float32(c.class_threshold)]
+  p = p.astype(np.float64)
   if not classes:
     classes = [int(np.argmax(p))]
 
@@ -323,6 +324,11 @@ def test_class_selection_falls_back_to_argmax():
   assert oic.selected_classes(p, oic_config(class_threshold=0.2)).tolist() == [0, 1, 2, 3]
   assert oic.selected_classes(np.array([0.1, 0.2, 0.7]), oic_config(class_threshold=0.9)
                               ).tolist() == [2]
+  # float32 p is compared with float32(0.7) = 0.69999998..., as the code: float32(0.7) passes
+  # (a float64 comparison with 0.7 would not), the float32 just below it does not.
+  p = np.array([np.float32(0.7), np.nextafter(np.float32(0.7), np.float32(0)), 0.1], np.float32)
+  assert oic.selected_classes(p, oic_config(class_threshold=0.7)).tolist() == [0]
+  assert not np.float64(np.float32(0.7)) >= 0.7
 
 
 def test_topk_is_at_least_one_on_short_videos():
@@ -332,7 +338,7 @@ def test_topk_is_at_least_one_on_short_videos():
 
 
 @pytest.mark.parametrize('field,value', [
-    ('class_threshold', 1.5), ('comb_weights', (0.5, 0.5)), ('comb_weights', (1, -1, 1)),
+    ('class_threshold', 1.5), ('class_threshold', 1.0), ('comb_weights', (0.5, 0.5)), ('comb_weights', (1, -1, 1)),
     ('topk_ratio', 0), ('topk_ratio', 2.5), ('beta_sc', -0.1), ('scale', 0),
     ('thresholds', (0.5, 0.1, 0.1)), ('thresholds', (0.1, 0.9, 0.0)), ('outer_lambda', -1.0),
     ('gamma', float('nan')), ('outer_rounding', 'floor'), ('skip_index0_quirk', 'yes'),
@@ -357,3 +363,53 @@ def test_input_validation():
     oic.localize_video(cas, a * np.nan, a, np.zeros(2), 0.64, c)
   with pytest.raises(ValueError, match='seconds_per_snippet'):
     oic.localize_video(cas, a, a, np.zeros(2), 0.0, c)
+
+
+def test_localizer_settings_are_checked_before_training():
+  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  config = config_lib.base_config()
+  localize.check_config('oic', config)
+  config.localize.oic.nms = 'greedy'
+  with pytest.raises(ValueError, match=r"^localize\.oic\.nms must be"):
+    localize.check_config('oic', config)
+  config = config_lib.base_config()  # D2-Net: its 'tcam' localizer's fields, in train's check.
+  config.localize.nms_threshold = 0.0
+  with pytest.raises(ValueError, match='localize.nms_threshold'):
+    train.validate_config(config)
+  with pytest.raises(ValueError, match="no localizer 'nope'"):
+    localize.check_config('nope', config)
+
+
+@pytest.mark.parametrize('v_len,action,resample_short', [
+    (1000, (300, 400), 'repeat'), (300, (100, 150), 'repeat'), (300, (100, 150), 'keep')])
+def test_times_map_back_through_the_original_length(v_len, action, resample_short):
+  # A video of v_len snippets resampled to T = 750 (or fed whole with 'keep') by inference's own
+  # batching; a stand-in network marks the original snippets `action` as class 0. Detections come
+  # back in the original video's seconds (0.64 s per original snippet).
+  from d2net_jax import inference  # pylint: disable=import-outside-toplevel
+  from d2net_jax.data.records import VideoRecord  # pylint: disable=import-outside-toplevel
+  features = np.zeros((v_len, 4), np.float32)
+  features[action[0]:action[1], 0] = 1
+  record = VideoRecord('v', 'test', np.array([1, 0], np.float32), np.zeros((0, 2)),
+                       np.zeros(0, np.int32), v_len * 0.64, 0.64, v_len, lambda: features)
+  config = config_lib.base_config()
+  config.data.sampling, config.data.num_segments = 'resample', 750
+  config.data.resample_short = resample_short
+
+  def forward(params, state, x, mask):
+    del params, state
+    on = np.asarray(x)[..., 0]
+    cas = np.stack([5 * on, np.zeros_like(on)], axis=-1)
+    act = 0.05 + 0.9 * on
+    return ({'cas': cas, 'a_f': act, 'a_r': act},
+            {'sc': np.tile(np.array([3.0, -3.0], np.float32), (x.shape[0], 1))})
+
+  out, = inference.video_outputs(forward, None, None, [record], config, 2)
+  fed = 750 if resample_short == 'repeat' or v_len > 750 else v_len
+  assert out.snippet['cas'].shape == (fed, 2)
+  np.testing.assert_allclose(out.seconds_per_snippet, 0.64 * v_len / fed, rtol=1e-12)
+  found = localize.localize_outputs('oic', out.snippet, out.video, out.seconds_per_snippet, config)
+  best = found.to_list()[0]
+  assert best[0] == 0
+  # Within one fed snippet of the action (the x24 ramps start between fed snippets).
+  np.testing.assert_allclose(best[1:3], np.array(action) * 0.64, atol=out.seconds_per_snippet)

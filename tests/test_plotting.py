@@ -78,3 +78,30 @@ def test_nothing_to_draw(tmp_path):
   with pytest.raises(ValueError, match='no class to draw'):
     plotting.plot_video(tmp_path / 'x.png', tcam=np.zeros((8, 3)), attention=np.zeros(8),
                         seconds_per_snippet=SPS, class_names=NAMES)
+
+
+def test_other_localizer_draws_the_arrays_as_given_and_its_classes(tmp_path):
+  # A method with the 'oic' localizer (SAL): no refined sequence, no Sec. 3.3 class rule; the
+  # default classes are the localizer's (relevant_classes), the GT's and the detections'.
+  tcam, attention = _video()
+  args = dict(tcam=tcam, attention=attention, seconds_per_snippet=SPS, class_names=NAMES,
+              localizer='oic')
+  one = _image(plotting.plot_video(tmp_path / 'a.png', relevant_classes=[2], **args)).shape[0]
+  two = _image(plotting.plot_video(tmp_path / 'b.png', relevant_classes=[2],
+                                   ground_truth=[('Diving', 6.4, 12.8)], **args)).shape[0]
+  assert two > one
+  with pytest.raises(ValueError, match='no class to draw'):  # No D2-Net rule for 'oic'.
+    plotting.plot_video(tmp_path / 'c.png', **args)
+
+
+def test_relevant_classes_of_the_oic_localizer():
+  rng = np.random.default_rng(0)
+  cas = rng.normal(size=(40, 3)).astype(np.float32)
+  cas[:, 1] += 4
+  a = rng.random(40).astype(np.float32)
+  config = config_lib.base_config()
+  snippet, video = {'cas': cas, 'a_f': a, 'a_r': a}, {'sc': np.zeros(3, np.float32)}
+  assert localize.relevant_classes_of('oic', snippet, video, config).tolist() == [1]
+  assert localize.relevant_classes_of('tcam', snippet, video, config) is None
+  found = localize.localize_outputs('oic', snippet, video, SPS, config)
+  assert set(found.class_index.tolist()) == {1}

@@ -1,7 +1,8 @@
 """`d2net-jax plot --workdir RUN --video ID [--output FILE.png]`.
 
 Draws one video's TCAM, bottom-up attention lambda', ground truth and detections (Fig. 4) from a
-trained checkpoint (the selected best one by default); default output RUN/plots/<ID>.png.
+trained checkpoint (another method: its 'tcam' and 'attention' outputs and the classes its localizer
+selected) (the selected best one by default); default output RUN/plots/<ID>.png.
 """
 
 import pathlib
@@ -40,6 +41,8 @@ def main(argv) -> int:
     return 2
   # pylint: disable=import-outside-toplevel
   from d2net_jax import inference
+  from d2net_jax import localize
+  from d2net_jax import methods
   from d2net_jax import plotting
   from d2net_jax import train
   # pylint: enable=import-outside-toplevel
@@ -55,13 +58,17 @@ def main(argv) -> int:
                                       dataset.num_classes)
     found = inference.detect(outputs, [video], config)[video.video_id]
     tcam, attention = outputs[0].tcam, outputs[0].attention
+    localizer = methods.get(config.method).localizer
+    relevant = localize.relevant_classes_of(localizer, outputs[0].snippet, outputs[0].video,
+                                            config)
     ground_truth = [(int(c), float(s), float(e)) for (s, e), c
                     in zip(video.segments.reshape(-1, 2), video.segment_classes)]
     output = pathlib.Path(fv.output or workdir / 'plots' / f'{video.video_id}.png')
     plotting.plot_video(
         output, tcam=tcam, attention=attention, seconds_per_snippet=outputs[0].seconds_per_snippet,
         class_names=list(dataset.class_names), classes=fv.classes, ground_truth=ground_truth,
-        detections=found, localize_config=config.localize,
+        detections=found, localize_config=config.localize, localizer=localizer,
+        relevant_classes=relevant,
         title=f'{video.video_id} ({video.subset}), {which} checkpoint, step {int(state.step)}')
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)

@@ -11,7 +11,7 @@ holds one video's (s, ...) arrays, `video` its per-video arrays, and `config` is
 here, so `from d2net_jax import localize; localize.localize_video(...)` works as before.
 """
 
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -42,6 +42,25 @@ def _oic_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
 
 
 LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer, 'oic': _oic_localizer}
+
+
+def relevant_classes_of(name: str, snippet, video, config) -> Optional[np.ndarray]:
+  """(R,) int classes localizer `name` localizes in this video, for plots; None for 'tcam'
+  (`plotting.plot_video` applies Sec. 3.3 itself) and localizers without such a rule."""
+  if name == 'oic':
+    return oic.video_classes(snippet['cas'], snippet['a_f'], snippet['a_r'], video['sc'],
+                             config.localize.oic)
+  return None
+
+
+def check_config(name: str, config) -> None:
+  """ValueError (one line, naming the field) for `config.localize` settings localizer `name`
+  cannot run with; called before training so a bad field fails before the first evaluation."""
+  get(name)
+  if name == 'oic':
+    oic.check_config(config.localize.oic)
+  elif name == 'tcam':
+    tcam._check_config(config.localize)  # pylint: disable=protected-access
 
 
 def get(name: str) -> Localizer:

@@ -9,7 +9,7 @@ Per video, from the raw class logits `cas` (s, C), the RGB and flow actionness a
    p = softmax_C((1 - beta_sc) * mean_{t in top-k of comb_c} cas[t, c] + beta_sc * sc),
    k = max(1, s // topk_ratio);
 2. classes {c : p_c >= class_threshold}, or {argmax p} when none passes;
-2. each selected comb_c is upsampled x `scale` by linear interpolation at
+3. each selected comb_c is upsampled x `scale` by linear interpolation at
    x = np.arange(0, s, 1 / scale) (N = scale * s points, the last scale - 1 extrapolated past
    s - 1 from the last interval: scipy's interp1d(kind='linear', fill_value='extrapolate'),
    reproduced bit for bit in float64);
@@ -38,6 +38,7 @@ thresholds have identical scores, so their order does not matter.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -62,8 +63,9 @@ def check_config(config: Any) -> None:
   def finite(value):
     return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
 
-  if not (finite(config.class_threshold) and 0 <= config.class_threshold <= 1):
-    fail('class_threshold', 'in [0, 1]', config.class_threshold)
+  # (The code selects nothing at all, not even the argmax, for a threshold >= 1.)
+  if not (finite(config.class_threshold) and 0 <= config.class_threshold < 1):
+    fail('class_threshold', 'in [0, 1)', config.class_threshold)
   weights = tuple(config.comb_weights)
   if (len(weights) != 3 or not all(finite(w) and w >= 0 for w in weights)
       or sum(weights) <= 0):
@@ -133,8 +135,9 @@ def topk_count(num_snippets: int, config: Any) -> int:
 
 def class_probabilities(cas: np.ndarray, comb: np.ndarray, sc: np.ndarray, config: Any
                         ) -> np.ndarray:
-  """p (C,) float64: softmax((1 - beta_sc) * cas_top + beta_sc * sc), cas_top (C,) the mean of
-  cas over the top-k snippets of comb in each class (ties: the earlier snippet first)."""
+  """p (C,) in the inputs' float dtype: softmax((1 - beta_sc) * cas_top + beta_sc * sc), cas_top
+  (C,) the mean of cas over the top-k snippets of comb in each class (ties: the earlier snippet
+  first). Kept in float32 for float32 inputs: the code compares float32 p with class_threshold."""
   s = cas.shape[0]
   k = topk_count(s, config)
   # The top k of each column: every value above the k-th largest, then the earliest ties with it.
@@ -146,17 +149,37 @@ def class_probabilities(cas: np.ndarray, comb: np.ndarray, sc: np.ndarray, confi
   dtype = cas.dtype.type
   beta = float(config.beta_sc)
   v = dtype(1 - beta) * cas_top + dtype(beta) * sc.astype(cas.dtype)
-  return _softmax(v).astype(np.float64)
+  return _softmax(v)
 
 
 def selected_classes(p: np.ndarray, config: Any) -> np.ndarray:
-  """(R,) int64 sorted classes with p_c >= class_threshold, or [argmax p] when none passes."""
+  """(R,) int64 sorted classes with p_c >= class_threshold, or [argmax p] when none passes.
+
+  The comparison is in p's dtype (float32 p against float32(class_threshold), as the code)."""
   chosen = np.flatnonzero(p >= p.dtype.type(config.class_threshold))
   return chosen if chosen.size else np.array([int(np.argmax(p))], np.int64)
 
 
+def video_classes(cas, a_f, a_r, sc, config: Any) -> np.ndarray:
+  """(R,) int64 the classes `localize_video` localizes (steps 1-2), e.g. to plot them."""
+  check_config(config)
+  cas, a_f, a_r, sc = _validate(cas, a_f, a_r, sc, 1.0)
+  comb = combined_scores(cas, a_r, a_f, config.comb_weights)
+  return selected_classes(class_probabilities(cas, comb, sc, config), config)
+
+
 # ------------------------------------------------------------------------------------------------
 # Steps 3-5: upsampling, runs, OIC scores.
+
+
+@functools.lru_cache(maxsize=64)
+def _upsampling_grid(s: int, scale: int):
+  """x = np.arange(0, s, 1 / scale) (N,) and the left end lo (N,) of its interval (read-only)."""
+  x = np.arange(0, s, 1 / scale)
+  lo = np.clip(np.searchsorted(np.arange(s), x), 1, max(1, s - 1)) - 1
+  x.flags.writeable = False
+  lo.flags.writeable = False
+  return x, lo
 
 
 def upsample(rows: np.ndarray, scale: int) -> np.ndarray:
@@ -168,11 +191,9 @@ def upsample(rows: np.ndarray, scale: int) -> np.ndarray:
   A single snippet is repeated.
   """
   s = rows.shape[1]
-  x = np.arange(0, s, 1 / scale)
+  x, lo = _upsampling_grid(s, scale)
   if s == 1:
     return np.repeat(rows.astype(np.float64), x.shape[0], axis=1)
-  hi = np.clip(np.searchsorted(np.arange(s), x), 1, s - 1)
-  lo = hi - 1
   slope = (rows[:, 1:] - rows[:, :-1]).astype(np.float64)  # (R, s - 1), y[i + 1] - y[i]
   return slope[:, lo] * (x - lo) + rows.astype(np.float64)[:, lo]
 
@@ -252,7 +273,7 @@ def oic_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: np.nda
   count = (start - outer_s) + (outer_e - end)
   outer_sum = range_sum(outer_s, start) + range_sum(end + 1, outer_e + 1)
   outer = np.where(count > 0, outer_sum / np.maximum(count, 1), 0.0)
-  return inner - outer + float(config.gamma) * class_scores[row]
+  return inner - outer + float(config.gamma) * class_scores[row].astype(np.float64)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -260,7 +281,8 @@ def oic_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: np.nda
 
 
 def basnet_iou(start_a, end_a, start_b, end_b) -> np.ndarray:
-  """IoU with "+1" lengths (seconds): inter = max(0, min(end) - max(start) + 1), area = e - s + 1."""
+  """IoU with "+1" lengths (seconds, BaS-Net): inter / (area_a + area_b - inter), where
+  inter = max(0, min(end) - max(start) + 1) and area = end - start + 1. Symmetric."""
   inter = np.maximum(0.0, np.minimum(end_a, end_b) - np.maximum(start_a, start_b) + 1)
   return inter / ((end_a - start_a + 1) + (end_b - start_b + 1) - inter)
 
@@ -268,7 +290,7 @@ def basnet_iou(start_a, end_a, start_b, end_b) -> np.ndarray:
 def _conflicts(row, start, end, order, iou_threshold):
   """Pairs (i, j) of the same row, i before j in greedy `order`, with basnet IoU >= threshold.
 
-  Returns src, dst (E,) int64 and their IoU (E,), computed as in the code: x_i is the earlier.
+  Returns src, dst (E,) int64, their IoU (E,) and the greedy rank (P,) of every proposal.
   """
   srcs, dsts = [], []
   for r in np.unique(row):
