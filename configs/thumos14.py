@@ -6,6 +6,8 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
   d2net-jax train --config configs/thumos14.py:paper ...   # the paper's stated settings
   d2net-jax train --config configs/thumos14.py:official_protocol ...  # the authors' protocol
   d2net-jax train --config configs/thumos14.py:mil ...     # the MIL baseline on the same data
+  d2net-jax train --config configs/thumos14.py:sal --workdir runs/sal_thumos14 \
+      --config.data.path=/path/to/BaS-Net_layout  # SAL: STPN layout (data.kind='stpn'), its schedule
 
 The argument is a comma-separated list: a method name (d2net_jax.methods.names(), default
 'd2net') and flags ('paper': D2-Net's paper values; 'official_protocol': the official code's

@@ -60,6 +60,10 @@ def data_config() -> ml_collections.ConfigDict:
   # num_segments by repeating snippets, SAL THUMOS14) or 'keep' (all its snippets, padded and
   # masked, SAL ActivityNet).
   c.resample_short = 'repeat'
+  # 'resample' in training: 'perturb' (a random snippet per bin, SAL THUMOS14 `random_perturb`) or
+  # 'sorted_random' (SAL ActivityNet1.3 `random_sample`: a shorter video's snippets drawn with
+  # replacement and sorted; the last bin starts at the index drawn for the one before it).
+  c.resample_train = 'perturb'
   # Which videos a training batch holds: 'replacement' (each row drawn uniformly, official D2-Net)
   # or 'epoch' (a fresh permutation of the videos every epoch, no repeats within one).
   c.shuffle = 'replacement'

@@ -153,6 +153,7 @@ _CHOICES = {
     'train.compute_dtype': tuple(COMPUTE_DTYPES),
     'evaluation.protocol': ('activitynet', 'd2net_official'),
     'evaluation.official_gt': ('thumos14_npy', 'annotations'),
+    'data.resample_train': ('perturb', 'sorted_random'),
 }
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
@@ -253,7 +254,7 @@ def make_batcher(config: ml_collections.ConfigDict, videos, num_classes: int
       videos, config.train.batch_size, config.data.max_seqlen, config.train.seed, num_classes,
       cache=config.train.cache_features, sampling=batching.resolve_sampling(config),
       num_segments=config.data.num_segments or config.data.max_seqlen,
-      shuffle=config.data.shuffle)
+      shuffle=config.data.shuffle, resample_train=config.data.resample_train)
 
 
 def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best'):

@@ -11,7 +11,7 @@ from d2net_jax import train
 from d2net_jax.commands import config_cli
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
-PRESETS = ('thumos14', 'activitynet12', 'synthetic')
+PRESETS = ('thumos14', 'activitynet12', 'activitynet13', 'synthetic')
 
 
 def load(name):
@@ -104,3 +104,28 @@ def test_missing_config_file_and_workdir(capsys, tmp_path, no_training):
   assert 'none.py' in capsys.readouterr().err
   assert cli.main(['train', '--config', str(CONFIGS / 'synthetic.py')]) == 2
   assert '--workdir is required' in capsys.readouterr().err
+
+
+def test_sal_presets():
+  """SAL's recipes per dataset (SAL-DFE-spec 2.6, 2.9); ActivityNet1.2 = 1.3's (our assumption)."""
+  thumos = load('thumos14').get_config('sal')
+  assert (thumos.method, thumos.data.kind, thumos.data.sampling) == ('sal', 'stpn', 'resample')
+  assert (thumos.data.num_segments, thumos.train.batch_size, thumos.train.num_steps) == (
+      750, 2, 10000)
+  assert (thumos.sal.topk_source, thumos.sal.w_bg, thumos.sal.w_mc, thumos.sal.mask_ema) == (
+      'comb', 10.0, 5.0, 0.7)
+  assert thumos.localize.oic.class_threshold == 0.25 and not thumos.evaluation.use_ambiguous
+  for name in ('activitynet12', 'activitynet13'):
+    anet = load(name).get_config('sal')
+    assert (anet.data.num_segments, anet.data.resample_short, anet.train.batch_size) == (
+        50, 'keep', 32)
+    assert (anet.sal.encoder_kernel, anet.sal.topk_source, anet.sal.pl_topk) == (7, 'cas', 40)
+    assert anet.data.resample_train == 'sorted_random'
+    assert (anet.sal.w_bg, anet.sal.w_mc, anet.sal.mask_denominator) == (1.0, 20.0, 6.0)
+    assert (anet.localize.oic.class_threshold, anet.localize.oic.nms_threshold) == (0.1, 0.7)
+    assert len(anet.evaluation.tiou_thresholds) == 10
+  assert load('activitynet12').get_config('sal').data.num_classes == 100
+  assert load('activitynet13').get_config('sal').data.num_classes == 200
+  demo = load('synthetic').get_config('sal')
+  assert demo.sal.hidden < 512 and demo.data.sampling == 'resample'
+  assert load('synthetic').get_config('sal,smoke').sal.hidden == 8

@@ -52,8 +52,9 @@ def reference(cas, a_f, a_r, sc, seconds_per_snippet, c):
     v.append(np.float32(1 - c.beta_sc) * cas_top + np.float32(c.beta_sc) * sc[cls])
   v = np.array(v, np.float32)
   p = np.exp(v - v.max())
-  p = (p / p.sum()).astype(np.float64)
-  classes = [cls for cls in range(num_classes) if p[cls] >= c.class_threshold]
+  p = p / p.sum()  # float32, compared with the threshold in float32 (as the code's numpy)
+  classes = [cls for cls in range(num_classes) if p[cls] >= np.float32(c.class_threshold)]
+  p = p.astype(np.float64)
   if not classes:
     classes = [int(np.argmax(p))]
 
@@ -323,6 +324,11 @@ def test_class_selection_falls_back_to_argmax():
   assert oic.selected_classes(p, oic_config(class_threshold=0.2)).tolist() == [0, 1, 2, 3]
   assert oic.selected_classes(np.array([0.1, 0.2, 0.7]), oic_config(class_threshold=0.9)
                               ).tolist() == [2]
+  # float32 p is compared with float32(0.7) = 0.69999998..., as the code: float32(0.7) passes
+  # (a float64 comparison with 0.7 would not), the float32 just below it does not.
+  p = np.array([np.float32(0.7), np.nextafter(np.float32(0.7), np.float32(0)), 0.1], np.float32)
+  assert oic.selected_classes(p, oic_config(class_threshold=0.7)).tolist() == [0]
+  assert not np.float64(np.float32(0.7)) >= 0.7
 
 
 def test_topk_is_at_least_one_on_short_videos():
@@ -332,7 +338,7 @@ def test_topk_is_at_least_one_on_short_videos():
 
 
 @pytest.mark.parametrize('field,value', [
-    ('class_threshold', 1.5), ('comb_weights', (0.5, 0.5)), ('comb_weights', (1, -1, 1)),
+    ('class_threshold', 1.5), ('class_threshold', 1.0), ('comb_weights', (0.5, 0.5)), ('comb_weights', (1, -1, 1)),
     ('topk_ratio', 0), ('topk_ratio', 2.5), ('beta_sc', -0.1), ('scale', 0),
     ('thresholds', (0.5, 0.1, 0.1)), ('thresholds', (0.1, 0.9, 0.0)), ('outer_lambda', -1.0),
     ('gamma', float('nan')), ('outer_rounding', 'floor'), ('skip_index0_quirk', 'yes'),

@@ -49,8 +49,9 @@ import numpy as np
 
 from d2net_jax.data.prefetch import Prefetcher, count_from, parallel_map, prefetch  # noqa: F401
 from d2net_jax.data.records import DataError, VideoRecord
-from d2net_jax.data.sampling import (SAMPLINGS, SHUFFLES, epoch_order,  # noqa: F401
-                                     random_perturb, resolve_sampling, uniform_sampling)
+from d2net_jax.data.sampling import (RESAMPLE_TRAIN, SAMPLINGS, SHUFFLES,  # noqa: F401
+                                     epoch_order, random_perturb, random_sample,
+                                     resolve_sampling, uniform_sampling)
 
 Batch = Dict[str, np.ndarray]
 BUCKET_MODES = ('multiple', 'pow2', 'fitted')
@@ -101,7 +102,7 @@ class TrainBatcher:
   def __init__(self, videos: Sequence[VideoRecord], batch_size: int, max_seqlen: int, seed: int,
                num_classes: Optional[int] = None, *, pad_to: Optional[int] = None,
                cache: bool = False, sampling: str = 'crop', num_segments: Optional[int] = None,
-               shuffle: str = 'replacement'):
+               shuffle: str = 'replacement', resample_train: str = 'perturb'):
     """
     Args:
       videos: the training videos; 'video_index' of a batch indexes this list.
@@ -116,6 +117,7 @@ class TrainBatcher:
       sampling: 'crop' or 'resample' (see the class docstring).
       num_segments: the resampled length (default: max_seqlen).
       shuffle: 'replacement' or 'epoch'.
+      resample_train: 'perturb' (`random_perturb`) or 'sorted_random' (`random_sample`).
     """
     if sampling not in SAMPLINGS:
       raise ValueError(f'sampling={sampling!r}: one of {SAMPLINGS}')
@@ -136,6 +138,9 @@ class TrainBatcher:
     self.sampling = sampling
     self.num_segments = int(num_segments or max_seqlen)
     self.shuffle = shuffle
+    if resample_train not in RESAMPLE_TRAIN:
+      raise ValueError(f'resample_train={resample_train!r}: one of {RESAMPLE_TRAIN}')
+    self._draw = random_perturb if resample_train == 'perturb' else random_sample
     self._cache: Optional[Dict[int, np.ndarray]] = {} if cache else None
     self._cache_lock = threading.Lock()
     self._feature_dim: Optional[int] = None
@@ -169,7 +174,7 @@ class TrainBatcher:
     for index in indices:
       length = int(self.videos[int(index)].num_snippets)
       if self.sampling == 'resample':
-        takes.append(random_perturb(length, self.num_segments, rng))
+        takes.append(self._draw(length, self.num_segments, rng))
       else:
         start = int(rng.integers(length - self.max_seqlen + 1)) if length > self.max_seqlen else 0
         takes.append(slice(start, start + min(length, self.max_seqlen)))

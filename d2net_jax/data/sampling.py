@@ -9,6 +9,7 @@ import numpy as np
 
 SAMPLINGS = ('crop', 'resample')
 SHUFFLES = ('replacement', 'epoch')
+RESAMPLE_TRAIN = ('perturb', 'sorted_random')
 
 
 def resolve_sampling(config) -> str:
@@ -35,6 +36,26 @@ def random_perturb(length: int, num_segments: int, rng: np.random.Generator) -> 
   hi = np.append(starts[1:-1], length - 1)  # Inclusive upper ends; the last bin ends the video.
   hi = np.maximum(hi, lo)
   return lo + np.floor(rng.random(num_segments) * (hi - lo + 1)).astype(np.int64)
+
+
+def random_sample(length: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
+  """(num_segments,) int64 training indices, ActivityNet1.3 SAL / ACM-Net `random_sample`.
+
+  length < num_segments: num_segments draws with replacement, sorted. length > num_segments: as
+  `random_perturb` (bin i uniform in {floor(s_i), ..., floor(s_{i+1})}) except the last index,
+  uniform in {idx_{n-2}, ..., length - 1} from the index drawn for the bin before it. Identity
+  when length == num_segments.
+  """
+  if length == num_segments:
+    return np.arange(length, dtype=np.int64)
+  if length < num_segments:
+    return np.sort(np.floor(rng.random(num_segments) * length).astype(np.int64))
+  starts = np.floor(np.arange(num_segments, dtype=np.float64) * length / num_segments)
+  starts = starts.astype(np.int64)
+  lo, hi = starts[:-1], starts[1:]
+  idx = lo + np.floor(rng.random(num_segments - 1) * (hi - lo + 1)).astype(np.int64)
+  last = idx[-1] + np.floor(rng.random() * (length - idx[-1])).astype(np.int64)
+  return np.append(idx, last)
 
 
 def uniform_sampling(length: int, num_segments: int) -> np.ndarray:

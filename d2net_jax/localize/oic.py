@@ -63,8 +63,9 @@ def check_config(config: Any) -> None:
   def finite(value):
     return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
 
-  if not (finite(config.class_threshold) and 0 <= config.class_threshold <= 1):
-    fail('class_threshold', 'in [0, 1]', config.class_threshold)
+  # (The code selects nothing at all, not even the argmax, for a threshold >= 1.)
+  if not (finite(config.class_threshold) and 0 <= config.class_threshold < 1):
+    fail('class_threshold', 'in [0, 1)', config.class_threshold)
   weights = tuple(config.comb_weights)
   if (len(weights) != 3 or not all(finite(w) and w >= 0 for w in weights)
       or sum(weights) <= 0):
@@ -134,8 +135,9 @@ def topk_count(num_snippets: int, config: Any) -> int:
 
 def class_probabilities(cas: np.ndarray, comb: np.ndarray, sc: np.ndarray, config: Any
                         ) -> np.ndarray:
-  """p (C,) float64: softmax((1 - beta_sc) * cas_top + beta_sc * sc), cas_top (C,) the mean of
-  cas over the top-k snippets of comb in each class (ties: the earlier snippet first)."""
+  """p (C,) in the inputs' float dtype: softmax((1 - beta_sc) * cas_top + beta_sc * sc), cas_top
+  (C,) the mean of cas over the top-k snippets of comb in each class (ties: the earlier snippet
+  first). Kept in float32 for float32 inputs: the code compares float32 p with class_threshold."""
   s = cas.shape[0]
   k = topk_count(s, config)
   # The top k of each column: every value above the k-th largest, then the earliest ties with it.
@@ -147,11 +149,13 @@ def class_probabilities(cas: np.ndarray, comb: np.ndarray, sc: np.ndarray, confi
   dtype = cas.dtype.type
   beta = float(config.beta_sc)
   v = dtype(1 - beta) * cas_top + dtype(beta) * sc.astype(cas.dtype)
-  return _softmax(v).astype(np.float64)
+  return _softmax(v)
 
 
 def selected_classes(p: np.ndarray, config: Any) -> np.ndarray:
-  """(R,) int64 sorted classes with p_c >= class_threshold, or [argmax p] when none passes."""
+  """(R,) int64 sorted classes with p_c >= class_threshold, or [argmax p] when none passes.
+
+  The comparison is in p's dtype (float32 p against float32(class_threshold), as the code)."""
   chosen = np.flatnonzero(p >= p.dtype.type(config.class_threshold))
   return chosen if chosen.size else np.array([int(np.argmax(p))], np.int64)
 
@@ -269,7 +273,7 @@ def oic_scores(rows: np.ndarray, row: np.ndarray, start: np.ndarray, end: np.nda
   count = (start - outer_s) + (outer_e - end)
   outer_sum = range_sum(outer_s, start) + range_sum(end + 1, outer_e + 1)
   outer = np.where(count > 0, outer_sum / np.maximum(count, 1), 0.0)
-  return inner - outer + float(config.gamma) * class_scores[row]
+  return inner - outer + float(config.gamma) * class_scores[row].astype(np.float64)
 
 
 # ------------------------------------------------------------------------------------------------

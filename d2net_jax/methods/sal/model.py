@@ -1,0 +1,180 @@
+"""The SAL network (spec section 2.3): encoder, per-stream actionness, second-order semantics.
+
+Inputs x (B, T, D) with RGB in x[..., :D/2] and optical flow in x[..., D/2:], mask (B, T).
+
+  e      = Dropout(ReLU(Conv_k(x)))                     encoder, k = 3 (THUMOS14) or 7 (ANet)
+  h_r    = Dropout(ReLU(Conv_3(rgb))), h_f likewise      actionness embeddings, one per stream
+  a_r    = sigmoid(Conv_1(h_r)),  a_f likewise           (B, T) actionness
+  a      = (1 - lambda) a_f + lambda a_r                 lambda = rgb_weight (THUMOS14 0.1)
+  s      = bilinear(e)                                   (B, H^2) second-order video semantics
+  e'     = e + a[..., None] * fc1(s)[:, None, :]         propagation of s to the snippets
+  cas    = Conv_1(e')  (B, T, C);  cas_bg = cas * (1 - a)
+  sc     = fc(s),  sc_rgb = fc(bilinear(h_r)),  sc_flow = fc(bilinear(h_f))   one shared `fc`
+
+bilinear(A) = l2normalize(ssqrt(vec(sum_t m_t A_t A_t^T) / T_valid^2)), ssqrt(g) =
+sign(g) sqrt(|g| + 1e-5) with sign(0) = 0: padded snippets are left out of the sum and out of
+the length (the authors' code never pads; with every snippet valid both are theirs).
+
+Video mix-up (training only): the actionness branches also see x_mix = x + x_partner, the
+UNNORMALISED sum of each video and its partner (`mixup_normalize=True` averages instead), where
+the partner of row b is row b - 1 of the GLOBAL batch, cyclically (the authors' roll(x, 1, 0)).
+Under pmap the batch is all-gathered over `parallel.BATCH_AXIS` first, so any device count pairs
+the same videos as one device does (under jit the batch is already global).
+"""
+
+from typing import Dict, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from d2net_jax import layers
+from d2net_jax import parallel
+
+SSQRT_EPS = 1e-5
+L2_EPS = 1e-12
+
+
+def bound_axis(name: str = parallel.BATCH_AXIS) -> Optional[str]:
+  """`name` when traced inside a pmap over that axis, else None (decided at trace time)."""
+  try:
+    lax.axis_index(name)
+  except NameError:
+    return None
+  return name
+
+
+def global_roll(x: jax.Array, shift: int = 1, axis_name: Optional[str] = None) -> jax.Array:
+  """jnp.roll(x, shift, axis=0) over the global batch: row b gets global row b - shift.
+
+  Inside pmap (axis_name) x is this device's rows; the batch is all-gathered, rolled, and this
+  device's rows taken back, so the result is the rows of the single-device roll.
+  """
+  if axis_name is None:
+    return jnp.roll(x, shift, axis=0)
+  full = lax.all_gather(x, axis_name, tiled=True)
+  rolled = jnp.roll(full, shift, axis=0)
+  start = lax.axis_index(axis_name) * x.shape[0]
+  return lax.dynamic_slice_in_dim(rolled, start, x.shape[0], axis=0)
+
+
+def signed_sqrt(g: jax.Array, eps: float = SSQRT_EPS) -> jax.Array:
+  """sign(g) * sqrt(|g| + eps), with sign(0) = 0 (jnp.sign), elementwise."""
+  return jnp.sign(g) * jnp.sqrt(jnp.abs(g) + eps)
+
+
+def bilinear_pool(x: jax.Array, mask: jax.Array, divisor: str = 't_squared') -> jax.Array:
+  """Second-order pooling (B, T, H) -> (B, H*H), spec 2.3.
+
+  G_b = sum_t m_bt x_bt x_bt^T / n_b with n_b = T_valid^2 ('t_squared', the authors' code) or
+  T_valid ('t', a plain average); g = ssqrt(vec G); return g / max(||g||_2, 1e-12).
+  """
+  m = mask.astype(x.dtype)
+  valid = jnp.maximum(jnp.sum(m, axis=-1), 1.0)
+  norm = valid ** 2 if divisor == 't_squared' else valid
+  gram = jnp.einsum('btd,bte->bde', x * m[..., None], x) / norm[:, None, None]
+  g = signed_sqrt(gram.reshape(x.shape[0], -1))
+  return g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True), L2_EPS)
+
+
+def _dense_init(fan_in: int):
+  return layers.torch_default_init(fan_in)
+
+
+class ConvBlock(nn.Module):
+  """Dropout(ReLU(masked Conv1d(kernel))): (B, T, D_in) -> (B, T, width), torch default init."""
+  width: int
+  kernel_size: int
+  dropout_rate: float
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool):
+    kernel_init, bias_init = _dense_init(x.shape[-1] * self.kernel_size)
+    h = nn.relu(layers.masked_conv(x, mask, self.width, self.kernel_size, name='conv',
+                                   kernel_init=kernel_init, bias_init=bias_init))
+    return nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+
+
+class Head(nn.Module):
+  """Kernel-1 convolution (B, T, D_in) -> (B, T, out), torch default init."""
+  out: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel_init, bias_init = _dense_init(x.shape[-1])
+    return nn.Dense(self.out, kernel_init=kernel_init, bias_init=bias_init, name='conv')(x)
+
+
+class SAL(nn.Module):
+  """SAL. __call__(features (B, T, D), mask (B, T), train) -> dict (spec 2.3).
+
+  Outputs: 'cas', 'cas_bg' (B, T, C) logits; 'a_f', 'a_r' (B, T) sigmoid actionness; 'a' (B, T)
+  the fused actionness; 'sc', 'sc_rgb', 'sc_flow' (B, C) second-order class logits; in training
+  with mix-up also 'a_f_mix', 'a_r_mix' (B, T). Snippet outputs are zero at padded snippets.
+  """
+  num_classes: int
+  hidden: int = 512
+  encoder_kernel: int = 3
+  branch_kernel: int = 3
+  dropout_rate: float = 0.5
+  rgb_weight: float = 0.1
+  bilinear_divisor: str = 't_squared'
+  mixup: bool = True
+  mixup_normalize: bool = False
+
+  @nn.compact
+  def __call__(self, features, mask, train: bool = False) -> Dict[str, jax.Array]:
+    dim = features.shape[-1]
+    if dim % 2:
+      raise ValueError(f'feature dimension must be even (RGB + flow halves), got {dim}')
+    m = mask.astype(features.dtype)
+    rgb, flow = features[..., :dim // 2], features[..., dim // 2:]
+    blocks = {name: ConvBlock(self.hidden, self.branch_kernel, self.dropout_rate, name=name)
+              for name in ('action_rgb', 'action_flow')}
+    heads = {name: Head(1, name=name) for name in ('cls_rgb', 'cls_flow')}
+
+    def actionness(x_rgb, x_flow, x_mask):
+      h_r = blocks['action_rgb'](x_rgb, x_mask, train)
+      h_f = blocks['action_flow'](x_flow, x_mask, train)
+      a_r = jax.nn.sigmoid(heads['cls_rgb'](h_r)[..., 0]) * x_mask
+      a_f = jax.nn.sigmoid(heads['cls_flow'](h_f)[..., 0]) * x_mask
+      return h_r, h_f, a_r, a_f
+
+    h_r, h_f, a_r, a_f = actionness(rgb, flow, m)
+    out = {}
+    if train and self.mixup:
+      axis_name = bound_axis()
+      partner = global_roll(features, 1, axis_name)
+      partner_mask = global_roll(m, 1, axis_name)
+      mixed = features + partner
+      if self.mixup_normalize:
+        mixed = 0.5 * mixed
+      mix_mask = jnp.maximum(m, partner_mask)
+      _, _, out['a_r_mix'], out['a_f_mix'] = actionness(mixed[..., :dim // 2],
+                                                        mixed[..., dim // 2:], mix_mask)
+    a = (1.0 - self.rgb_weight) * a_f + self.rgb_weight * a_r
+
+    e = ConvBlock(self.hidden, self.encoder_kernel, self.dropout_rate, name='encoder')(
+        features, m, train)
+    fan_in = self.hidden * self.hidden
+    fc_kernel, fc_bias = _dense_init(fan_in)
+    fc = nn.Dense(self.num_classes, kernel_init=fc_kernel, bias_init=fc_bias, name='fc')
+    fc1 = nn.Dense(self.hidden, name='fc1',
+                   kernel_init=nn.initializers.variance_scaling(2.0, 'fan_in', 'normal'),
+                   bias_init=nn.initializers.zeros)
+    pool = lambda x: bilinear_pool(x, m, self.bilinear_divisor)
+    s = pool(e)
+    e_prop = e + a[..., None] * fc1(s)[:, None, :]
+    cas = Head(self.num_classes, name='cls')(e_prop) * m[..., None]
+    out.update(
+        cas=cas,
+        cas_bg=cas * (1.0 - a)[..., None],
+        a_f=a_f,
+        a_r=a_r,
+        a=a,
+        sc=fc(s),
+        sc_rgb=fc(pool(h_r)),
+        sc_flow=fc(pool(h_f)),
+    )
+    return out
