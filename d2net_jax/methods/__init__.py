@@ -2,6 +2,7 @@
 
   d2net/   D2-Net (ICCV 2021): discriminative embeddings, denoised activations (pDMI)
   mil/     the plain top-k MIL baseline (the smallest example of the interface)
+  dfe/     DFE (ICASSP 2023): local / global feature enhancement over a base method
 
 `get(config.method)` returns a `Method` (see base.py for the interface); `names()` lists them.
 Importing this package registers the built-in methods.
@@ -12,6 +13,7 @@ from d2net_jax.methods.base import Method, all_methods, get, names, register  # 
 # Registration order = the order of tables and `--help` texts.
 from d2net_jax.methods import d2net  # noqa: F401,E402  pylint: disable=wrong-import-position
 from d2net_jax.methods import mil  # noqa: F401,E402  pylint: disable=wrong-import-position
+from d2net_jax.methods import dfe  # noqa: F401,E402  pylint: disable=wrong-import-position
 
 
 def config_sections():
