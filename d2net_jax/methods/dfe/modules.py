@@ -39,6 +39,29 @@ def attention_mask(mask: jax.Array, window: int = 0) -> jax.Array:
   return allowed
 
 
+class MaskedSelfAttention(nn.Module):
+  """Multi-head self-attention (B, T, E) -> (B, T, E) with W_o, attending where `allowed`
+  (B, 1, T, T). The key projection has no bias: it would add the same logit to every key of a
+  query, so its gradient is exactly 0 in theory and rounding noise in practice."""
+  num_heads: int
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, allowed, train: bool = False):
+    batch, length, width = x.shape
+    heads = self.num_heads
+    split = lambda y: y.reshape(batch, length, heads, width // heads)
+    q = split(nn.Dense(width, name='query')(x))
+    k = split(nn.Dense(width, use_bias=False, name='key')(x))
+    v = split(nn.Dense(width, name='value')(x))
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) / math.sqrt(width // heads)
+    logits = jnp.where(allowed, logits, jnp.finfo(logits.dtype).min)
+    a = jax.nn.softmax(logits, axis=-1)
+    a = nn.Dropout(self.dropout, deterministic=not train)(a)
+    out = jnp.einsum('bhqk,bkhd->bqhd', a, v).reshape(batch, length, width)
+    return nn.Dense(width, name='out')(out)
+
+
 class SelfAttentionLFE(nn.Module):
   """num_layers pre-LN blocks: F1 = F + Drop(W_o MHA(LN F)), F_L = F1 + Drop(FFN(LN F1))."""
   num_heads: int = 8
@@ -58,10 +81,8 @@ class SelfAttentionLFE(nn.Module):
     allowed = attention_mask(mask, self.window)
     for i in range(self.num_layers):
       h = nn.LayerNorm(name=f'ln_attn{i}')(f)
-      h = nn.MultiHeadDotProductAttention(
-          num_heads=self.num_heads, qkv_features=width, out_features=width,
-          dropout_rate=self.attn_dropout, deterministic=not train, name=f'attn{i}')(
-              h, h, mask=allowed)
+      h = MaskedSelfAttention(self.num_heads, self.attn_dropout, name=f'attn{i}')(
+          h, allowed, train)
       f = (f + nn.Dropout(self.dropout, deterministic=not train)(h)) * m
       h = nn.LayerNorm(name=f'ln_ffn{i}')(f)
       h = nn.Dense(self.ffn_mult * width, name=f'ffn{i}_in')(h)
@@ -133,7 +154,7 @@ class GFE(nn.Module):
     if slot_ok is not None:
       ok = ok[None, :] & slot_ok.astype(bool)
     q = nn.Dense(self.proj_dim, name='query')(nn.LayerNorm(name='ln')(f_l))
-    k = nn.Dense(self.proj_dim, name='key')(mem)
+    k = nn.Dense(self.proj_dim, use_bias=False, name='key')(mem)  # A key bias is softmax-inert.
     v = nn.Dense(self.proj_dim, name='value')(mem)
     a = slot_attention(q, k, ok, self.temperature)
     any_ok = jnp.any(ok, axis=-1)
