@@ -3,6 +3,7 @@ r"""The demo: D2-Net on the `thumos14_like` synthetic benchmark, small enough fo
   d2net-jax train --config configs/synthetic.py --workdir runs/demo     # = bash dev.sh demo
   d2net-jax train --config configs/synthetic.py:mil --workdir runs/mil  # the MIL baseline
   d2net-jax train --config configs/synthetic.py:mil,smoke ...           # seconds, for tests
+  d2net-jax train --config configs/synthetic.py:dfe --workdir runs/dfe  # DFE over D2-Net
 
 Generates the synthetic features into `<workdir>/data` on first use, trains, keeps the best
 checkpoint by mAP on a validation split held out from the training videos, and ends with the
@@ -23,12 +24,13 @@ def _thumos_preset():
 
 
 def get_config(arg=None):
-  """arg: '[METHOD][,paper][,smoke]': METHOD as registered (default d2net); 'paper': THUMOS14's
-  D2-Net paper settings on the same data and schedule; 'smoke': a seconds-long run on a handful
-  of tiny videos, for tests (e.g. configs/synthetic.py:mil,smoke)."""
+  """arg: '[METHOD][,paper][,smoke][,base=BASE]': METHOD as registered (default d2net); 'paper':
+  THUMOS14's D2-Net paper settings on the same data and schedule; 'smoke': a seconds-long run on
+  a handful of tiny videos, for tests (e.g. configs/synthetic.py:mil,smoke); base=BASE: the base
+  of a method that wraps one (configs/synthetic.py:dfe,base=d2net)."""
   thumos = _thumos_preset()
-  method, flags, _ = thumos.config_lib.parse_preset_arg(arg, 'configs/synthetic.py',
-                                                         flags=('paper', 'smoke'))
+  method, flags, values = thumos.config_lib.parse_preset_arg(
+      arg, 'configs/synthetic.py', flags=('paper', 'smoke'), keys=thumos.config_lib.PRESET_KEYS)
   config = thumos.get_config(','.join([method] + (['paper'] if 'paper' in flags else [])))
 
   config.data.kind = 'synthetic'
@@ -70,6 +72,7 @@ def get_config(arg=None):
     config.train.checkpoint_every = 12
     config.loss.pdmi_start_step = 8
     thumos.apply_overrides(config, _methods().get(method).smoke_overrides)
+  thumos.config_lib.apply_preset_values(config, values, 'configs/synthetic.py')
   return config
 
 

@@ -47,8 +47,11 @@ def apply_overrides(config, overrides):
 
 
 def get_config(arg=None):
-  """arg: '[METHOD][,paper]': METHOD as registered (default d2net); 'paper': D2-Net's paper values."""
-  method, flags, _ = config_lib.parse_preset_arg(arg, 'configs/thumos14.py', flags=('paper',))
+  """arg: '[METHOD][,paper][,base=BASE]': METHOD as registered (default d2net); 'paper': D2-Net's
+  paper values; base=BASE: the base of a method that wraps one (dfe)."""
+  method, flags, values = config_lib.parse_preset_arg(arg, 'configs/thumos14.py',
+                                                      flags=('paper',),
+                                                      keys=config_lib.PRESET_KEYS)
   config = config_lib.base_config()
   config.lock()  # Presets and command-line overrides may change fields, never add them.
   config.method = method
@@ -91,4 +94,5 @@ def get_config(arg=None):
   if 'paper' in flags:
     apply_overrides(config, PAPER)
   config_lib.apply_method_preset(config, 'thumos14')
+  config_lib.apply_preset_values(config, values, 'configs/thumos14.py')
   return config

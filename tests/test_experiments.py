@@ -101,3 +101,15 @@ def test_benchmark_smoke(tmp_path, shared):
   names = {row[0] for row in results['rows']}
   assert names >= {'training step', 'model + d2net_loss, fwd + bwd', 'loader: TrainBatcher',
                    'localize (Sec. 3.3, NumPy)', 'evaluation (mAP, NumPy)'}
+
+
+def test_dfe_ablation_smoke(tmp_path, shared):
+  out = tmp_path / 'dfe_ablation'
+  stdout = run_script('dfe_ablation', out, '--steps', '3', '--data-dir', str(shared / 'data'),
+                      '--compilation-cache', str(shared / 'jax_cache'))
+  markdown, results = check_outputs(out, stdout)
+  assert table_rows(markdown, 'Test mAP') == [
+      'd2net alone', '+ LFE', '+ LFE + GFE (train only) + distillation (DFE)',
+      'DFE, global branch at test (upper bound)']
+  assert [r['variant'] for r in results['runs']] == ['base', 'lfe', 'dfe', 'dfe_global']
+  assert results['parameters']['dfe_deployed'] < results['parameters']['dfe_total']

@@ -26,8 +26,12 @@ from d2net_jax.methods.d2net import losses as d2net_losses
 from d2net_jax.methods.d2net import model as d2net_model
 
 
+_conv_init = d2net_model._conv_init  # pylint: disable=protected-access
+
+
 @dataclasses.dataclass(frozen=True)
 class Base:
+  """A base method as DFE sees it (module docstring)."""
   name: str
   build: Callable[..., nn.Module]
   feature_width: Callable[[Any, int], int]  # (config, D) -> E
@@ -61,7 +65,7 @@ class _StreamParts(nn.Module):
   def setup(self):
     def conv(out, kernel, dilation):
       return nn.Conv(out, (kernel,), kernel_dilation=(dilation,), padding='SAME',
-                     kernel_init=d2net_model._conv_init(self.init_std),  # pylint: disable=protected-access
+                     kernel_init=_conv_init(self.init_std),
                      bias_init=nn.initializers.zeros)
     self.conv1 = conv(self.width, self.kernel_size, self.dilation)
     self.conv2 = conv(self.width, self.kernel_size, self.dilation)
