@@ -27,7 +27,8 @@ from d2net_jax.methods.dfe import bases
 from d2net_jax.methods.dfe import config as dfe_config
 from d2net_jax.methods.dfe import memory as memory_lib
 from d2net_jax.methods.dfe import model as model_lib
-from d2net_jax.methods.dfe.model import DFE, FEATURES_KEY, PARAMS_KEY, RNG_KEY  # noqa: F401
+from d2net_jax.methods.dfe.model import (  # noqa: F401
+    CONTEXT_KEY, DFE, FEATURES_KEY, PARAMS_KEY, RNG_KEY)
 
 MEMORY_KEYS = ('memory', 'filled')
 
@@ -64,7 +65,7 @@ def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
   base = bases.get(c.base)
   mask, labels = batch['mask'], batch['labels']
   outputs = dict(outputs)
-  params, rng = outputs.pop(PARAMS_KEY), outputs.pop(RNG_KEY)
+  params, rng, context = outputs.pop(PARAMS_KEY), outputs.pop(RNG_KEY), outputs.pop(CONTEXT_KEY)
   f_l = outputs[FEATURES_KEY]
   base_state, mem = _split_state(state)  # base_state keeps 'step'.
 
@@ -79,9 +80,11 @@ def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
     if c.gfe.restrict_to_labels:
       slot_ok = jnp.repeat(labels > 0, c.gmm.slots_per_class, axis=-1)
     f_in = f_l if c.loss.global_updates_backbone else lax.stop_gradient(f_l)
-    out_g = model.apply({'params': _global_params(params, c)}, f_in, mask, mem['memory'],
-                        mem['filled'], slot_ok, train=True, method=DFE.global_branch,
-                        rngs={'dropout': rng})
+    if not c.loss.global_updates_backbone:
+      context = lax.stop_gradient(context)
+    out_g = model.apply({'params': _global_params(params, c)}, f_in, context, mask,
+                        mem['memory'], mem['filled'], slot_ok, train=True,
+                        method=DFE.global_branch, rngs={'dropout': rng})
     loss_global, aux_global = base.loss(out_g, batch, base_state, config, key,
                                         axis_name=axis_name)
     view_g = base.kd_view(out_g)

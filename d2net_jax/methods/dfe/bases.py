@@ -3,8 +3,10 @@
 A base is split at its feature map F (B, T, E) (spec section 3.2):
 
   module = base.build(config, C, D)          a Flax module with two methods:
-    module.encode(features, mask, train) -> F (B, T, E), zero at padded snippets
-    module.heads(F, mask, train)         -> outputs dict, what the base's loss reads
+    module.encode(features, mask, train) -> (F (B, T, E) zero at padded snippets, context)
+    module.heads(F, context, mask, train) -> outputs dict, what the base's loss reads
+    context: a dict of the base's outputs that do not come from F (D2-Net: none; SAL: the
+    actionness branches on the raw features), handed unchanged to both branches' heads
   base.init_state(config, C, D)          -> the base's method state (D2-Net: {'x_ref'})
   base.loss(outputs, batch, state, config, key, axis_name) -> (loss, aux with aux['state'])
   base.inference(outputs, state, mask, config) -> (snippet, video), the base's inference arrays
@@ -105,9 +107,10 @@ class D2NetBase(nn.Module):
     del train  # No dropout before layer 3.
     half = features.shape[-1] // 2
     return jnp.concatenate([self.rgb.encode(features[..., :half], mask),
-                            self.flow.encode(features[..., half:], mask)], axis=-1)
+                            self.flow.encode(features[..., half:], mask)], axis=-1), {}
 
-  def heads(self, f, mask, train: bool = False):
+  def heads(self, f, context, mask, train: bool = False):
+    del context
     half = f.shape[-1] // 2
     rgb_emb, rgb_logits = self.rgb.classify(f[..., :half], mask, train)
     flow_emb, flow_logits = self.flow.classify(f[..., half:], mask, train)
