@@ -15,6 +15,14 @@ A base is split at its feature map F (B, T, E) (spec section 3.2):
 
 DFE runs encode -> LFE -> heads (local branch) and encode -> LFE -> GFE -> heads (global branch)
 with the same head parameters. Adding a base is one `Base` record in `BASES`.
+
+The 'sal' adapter (once SAL is merged; spec 3.2): encode = SAL's encoder e (F, E = sal.hidden)
+with context = the actionness branches on the raw features (a, a_f, a_r, the mix-up a_*_mix,
+sc_rgb, sc_flow); heads(F, context) = s = bilinear(F), e' = F + a fc1(s), cas = cls(e'),
+cas_bg = cas (1 - a), sc = fc(s), with SAL's parameter names; loss = `sal_loss`; inference =
+SAL's 'oic' arrays; kd_view = {'cas': cas, 'att': a}. Two framework points remain: the localizer
+('oic') and the sampling ('resample') must follow the base, while `Method.localizer` is one name
+per method (a config-dependent localizer, or data.sampling='resample' in the DFE-over-SAL presets).
 """
 
 import dataclasses
