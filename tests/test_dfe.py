@@ -395,3 +395,16 @@ def test_bases_out_of_scope_fail_in_one_line():
     config = _config(base=name)
     with pytest.raises(ValueError, match=f"config.dfe.base='{name}'.*{words}"):
       methods.get('dfe').validate_config(config)
+
+
+def test_preset_argument_sets_the_base():
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  path = pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'synthetic.py'
+  spec = importlib.util.spec_from_file_location('synthetic_preset', path)
+  preset = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(preset)
+  assert preset.get_config('dfe').dfe.base == 'd2net'
+  assert preset.get_config('dfe,base=sal,smoke').dfe.base == 'sal'
+  with pytest.raises(ValueError, match="base=sal does not apply to method 'mil'"):
+    preset.get_config('mil,base=sal')
