@@ -77,9 +77,11 @@ def apply_overrides(config, overrides):
 
 
 def get_config(arg=None):
-  """arg: '[METHOD][,paper|,official_protocol]': METHOD as registered (default d2net); 'paper':
-  D2-Net's paper values; 'official_protocol': the official code's protocol end to end."""
-  method, flags, _ = config_lib.parse_preset_arg(arg, 'configs/thumos14.py', flags=FLAGS)
+  """arg: '[METHOD][,paper|,official_protocol][,base=BASE]': METHOD as registered (default d2net);
+  'paper': D2-Net's paper values; 'official_protocol': the official code's protocol end to end;
+  base=BASE: the base of a method that wraps one (dfe)."""
+  method, flags, values = config_lib.parse_preset_arg(arg, 'configs/thumos14.py', flags=FLAGS,
+                                                      keys=config_lib.PRESET_KEYS)
   check_flags(flags, 'configs/thumos14.py')
   config = config_lib.base_config()
   config.lock()  # Presets and command-line overrides may change fields, never add them.
@@ -126,6 +128,7 @@ def get_config(arg=None):
   if 'official_protocol' in flags:
     apply_overrides(config, OFFICIAL_PROTOCOL)
   config_lib.apply_method_preset(config, 'thumos14')
+  config_lib.apply_preset_values(config, values, 'configs/thumos14.py')
   return config
 
 

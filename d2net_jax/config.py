@@ -303,3 +303,19 @@ def apply_overrides(config, overrides) -> ml_collections.ConfigDict:
 def apply_method_preset(config, preset: str) -> ml_collections.ConfigDict:
   """Applies `config.method`'s settings for dataset preset `preset` (`Method.presets`)."""
   return apply_overrides(config, methods.get(config.method).presets.get(preset, {}))
+
+
+# `key=value` tokens of preset arguments (`configs/synthetic.py:dfe,base=d2net`) and the field of
+# the method's own section each sets.
+PRESET_KEYS = ('base',)
+
+
+def apply_preset_values(config, values, preset: str) -> ml_collections.ConfigDict:
+  """Sets `config.<method>.<key> = value` for each preset `key=value` (e.g. base=d2net sets
+  config.dfe.base for method dfe); ValueError (one line) when the method has no such field."""
+  for key, value in values.items():
+    section = config.get(config.method)
+    if section is None or key not in section:
+      raise ValueError(f'{preset}: {key}={value} does not apply to method {config.method!r}')
+    section[key] = value
+  return config

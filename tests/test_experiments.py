@@ -144,3 +144,17 @@ def test_compare_methods_variants_and_configs():
     assert anet.data.num_classes == 100 and anet.data.synthetic.features == 'gaussian'
     assert anet.evaluation.tiou_thresholds[0] == 0.5 and len(anet.evaluation.tiou_thresholds) == 10
     assert anet.train.learning_rate == got.train.learning_rate  # The schedule stays the demo's.
+
+
+def test_dfe_ablation_smoke(tmp_path, shared):
+  out = tmp_path / 'dfe_ablation'
+  stdout = run_script('dfe_ablation', out, '--steps', '3', '--variants', 'base,dfe_global',
+                      '--data-dir', str(shared / 'data'),
+                      '--compilation-cache', str(shared / 'jax_cache'))
+  markdown, results = check_outputs(out, stdout)
+  assert table_rows(markdown, 'Test mAP') == [
+      'd2net alone', '+ LFE + GFE (train only) + distillation (DFE)',
+      'DFE, global branch at test (upper bound)']
+  # The global-branch row re-scores the DFE checkpoints, so DFE is trained too.
+  assert [r['variant'] for r in results['runs']] == ['base', 'dfe', 'dfe_global']
+  assert results['parameters']['dfe_deployed'] < results['parameters']['dfe_total']

@@ -3,6 +3,7 @@
   d2net/   D2-Net (ICCV 2021): discriminative embeddings, denoised activations (pDMI)
   mil/     the plain top-k MIL baseline (the smallest example of the interface)
   sal/     SAL (Neural Networks 2024): multilevel semantics, adaptive actionness learning
+  dfe/     DFE (ICASSP 2023): local / global feature enhancement over a base method
 
 `get(config.method)` returns a `Method` (see base.py for the interface); `names()` lists them.
 Importing this package registers the built-in methods.
@@ -14,6 +15,7 @@ from d2net_jax.methods.base import Method, all_methods, get, names, register  # 
 from d2net_jax.methods import d2net  # noqa: F401,E402  pylint: disable=wrong-import-position
 from d2net_jax.methods import mil  # noqa: F401,E402  pylint: disable=wrong-import-position
 from d2net_jax.methods import sal  # noqa: F401,E402  pylint: disable=wrong-import-position
+from d2net_jax.methods import dfe  # noqa: F401,E402  pylint: disable=wrong-import-position
 
 
 def config_sections():

@@ -1,0 +1,189 @@
+"""DFE (Dual-Feature Enhancement, ICASSP 2023) as a method that wraps a base method.
+
+Only DFE's abstract is public (../shared/papers/DFE-abstract.txt). From it: a local feature
+enhancement (LFE) within each video, a global memory of per-class representations across videos
+(GMM), a global feature enhancement (GFE) that reads that memory, a distillation loss from the
+global to the local branch, and GFE removed at inference. Everything else (how each module
+computes, the base, the losses' form, every default) is OUR design, spec section 3
+(../shared/methods/SAL-DFE-spec.md), one config field each in the `dfe` section (config.py).
+
+  bases.py    what DFE needs of a base (encode / heads / loss / inference); 'd2net'
+  modules.py  LFE (masked temporal self-attention, dilated convolutions) and GFE
+  memory.py   the class memory's update and the distillation terms
+  model.py    the Flax network: base.encode -> LFE -> heads (local), -> GFE -> heads (global)
+
+Method state: the base's state plus {'memory' (C, S, E), 'filled' (C,)}. Loss (spec 3.4):
+  L = w_local L_base(out_L) + w_global L_base(out_G) + lambda_kd on(step) L_kd(sg out_G -> out_L)
+The base's state (D2-Net's x_ref) is updated from the local branch; the memory from the local
+branch's stop-gradient features after GFE has read the old memory.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from d2net_jax.methods import base as base_lib
+from d2net_jax.methods.dfe import bases
+from d2net_jax.methods.dfe import config as dfe_config
+from d2net_jax.methods.dfe import memory as memory_lib
+from d2net_jax.methods.dfe import model as model_lib
+from d2net_jax.methods.dfe.model import (  # noqa: F401
+    CONTEXT_KEY, DFE, FEATURES_KEY, PARAMS_KEY, RNG_KEY)
+
+MEMORY_KEYS = ('memory', 'filled')
+
+
+def build_model(config, num_classes: int, feature_dim: int):
+  return model_lib.build_model(config, num_classes, feature_dim)
+
+
+def init_state(config, num_classes: int, feature_dim: int):
+  """The base's state plus an empty memory: zeros (C, S, E) and filled = False (C,)."""
+  base = bases.get(config.dfe.base)
+  state = dict(base.init_state(config, num_classes, feature_dim))
+  width = base.feature_width(config, feature_dim)
+  state.update(memory_lib.init_memory(num_classes, config.dfe.gmm.slots_per_class, width))
+  return state
+
+
+def _split_state(state):
+  return ({k: v for k, v in state.items() if k not in MEMORY_KEYS},
+          {k: state[k] for k in MEMORY_KEYS})
+
+
+def _global_params(params, c):
+  """The parameters the global branch sees: all of them, or (global_updates_backbone=False)
+  stop-gradient everywhere but GFE, so L_base(out_G) trains GFE alone."""
+  if c.loss.global_updates_backbone:
+    return params
+  return {k: (v if k == 'gfe' else lax.stop_gradient(v)) for k, v in params.items()}
+
+
+def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
+  """L of spec 3.4 (module docstring); aux['state'] = base state (local) + updated memory."""
+  c = config.dfe
+  base = bases.get(c.base)
+  mask, labels = batch['mask'], batch['labels']
+  outputs = dict(outputs)
+  params, rng, context = outputs.pop(PARAMS_KEY), outputs.pop(RNG_KEY), outputs.pop(CONTEXT_KEY)
+  f_l = outputs[FEATURES_KEY]
+  base_state, mem = _split_state(state)  # base_state keeps 'step'.
+
+  loss_local, aux_local = base.loss(outputs, batch, base_state, config, key, axis_name=axis_name)
+  view_l = base.kd_view(outputs)
+  zero = jnp.zeros((), f_l.dtype)
+  loss_global, kd = zero, {'kd_cas': zero, 'kd_att': zero, 'kd_feat': zero}
+  aux_global = {}
+  if c.loss.w_global != 0 or c.loss.lambda_kd != 0:
+    model = model_lib.build_model(config, labels.shape[-1], batch['features'].shape[-1])
+    slot_ok = None
+    if c.gfe.restrict_to_labels:
+      slot_ok = jnp.repeat(labels > 0, c.gmm.slots_per_class, axis=-1)
+    f_in = f_l if c.loss.global_updates_backbone else lax.stop_gradient(f_l)
+    if not c.loss.global_updates_backbone:
+      context = lax.stop_gradient(context)
+    out_g = model.apply({'params': _global_params(params, c)}, f_in, context, mask,
+                        mem['memory'], mem['filled'], slot_ok, train=True,
+                        method=DFE.global_branch, rngs={'dropout': rng})
+    loss_global, aux_global = base.loss(out_g, batch, base_state, config, key,
+                                        axis_name=axis_name)
+    view_g = base.kd_view(out_g)
+    kd['kd_cas'] = memory_lib.kd_cas(view_l['cas'], view_g['cas'], mask, c.loss.kd_temperature,
+                                     c.loss.kd_cas, axis_name)
+    if view_l['att'] is not None:
+      kd['kd_att'] = memory_lib.kd_att(view_l['att'], view_g['att'], mask, axis_name)
+    kd['kd_feat'] = memory_lib.kd_feat(f_l, out_g['features_global'], mask, axis_name)
+  loss_kd = (c.loss.w_kd_cas * kd['kd_cas'] + c.loss.w_kd_att * kd['kd_att']
+             + c.loss.w_kd_feat * kd['kd_feat'])
+  kd_on = state['step'] >= c.loss.kd_start_step
+  loss = (c.loss.w_local * loss_local + c.loss.w_global * loss_global
+          + c.loss.lambda_kd * jnp.where(kd_on, loss_kd, 0.0))
+
+  # Memory update from the local branch (no gradient), after GFE read the old memory.
+  att = view_l['att'] if c.gmm.source == 'attention' else None
+  r = memory_lib.class_representations(f_l, view_l['cas'], mask, c.gmm.topk_ratio, att)
+  rbar, present = memory_lib.batch_class_means(r, labels, mask, c.gmm.normalize, axis_name)
+  new_memory, new_filled = memory_lib.update_memory(mem['memory'], mem['filled'], rbar, present,
+                                                    c.gmm.momentum, c.gmm.normalize)
+
+  new_state = dict(aux_local['state'], memory=new_memory, filled=new_filled)
+  aux = {k: v for k, v in aux_local.items() if k not in ('state', 'loss')}
+  aux.update({f'global_{k}': v for k, v in aux_global.items()
+              if k.startswith('loss_') and jnp.ndim(v) == 0})
+  aux.update(kd, loss=loss, loss_local=loss_local, loss_global=loss_global, loss_kd=loss_kd,
+             memory_filled=jnp.mean(new_filled.astype(f_l.dtype)))
+  aux = jax.tree_util.tree_map(lax.stop_gradient, aux)
+  aux['state'] = new_state
+  return loss, aux
+
+
+def inference_outputs(model, params, state, features, mask, config):
+  """The base's inference arrays on the local branch (default; no GFE parameters or memory
+  needed) or, with dfe.inference_branch='global', on the global branch (ablation)."""
+  c = config.dfe
+  branch = c.inference_branch
+  if branch == 'global':
+    outputs = model.apply({'params': params}, features, mask, state['memory'], state['filled'],
+                          'global', method=DFE.forward)
+  else:
+    outputs = model.apply({'params': params}, features, mask, method=DFE.forward)
+  return bases.get(c.base).inference(outputs, state, mask, config)
+
+
+def export_inference(params, state):
+  """(params, state) of the deployed local branch: no GFE parameters ('gfe'), no memory."""
+  return ({k: v for k, v in params.items() if k != 'gfe'},
+          {k: v for k, v in state.items() if k not in MEMORY_KEYS})
+
+
+def _validate(config):
+  c = config.dfe
+  bases.get(c.base)  # One-line error for 'sal' (not merged) and 'co2net' (later issue).
+  checks = {
+      'dfe.inference_branch': (c.inference_branch, ('local', 'global')),
+      'dfe.lfe.kind': (c.lfe.kind, ('self_attention', 'dilated_conv', 'none')),
+      'dfe.lfe.positional': (c.lfe.positional, ('none', 'sinusoidal')),
+      'dfe.gmm.update': (c.gmm['update'], ('ema',)),
+      'dfe.gmm.source': (c.gmm.source, ('cas', 'attention')),
+      'dfe.loss.kd_cas': (c.loss.kd_cas, ('softmax', 'sigmoid')),
+      'dfe.shared_heads': (c.shared_heads, (True,)),
+  }
+  for field, (value, allowed) in checks.items():
+    if value not in allowed:
+      extra = (" ('learned' of the spec is not implemented)" if field == 'dfe.gmm.update'
+               else '')
+      raise ValueError(f'config.{field}={value!r}: must be one of {allowed}{extra}')
+  if c.gmm.source == 'attention' and not bases.get(c.base).has_attention:
+    raise ValueError(f"config.dfe.gmm.source='attention': base {c.base!r} has no attention head")
+  if not 0 <= c.gmm.momentum < 1:
+    raise ValueError(f'config.dfe.gmm.momentum={c.gmm.momentum}: must be in [0, 1)')
+  if c.lfe.kind == 'self_attention':
+    width = config.data.feature_dim
+    if width > 0 and width % c.lfe.num_heads:
+      raise ValueError(f'config.dfe.lfe.num_heads={c.lfe.num_heads}: must divide the feature '
+                       f'width {width}')
+  if c.gmm.slots_per_class < 1:
+    raise ValueError(f'config.dfe.gmm.slots_per_class={c.gmm.slots_per_class}: must be >= 1')
+  base_method = base_lib.get(c.base)
+  base_method.validate_config(config)
+
+
+METHOD = base_lib.register(base_lib.Method(
+    name='dfe',
+    description='DFE: local + global (memory) feature enhancement with distillation over a base '
+                '(ICASSP 2023; our design from the abstract)',
+    config_sections=lambda: {'dfe': dfe_config.dfe_config()},
+    build_model=build_model,
+    init_state=init_state,
+    loss_fn=loss_fn,
+    inference_outputs=inference_outputs,
+    localizer='tcam',
+    sampling='crop',
+    progress_metrics=('loss', 'loss_local', 'loss_global', 'loss_kd'),
+    smoke_overrides={'dfe.lfe.num_heads': 2, 'dfe.gfe.proj_dim': 8},
+    presets={'activitynet12': {'dfe.gmm.momentum': 0.99},  # Spec 3.5: 0.99 on ActivityNet.
+             'activitynet13': {'dfe.gmm.momentum': 0.99}},
+    dropout_fields=('model.dropout_rate', 'dfe.lfe.attn_dropout', 'dfe.lfe.dropout',
+                    'dfe.gfe.dropout'),
+    validate_config=_validate,
+))
