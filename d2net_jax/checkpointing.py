@@ -37,6 +37,11 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint in the workdir holds arrays of other shapes than the current config's state."""
 
 
+class BestCheckpointError(ValueError):
+  """The best checkpoint is recorded (best/selection.json) but missing or unreadable; one line
+  naming the fallback."""
+
+
 # Checkpoints written before methods were plug-ins hold D2-Net's `x_ref` as a top-level field of
 # the state; now it is method_state['x_ref'].
 _LEGACY_FIELDS = ('step', 'params', 'opt_state', 'x_ref', 'key', 'num_skipped')
@@ -167,10 +172,28 @@ class Checkpointer:
     return _restore(self._best, step, template, self._best.directory / str(step))
 
   def restore_for_inference(self, template):
-    """(state, which): the best checkpoint if there is one, else the latest; which says so."""
-    state = self.restore_best(template)
+    """(state, which): the best checkpoint if there is one, else the latest; which says so.
+
+    A best checkpoint that selection.json records but that is missing or unreadable raises
+    BestCheckpointError (never silently the latest one, never a library traceback).
+    """
+    recorded = (self.workdir / 'best' / 'selection.json').is_file()
+    try:
+      state = self.restore_best(template)
+    except CheckpointMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      first = str(e).splitlines()[0][:200] if str(e) else ''
+      raise BestCheckpointError(
+          f'the best checkpoint in {self.workdir / "best"} is unreadable ({type(e).__name__}: '
+          f'{first}); --checkpoint latest uses the latest checkpoint instead') from None
     if state is not None:
       return state, 'best'
+    if recorded:
+      raise BestCheckpointError(
+          f'{self.workdir / "best" / "selection.json"} records a best checkpoint, but '
+          f'{self.workdir / "best"} holds none; --checkpoint latest uses the latest checkpoint '
+          'instead')
     state = self.restore_latest(template)
     if state is not None:
       return state, 'latest'

@@ -6,6 +6,7 @@ data order is a pure function of (seed, step), so a run resumed from a checkpoin
 parameters as an uninterrupted one.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,6 +29,7 @@ from d2net_jax import evaluation
 from d2net_jax import inference
 from d2net_jax import methods
 from d2net_jax import parallel
+from d2net_jax import run_dir
 from d2net_jax import run_log
 from d2net_jax import train_state as train_state_lib
 from d2net_jax.data import batching
@@ -270,53 +272,94 @@ class Evaluator:
                               self.config)
 
 
+def _best_or_final(checkpointer, final_state, selection, log):
+  """(state, selection) to test: the best checkpoint, or, when it is missing or unreadable, the
+  final state (one line says so; `selection` then records the fallback)."""
+  try:
+    best_state = checkpointer.restore_best(final_state)
+    problem = None if best_state is not None else 'missing'
+  except Exception as e:  # pylint: disable=broad-except
+    first = str(e).splitlines()[0][:200] if str(e) else ''
+    best_state, problem = None, f'unreadable ({type(e).__name__}: {first})'
+  if best_state is not None:
+    return best_state, selection
+  step = int(final_state.step)
+  log(f'WARNING: the best checkpoint in {checkpointer.workdir / "best"} is {problem}; testing '
+      f'the final state (step {step}) instead')
+  return final_state, {'step': step, 'fallback': f'best checkpoint {problem}; final state tested',
+                       'metric': (selection or {}).get('metric', 'none'),
+                       'value': (selection or {}).get('value', float('nan'))}
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop.
 
 
 class _StopFlag:
-  """Ctrl-C sets the flag (the loop saves a checkpoint and stops); a second one interrupts."""
+  """Ctrl-C or SIGTERM (preemption) sets the flag (the loop saves a checkpoint and stops); a
+  second Ctrl-C interrupts. `signal_name` says which signal stopped the run."""
 
   def __init__(self):
     self.stop = False
-    self._previous = None
+    self.signal_name = None
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGINT, self._handle)
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    if self.stop:
+    del frame
+    if self.stop and signum == signal.SIGINT:
       raise KeyboardInterrupt
     self.stop = True
+    self.signal_name = signal.Signals(signum).name
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
-
-
-def _write_json(path: pathlib.Path, value) -> None:
-  path.write_text(json.dumps(value, indent=2, sort_keys=True) + '\n')
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
-                       progress: Optional[bool] = None, log=print) -> Dict[str, Any]:
+                       progress: Optional[bool] = None, log=print, argv=None,
+                       allow_config_change: bool = False) -> Dict[str, Any]:
   """Trains (resuming from `workdir` if it holds a checkpoint), selects and tests the best state.
 
-  Writes to `workdir`: config.json (resolved config), metrics.jsonl (per step), eval.jsonl (per
-  evaluation), checkpoints/, best/ (see checkpointing.py), and at the end results.json (test mAP,
-  with the selection protocol) and detections_test.json. Returns a summary dict.
+  Writes to `workdir`: config.json (resolved config, once the run has started), model.json (class
+  names), history.jsonl (every call), metrics.jsonl (per step), eval.jsonl (per evaluation),
+  checkpoints/, best/ (see checkpointing.py), and at the end results.json (test mAP, with the
+  selection protocol, config, commit and date) and detections_test.json. A workdir holding a run
+  of another config is refused (run_dir.check_resume) unless `allow_config_change`; a second
+  training on the same workdir stops at start (run_dir.Lock). Returns a summary dict.
   """
   validate_config(config)
-  method = methods.get(config.method)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
+  with run_dir.Lock(workdir) if is_main else contextlib.nullcontext():
+    changes = run_dir.check_resume(workdir, config, allow_config_change)
+    started = []
+    try:
+      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started)
+    except BaseException as e:
+      if started and is_main:
+        run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
+      raise
+    if is_main:
+      run_dir.append_history(workdir, 'end', outcome=summary.get('interrupted') or 'finished',
+                             step=summary['step'])
+    return summary
+
+
+def _train_and_evaluate(config, workdir, progress, log, argv, changes, started):
+  """`train_and_evaluate` in the locked workdir; `started` gets an item once config.json is
+  written."""
+  method = methods.get(config.method)
+  is_main = jax.process_index() == 0
   c = config.train
-  if is_main:
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
   # Data.
   dataset = load_data(config, workdir)
@@ -334,6 +377,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   if restored is not None:
     state = restored
     log(f'Resumed from {workdir / "checkpoints"} at step {int(state.step)}.')
+  if is_main:  # The run has started: only now config.json may change.
+    run_dir.commit_config(workdir, config, argv, changes)
+    run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name)
+    started.append(True)
+    if changes:
+      log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
+          f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
   devices = parallel.usable_devices(c.batch_size, c.parallelism)
   runner = parallel.StepRunner(make_step_fn(config, model, optimizer), c.parallelism, devices)
   if c.batch_size % runner.num_devices:
@@ -404,11 +454,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   checkpointer.save(state, force=True)
   checkpointer.wait()
   final_step = int(jax.device_get(state.step))
-  summary = {'step': final_step, 'interrupted': interrupt.stop,
+  summary = {'step': final_step, 'interrupted': interrupt.signal_name,
              'num_skipped': int(jax.device_get(state.num_skipped))}
   if interrupt.stop:
     checkpointer.close()
-    log(f'Interrupted: checkpoint saved at step {final_step}; run the same command to resume.')
+    log(f'Interrupted ({interrupt.signal_name}): checkpoint saved at step {final_step}; run '
+        'the same command to resume.')
     return summary
 
   # Selection and the test set.
@@ -417,13 +468,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   selection = checkpointer.best_selection()
   summary['selection'] = selection
   if c.final_test:
-    best_state = checkpointer.restore_best(jax.device_get(state))
+    best_state, selection = _best_or_final(checkpointer, jax.device_get(state), selection, log)
     test_evaluator = dataclasses.replace(evaluator, videos=dataset.test_videos(), split='test')
     result, detections = test_evaluator.run(best_state)
     if is_main:
       detections_lib.write_detections(workdir / 'detections_test.json', detections,
                                       dataset.class_names)
-      _write_json(workdir / 'results.json', {
+      run_dir.write_json_atomic(workdir / 'results.json', {
+          **run_dir.provenance(), 'config': run_dir.config_dict(config),
+          'evaluation_protocol': result.protocol,
           'test': result.to_dict(),
           'selected_checkpoint': selection,
           'selection_protocol': (

@@ -2,17 +2,26 @@
 
 Trains, resuming from the latest checkpoint in the workdir if there is one, evaluates
 periodically to keep the best checkpoint, and ends with the test-set mAP table. Ctrl-C saves a
-checkpoint and exits (status 130); the same command resumes.
+checkpoint and exits (status 130); so does SIGTERM (cluster preemption; status 143). The same
+command resumes; a workdir holding a run of another config is refused, naming the fields that
+differ, unless --allow-config-change (the change is recorded in WORKDIR/history.jsonl). Changes
+that cannot affect the run so far (train.num_steps extended, logging and checkpoint cadence) pass
+and are recorded. A second training on a workdir in use stops at start.
 
 Flags:
   --config FILE[:ARG]   a config file with get_config(ARG), e.g. configs/thumos14.py:paper
   --config.S.F=VALUE    override any field, e.g. --config.train.batch_size=4
   --workdir DIR         the run folder (created; an existing run in it is resumed)
   --[no]progress        progress bar (default: when stderr is a terminal, else log lines)
+  --allow-config-change resume a run with a config that differs from its config.json
+  --print-config        print the resolved config (JSON) and exit without training
 
-The workdir: config.json (resolved config), metrics.jsonl (one line per step), eval.jsonl (one
+The workdir: config.json (resolved config, written once the run has started: a call that fails
+never replaces it), model.json (class names and feature_dim of the model), history.jsonl (every
+call: command line, date, commit, version, config changes, outcome), metrics.jsonl (one line per step), eval.jsonl (one
 line per checkpoint-selection evaluation), checkpoints/ (latest few), best/ (the selected one and
-selection.json), results.json and detections_test.json (test set, at the end), tensorboard/
+selection.json), results.json (test set, at the end, with the config, commit, date and protocol) and
+detections_test.json, tensorboard/
 (with tensorboardX installed), data/ (the synthetic store).
 """
 
@@ -30,6 +39,10 @@ def _define(fv):
   flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, results.', flag_values=fv)
   flags.DEFINE_bool('progress', None, 'Progress bar (default: when stderr is a terminal).',
                     flag_values=fv)
+  flags.DEFINE_bool('allow-config-change', False, 'Resume a run with a changed config.',
+                    flag_values=fv)
+  flags.DEFINE_bool('print-config', False, 'Print the resolved config and exit.',
+                    flag_values=fv)
 
 
 def main(argv) -> int:
@@ -38,9 +51,13 @@ def main(argv) -> int:
     return 0
   try:
     config, fv = config_cli.parse(PROG, argv, extra_flags=(_define,))
+    if fv['print-config'].value:
+      print(config.to_json_best_effort(indent=2, sort_keys=True))
+      return 0
     if not fv.workdir:
       raise config_cli.UsageError('--workdir is required')
     from d2net_jax import checkpointing  # pylint: disable=import-outside-toplevel
+    from d2net_jax import run_dir  # pylint: disable=import-outside-toplevel
     from d2net_jax import train  # pylint: disable=import-outside-toplevel
     train.validate_config(config)
   except (config_cli.UsageError, ValueError) as e:
@@ -50,12 +67,17 @@ def main(argv) -> int:
     import jax  # pylint: disable=import-outside-toplevel
     jax.distributed.initialize()
   try:
-    summary = train.train_and_evaluate(config, fv.workdir, progress=fv.progress)
-  except (DataError, FileNotFoundError, train.ConfigError,
+    summary = train.train_and_evaluate(
+        config, fv.workdir, progress=fv.progress, argv=['d2net-jax', 'train', *argv],
+        allow_config_change=fv['allow-config-change'].value)
+  except (DataError, FileNotFoundError, train.ConfigError, run_dir.RunDirError,
           checkpointing.CheckpointMismatchError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
-  return 130 if summary['interrupted'] else 0
+  except KeyboardInterrupt:  # Before the step loop (loading, building): nothing to save.
+    print(f'{PROG}: interrupted before training started; nothing saved', file=sys.stderr)
+    return 130
+  return {'SIGINT': 130, 'SIGTERM': 143}.get(summary['interrupted'], 0)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,168 @@
+"""The workdir as a record (issue 14, section 1): config changes on resume refused or recorded,
+config.json never replaced by a failing call, history.jsonl, results.json provenance, the lock,
+SIGTERM like Ctrl-C, a corrupt or missing best checkpoint."""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+
+import pytest
+
+from d2net_jax import cli
+from d2net_jax import run_dir
+from d2net_jax import run_log
+from d2net_jax import train
+
+SMOKE = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'synthetic.py:smoke')
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('smoke_data')
+
+
+def _train(workdir, data_dir, *overrides):
+  return cli.main(['train', '--config', SMOKE, '--workdir', str(workdir),
+                   f'--config.data.path={data_dir}', '--noprogress', *overrides])
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp('run')
+  assert _train(workdir, data_dir) == 0
+  return workdir
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished_run, workdir)
+  return workdir
+
+
+def _history(workdir):
+  return [json.loads(l) for l in (workdir / 'history.jsonl').read_text().splitlines()]
+
+
+def test_results_and_history_carry_provenance(finished_run):
+  results = json.loads((finished_run / 'results.json').read_text())
+  assert {'config', 'commit', 'date', 'version', 'evaluation_protocol'} <= set(results)
+  assert results['config']['train']['num_steps'] == 24
+  assert 'ActivityNet' in results['evaluation_protocol']
+  history = _history(finished_run)
+  assert [h['event'] for h in history] == ['start', 'end']
+  assert history[0]['argv'][:2] == ['d2net-jax', 'train'] and history[0]['config_changes'] == {}
+  assert history[1]['outcome'] == 'finished' and history[0]['date'] and 'version' in history[0]
+  model = json.loads((finished_run / 'model.json').read_text())
+  assert len(model['class_names']) == 20 and model['feature_dim'] == 16
+
+
+def test_changed_config_is_refused_naming_the_fields(run_copy, data_dir, capsys):
+  before = (run_copy / 'config.json').read_bytes()
+  assert _train(run_copy, data_dir, '--config.train.learning_rate=0.5',
+                '--config.loss.beta=3.0') == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1
+  assert 'train.learning_rate' in err and 'loss.beta' in err and '--allow-config-change' in err
+  assert (run_copy / 'config.json').read_bytes() == before
+  assert [h['event'] for h in _history(run_copy)] == ['start', 'end']  # Nothing recorded.
+
+
+def test_allowed_and_harmless_changes_are_recorded(run_copy, data_dir):
+  assert _train(run_copy, data_dir, '--config.train.num_steps=26',
+                '--config.train.log_every=2') == 0  # Harmless: passes without the flag.
+  start = _history(run_copy)[-2]
+  assert start['config_changes'] == {'train.log_every': [4, 2], 'train.num_steps': [24, 26]}
+  assert _train(run_copy, data_dir, '--config.train.num_steps=26', '--config.train.log_every=2',
+                '--config.train.learning_rate=0.5', '--allow-config-change') == 0
+  start = _history(run_copy)[-2]
+  assert list(start['config_changes']) == ['train.learning_rate']
+  assert json.loads((run_copy / 'config.json').read_text())['train']['learning_rate'] == 0.5
+  # Fewer steps than the run has is not harmless.
+  assert _train(run_copy, data_dir, '--config.train.num_steps=20', '--config.train.log_every=2',
+                '--config.train.learning_rate=0.5') == 1
+
+
+def test_failing_call_never_replaces_config_json(run_copy, data_dir, tmp_path, capsys):
+  before = (run_copy / 'config.json').read_bytes()
+  # Passes the config check (allowed change), then fails loading the data.
+  assert _train(run_copy, data_dir, '--config.data.num_classes=5', '--allow-config-change') == 1
+  assert 'num_classes' in capsys.readouterr().err
+  assert (run_copy / 'config.json').read_bytes() == before
+  assert _history(run_copy)[-1]['event'] == 'end'  # Nothing started, nothing recorded.
+  fresh = tmp_path / 'fresh'
+  assert _train(fresh, data_dir, '--config.data.num_classes=5') == 1
+  assert not (fresh / 'config.json').exists()
+
+
+def test_print_config_prints_and_does_not_train(tmp_path, capsys):
+  assert cli.main(['train', '--config', SMOKE, '--print-config',
+                   '--config.train.learning_rate=0.25']) == 0
+  assert json.loads(capsys.readouterr().out)['train']['learning_rate'] == 0.25
+
+
+def test_second_training_on_a_workdir_stops_and_stale_lock_does_not(tmp_path, data_dir, capsys):
+  with run_dir.Lock(tmp_path):
+    assert _train(tmp_path, data_dir) == 1
+    err = capsys.readouterr().err
+    assert 'in use by a running training' in err and f'pid {os.getpid()}' in err
+    assert not (tmp_path / 'config.json').exists()
+  # A crashed holder leaves the file but no lock: the next one proceeds.
+  (tmp_path / 'train.lock').write_text('pid 999999 on elsewhere since 2020-01-01\n')
+  with run_dir.Lock(tmp_path):
+    pass
+
+
+def test_sigterm_saves_like_ctrl_c(tmp_path, data_dir, monkeypatch, capsys):
+  write = run_log.MetricWriter.write
+
+  def write_then_term(self, step, metrics):
+    write(self, step, metrics)
+    if step == 8:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(run_log.MetricWriter, 'write', write_then_term)
+  assert _train(tmp_path, data_dir) == 143
+  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [8]
+  assert 'SIGTERM' in capsys.readouterr().out
+  assert _history(tmp_path)[-1]['outcome'] == 'SIGTERM'
+
+
+def test_ctrl_c_before_training_is_one_line(tmp_path, data_dir, monkeypatch, capsys):
+  def interrupted(*args):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(train, 'load_data', interrupted)
+  assert _train(tmp_path, data_dir) == 130
+  assert capsys.readouterr().err.strip() == ('d2net-jax train: interrupted before training '
+                                             'started; nothing saved')
+
+
+def _corrupt_best(workdir):
+  (step_dir,) = [p for p in (workdir / 'best').iterdir() if p.is_dir()]
+  for path in step_dir.rglob('*'):
+    if path.is_file() and path.parent.name == 'd':
+      path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+  return step_dir
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_corrupt_or_missing_best_checkpoint(run_copy, data_dir, capsys):
+  step_dir = _corrupt_best(run_copy)
+  assert cli.main(['localize', '--workdir', str(run_copy)]) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and '--checkpoint latest' in err and 'unreadable' in err
+  assert cli.main(['localize', '--workdir', str(run_copy), '--checkpoint', 'latest']) == 0
+  capsys.readouterr()
+  # train's final test falls back to the final state, in one line.
+  assert _train(run_copy, data_dir) == 0
+  out = capsys.readouterr().out
+  assert 'testing the final state (step 24) instead' in out
+  results = json.loads((run_copy / 'results.json').read_text())
+  assert 'fallback' in results['selected_checkpoint']
+  shutil.rmtree(step_dir)  # Missing, while selection.json still names it.
+  assert cli.main(['localize', '--workdir', str(run_copy)]) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and '--checkpoint latest' in err
