@@ -228,15 +228,18 @@ def make_batcher(config: ml_collections.ConfigDict, videos, num_classes: int
       shuffle=config.data.shuffle)
 
 
-def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best'):
+def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best',
+                    data_path: Optional[str] = None):
   """(dataset, model, state, which) of a finished or running training run in `workdir`.
 
   checkpoint: 'best' (the selected one, else the latest) or 'latest'. `which` says which one
-  was restored.
+  was restored. data_path: new data to apply the model to (run_data.load_for_run), else the
+  run's own; either way the dataset comes in the model's class order.
   """
+  from d2net_jax import run_data  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
-  dataset = load_data(config, workdir)
-  model, _, template = build(config, dataset.num_classes, dataset.feature_dim)
+  dataset, num_classes, feature_dim = run_data.load_for_run(config, workdir, data_path)
+  model, _, template = build(config, num_classes, feature_dim)
   checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
   try:
     if checkpoint == 'best':

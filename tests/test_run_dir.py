@@ -166,3 +166,71 @@ def test_corrupt_or_missing_best_checkpoint(run_copy, data_dir, capsys):
   assert cli.main(['localize', '--workdir', str(run_copy)]) == 1
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and '--checkpoint latest' in err
+
+
+# ------------------------------------------------------------------------------------------------
+# Section 2: a trained model on new videos.
+
+
+def _new_store(path, data_dir, *, class_order=None, rename=None, ground_truth=True):
+  """The smoke store's test videos alone (subset 'new'), classes in `class_order` (names)."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from d2net_jax.data import hdf5_store  # pylint: disable=import-outside-toplevel
+  (store,) = pathlib.Path(data_dir).glob('*.h5')
+  dataset = hdf5_store.read_store(store)
+  names = list(dataset.class_names)
+  order = class_order or names
+  new_index = np.array([order.index(c) for c in names])
+  videos = []
+  for v in dataset.test_videos():
+    labels = np.zeros(len(names), np.float32)
+    labels[new_index] = v.labels
+    classes = new_index[v.segment_classes].astype(np.int32)
+    segments = v.segments
+    if not ground_truth:
+      labels, classes, segments = labels * 0, classes[:0], segments[:0]
+    videos.append(dataclasses.replace(v, subset='new', labels=labels, segment_classes=classes,
+                                      segments=segments))
+  order = [rename.get(c, c) for c in order] if rename else order
+  hdf5_store.write_store(path, dataclasses.replace(
+      dataset, class_names=order, videos=videos, train_subset='new', test_subset='new'))
+  return path
+
+
+def _detections(path):
+  return json.loads(pathlib.Path(path).read_text())['results']
+
+
+def test_localize_on_a_new_store_maps_classes_by_name(finished_run, data_dir, tmp_path, capsys):
+  names = json.loads((finished_run / 'model.json').read_text())['class_names']
+  store = _new_store(tmp_path / 'new.h5', data_dir, class_order=names[::-1])
+  output = tmp_path / 'out.json'
+  assert cli.main(['localize', '--workdir', str(finished_run), '--data', str(store),
+                   '--output', str(output)]) == 0  # data.kind of the run: 'synthetic'.
+  printed = capsys.readouterr().out
+  assert '6 new videos' in printed and 'mAP (%)' in printed
+  # The same videos and model: the same detections, labelled by name despite the new order.
+  assert _detections(output) == _detections(finished_run / 'detections_test.json')
+  test_map = json.loads((finished_run / 'results.json').read_text())['test']['average_mAP']
+  assert f'{100 * test_map:.2f}' in printed
+
+
+def test_localize_without_ground_truth_writes_and_skips_scoring(finished_run, data_dir, tmp_path,
+                                                               capsys):
+  store = _new_store(tmp_path / 'nogt.h5', data_dir, ground_truth=False)
+  assert cli.main(['localize', '--workdir', str(finished_run), '--data', str(store)]) == 0
+  printed = capsys.readouterr().out
+  assert 'scoring skipped' in printed and 'mAP' not in printed
+  assert _detections(finished_run / 'detections_nogt_new.json') == _detections(
+      finished_run / 'detections_test.json')
+
+
+def test_localize_on_data_with_other_class_names_lists_them(finished_run, data_dir, tmp_path,
+                                                            capsys):
+  names = json.loads((finished_run / 'model.json').read_text())['class_names']
+  store = _new_store(tmp_path / 'other.h5', data_dir, rename={names[3]: 'Juggling'})
+  assert cli.main(['localize', '--workdir', str(finished_run), '--data', str(store)]) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1
+  assert "['Juggling']" in err and repr([names[3]]) in err

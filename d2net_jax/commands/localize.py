@@ -4,6 +4,21 @@ Runs a trained checkpoint (the selected best one by default) over a subset of th
 (the test subset by default), writes the detections as an ActivityNet results JSON and, when the
 subset has ground truth, prints its mAP table. The run's config (RUN/config.json) applies;
 `--config.localize.nms_threshold=0.5` and the like override it.
+
+`--data NEW.h5` runs the model on another store, whatever the run's data.kind was (a folder is
+read as the run's kind when that is 'wtalc' or 'stpn'): it needs no training subset, and without
+ground truth the detections are written and scoring is skipped. The default subset is then the
+run's test subset if the store has it, else every video of the store. The store's classes are
+mapped to the model's (RUN/model.json) by name; different names are an error that lists them.
+
+Flags:
+  --workdir RUN         the training run folder (required)
+  --data PATH           apply the model to this data (HDF5 store, or a W-TALC / STPN folder)
+  --subset NAME         subset to run on (default above)
+  --output FILE         detections JSON (default: RUN/detections_<subset>.json, with --data
+                        RUN/detections_<data file stem>_<subset>.json)
+  --checkpoint best|latest   which checkpoint (default best: the selected one)
+  --config.S.F=VALUE    override a field of the run's config, e.g. --config.localize.nms_threshold=0.5
 """
 
 import pathlib
@@ -32,8 +47,6 @@ def main(argv) -> int:
     return 0
   try:
     config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
-    if fv.data:
-      config.data.path = fv.data
   except config_cli.UsageError as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
@@ -45,9 +58,12 @@ def main(argv) -> int:
   # pylint: enable=import-outside-toplevel
   workdir = pathlib.Path(fv.workdir)
   try:
-    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint)
+    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint,
+                                                         data_path=fv.data)
     subset = fv.subset or dataset.test_subset
     videos = dataset.subset(subset)
+    if fv.data and not fv.subset and not videos:  # New videos: all of the store.
+      subset, videos = 'all', list(dataset.videos)
     if not videos:
       raise DataError(f'{dataset.name}: no video in subset {subset!r}')
     forward = inference.make_forward(model, config)
@@ -57,13 +73,17 @@ def main(argv) -> int:
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
-  output = pathlib.Path(fv.output or workdir / f'detections_{subset}.json')
+  default = (f'detections_{pathlib.Path(fv.data).stem}_{subset}.json' if fv.data else
+             f'detections_{subset}.json')
+  output = pathlib.Path(fv.output or workdir / default)
   detections_lib.write_detections(output, found, dataset.class_names)
   print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} {subset} videos '
         f'({which} checkpoint, step {int(state.step)}) written to {output}')
   if any(len(v.segments) for v in videos):
     result = inference.score(dataset, videos, found, config)
     print(evaluation.format_table(result, per_class=False))
+  else:
+    print(f'No ground truth in these {len(videos)} videos: detections written, scoring skipped.')
   return 0
 
 

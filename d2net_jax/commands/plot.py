@@ -33,8 +33,6 @@ def main(argv) -> int:
     config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
     if not fv.video:
       raise config_cli.UsageError('--video ID is required')
-    if fv.data:
-      config.data.path = fv.data
   except config_cli.UsageError as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
@@ -45,7 +43,8 @@ def main(argv) -> int:
   # pylint: enable=import-outside-toplevel
   workdir = pathlib.Path(fv.workdir)
   try:
-    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint)
+    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint,
+                                                         data_path=fv.data)
     matches = [v for v in dataset.videos if v.video_id == fv.video]
     if not matches:
       raise DataError(f'{dataset.name}: no video {fv.video!r}')
