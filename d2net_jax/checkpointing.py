@@ -19,6 +19,7 @@ import shutil
 import warnings
 from typing import Any, Optional
 
+from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -84,12 +85,18 @@ class Checkpointer:
     self.read_only = read_only
     options = dict(create=not read_only, read_only=read_only,
                    enable_async_checkpointing=async_save)
-    self._latest = ocp.CheckpointManager(
-        self.workdir / 'checkpoints', item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
-    self._best = ocp.CheckpointManager(
-        self.workdir / 'best', item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+    level = absl_logging.get_verbosity()
+    if read_only:  # orbax warns that a read-only manager will not save: that is the point.
+      absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+      self._latest = ocp.CheckpointManager(
+          self.workdir / 'checkpoints', item_handlers=ocp.StandardCheckpointHandler(),
+          options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
+      self._best = ocp.CheckpointManager(
+          self.workdir / 'best', item_handlers=ocp.StandardCheckpointHandler(),
+          options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+    finally:
+      absl_logging.set_verbosity(level)
 
   # Latest.
 

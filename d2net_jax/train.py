@@ -24,6 +24,7 @@ import optax
 from jax import lax
 
 from d2net_jax import checkpointing
+from d2net_jax import config_checks
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
@@ -111,67 +112,10 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
 
 
 # ---------------------------------------------------------------------------------------------
-# Config checks (before anything is loaded or compiled).
+# Config checks (before anything is loaded or compiled): d2net_jax/config_checks.py.
 
-class ConfigError(ValueError):
-  """A setting training cannot run with; the message is one line naming the field."""
-
-
-_CHOICES = {
-    'train.parallelism': ('pmap', 'jit'),
-    'train.selection': ('validation', 'test'),
-    'train.weight_decay_mode': ('coupled', 'decoupled'),
-    'train.lr_schedule': ('constant', 'cosine'),
-    'data.kind': ('synthetic', 'hdf5', 'wtalc', 'stpn'),
-    'data.sampling': ('auto', 'crop', 'resample'),
-    'data.shuffle': ('replacement', 'epoch'),
-    'data.resample_short': ('repeat', 'keep'),
-}
-_POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
-             'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
-             'data.eval_bucket', 'data.eval_batch_size')
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """ValueError (one line, naming the field) for settings training cannot run with."""
-  def get(dotted):
-    section, field = dotted.split('.')
-    return config[section][field]
-
-  try:
-    method = methods.get(config.method)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-
-  for name, choices in _CHOICES.items():
-    if get(name) not in choices:
-      raise ConfigError(f'config.{name}={get(name)!r}: must be one of {choices}')
-  for name in _POSITIVE:
-    if not get(name) > 0:
-      raise ConfigError(f'config.{name}={get(name)!r}: must be > 0')
-  if config.data.num_segments < 0:
-    raise ConfigError(f'config.data.num_segments={config.data.num_segments}: must be >= 0 '
-                      '(0: data.max_seqlen)')
-  try:
-    method.validate_config(config)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  if config.data.feature_dim % 2:  # <= 0: taken from the data.
-    raise ConfigError(f'config.data.feature_dim={config.data.feature_dim}: must be even '
-                     '(RGB and flow halves)')
-  if config.train.selection == 'validation' and not 0 < config.data.val_fraction < 1:
-    raise ConfigError(f'config.data.val_fraction={config.data.val_fraction}: selection on a '
-                     'validation split needs 0 < val_fraction < 1 (or train.selection=test)')
-  iou = config.train.selection_iou
-  if iou >= 0 and not any(abs(iou - t) < 1e-9 for t in config.evaluation.tiou_thresholds):
-    raise ConfigError(f'config.train.selection_iou={iou}: not among evaluation.tiou_thresholds '
-                     f'{tuple(config.evaluation.tiou_thresholds)} (or -1 for their mean)')
-  if config.data.kind != 'synthetic':
-    if not config.data.path:
-      raise ConfigError(f'config.data.path is empty: where are the {config.data.kind!r} '
-                       'features? (--config.data.path=...)')
-    if not pathlib.Path(config.data.path).exists():
-      raise ConfigError(f'config.data.path={config.data.path!r}: no such file or folder')
+ConfigError = config_checks.ConfigError
+validate_config = config_checks.validate_config
 
 
 # ---------------------------------------------------------------------------------------------

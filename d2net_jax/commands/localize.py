@@ -18,7 +18,7 @@ Flags:
   --output FILE         detections JSON (default: RUN/detections_<subset>.json, with --data
                         RUN/detections_<data file stem>_<subset>.json)
   --checkpoint best|latest   which checkpoint (default best: the selected one)
-  --config.S.F=VALUE    override a field of the run's config, e.g. --config.localize.nms_threshold=0.5
+  --config.S.F=VALUE    override a field of the run's config (--config.localize.nms_threshold=0.5)
 """
 
 import pathlib
@@ -33,7 +33,8 @@ PROG = 'd2net-jax localize'
 
 
 def _define(fv):
-  flags.DEFINE_string('data', None, 'Dataset path (sets config.data.path).', flag_values=fv)
+  flags.DEFINE_string('data', None, 'Apply the model to this data (an HDF5 store, whatever the '
+                      "run's data.kind).", flag_values=fv)
   flags.DEFINE_string('subset', None, 'Subset to run on (default: config.data.test_subset).',
                       flag_values=fv)
   flags.DEFINE_string('output', None, 'Detections JSON (default: RUN/detections_<subset>.json).',
@@ -43,11 +44,14 @@ def _define(fv):
 
 def main(argv) -> int:
   if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(__doc__)
+    print(config_cli.help_text(__doc__, (_define,), config_cli.run_config_or_none(argv),
+                               run_flags=True))
     return 0
   try:
     config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
-  except config_cli.UsageError as e:
+    from d2net_jax import config_checks  # pylint: disable=import-outside-toplevel
+    config_checks.validate_config(config, check_data_path=not fv.data)
+  except (config_cli.UsageError, ValueError) as e:  # ValueError: config_checks.ConfigError.
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
   # pylint: disable=import-outside-toplevel

@@ -18,11 +18,11 @@ Flags:
 
 The workdir: config.json (resolved config, written once the run has started: a call that fails
 never replaces it), model.json (class names and feature_dim of the model), history.jsonl (every
-call: command line, date, commit, version, config changes, outcome), metrics.jsonl (one line per step), eval.jsonl (one
-line per checkpoint-selection evaluation), checkpoints/ (latest few), best/ (the selected one and
-selection.json), results.json (test set, at the end, with the config, commit, date and protocol) and
-detections_test.json, tensorboard/
-(with tensorboardX installed), data/ (the synthetic store).
+call: command line, date, commit, version, config changes, outcome), metrics.jsonl (one line per
+step), eval.jsonl (one line per checkpoint-selection evaluation), checkpoints/ (latest few), best/
+(the selected one and selection.json), results.json (test set, at the end, with the config, commit,
+date and protocol) and detections_test.json, tensorboard/ (with tensorboardX installed), data/ (the
+synthetic store).
 """
 
 import sys
@@ -47,7 +47,7 @@ def _define(fv):
 
 def main(argv) -> int:
   if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(__doc__)
+    print(config_cli.help_text(__doc__, (_define,)))
     return 0
   try:
     config, fv = config_cli.parse(PROG, argv, extra_flags=(_define,))
