@@ -25,6 +25,7 @@ from jax import lax
 
 from d2net_jax import checkpointing
 from d2net_jax import config_checks
+from d2net_jax import data_check
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
@@ -308,8 +309,9 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started):
   is_main = jax.process_index() == 0
   c = config.train
 
-  # Data.
+  # Data: every video of every subset read once (data_check.py), so a bad test video stops now.
   dataset = load_data(config, workdir)
+  data_check.check_for_run(config, dataset, workdir, log)
   train_videos, select_videos, protocol = selection_videos(config, dataset)
   if not select_videos:
     raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')

@@ -110,6 +110,7 @@ def test_bad_preset_argument_names_the_valid_ones(capsys):
                '--[no]print-config')),
     ('localize', ('--workdir', '--data', '--subset', '--output', '--checkpoint')),
     ('plot', ('--workdir', '--video', '--data', '--output', '--classes', '--checkpoint')),
+    ('check', ('--config', '--workdir')),
 ])
 def test_help_lists_every_flag_and_config_field(command, flags, capsys):
   assert cli.main([command, '--help']) == 0
