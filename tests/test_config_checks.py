@@ -121,3 +121,43 @@ def test_help_lists_every_flag_and_config_field(command, flags, capsys):
   for field in ('--config.train.learning_rate=', '--config.localize.nms_threshold=',
                 '--config.loss.denoising=', '--config.mil.topk_ratio='):
     assert field in listed, field
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+  """A folder with a run's config.json only: enough for the command-line checks."""
+  config = config_lib.base_config()
+  config.data.kind = 'synthetic'
+  (tmp_path / 'config.json').write_text(config.to_json_best_effort())
+  return tmp_path
+
+
+@pytest.mark.parametrize('args,says', [
+    (['train', '--config', SMOKE, '--workdir', 'x', '--config.train.lerning_rate=1'],
+     "unknown config field 'train.lerning_rate'"),
+    (['train', '--config', SMOKE, '--workdir', 'x', '--bogus'], "Unknown command line flag 'bogus'"),
+    (['train', '--config', 'no/such.py', '--workdir', 'x'], 'No such file'),
+    (['localize', '--workdir', '{run}', '--config.localize.nms_treshold=0.5'],
+     "unknown config field 'localize.nms_treshold'"),
+    (['localize', '--workdir', '{run}', '--bogus'], "Unknown command line flag 'bogus'"),
+    (['localize', '--workdir', '{run}/missing'], 'config.json not found'),
+    (['plot', '--workdir', '{run}', '--video', 'v', '--config.loss.btea=1'],
+     "unknown config field 'loss.btea'"),
+    (['plot', '--workdir', '{run}', '--video', 'v', '--colour=red'],
+     "Unknown command line flag 'colour'"),
+    (['check', '--config', SMOKE, '--config.data.pth=x'], "unknown config field 'data.pth'"),
+    (['check', '--config', SMOKE, '--config.data.kind=hdf5', '--config.data.path=/no/such.h5'],
+     "config.data.path='/no/such.h5': no such file or folder"),
+])
+def test_command_line_errors_are_one_line(args, says, fake_run, capsys):
+  assert cli.main([a.replace('{run}', str(fake_run)) for a in args]) != 0
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and says in err, err
+
+
+def test_unwritable_workdir_is_one_line_naming_the_path(tmp_path, capsys):
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  assert cli.main(['train', '--config', SMOKE, '--workdir', str(blocker / 'run')]) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and str(blocker / 'run') in err

@@ -22,7 +22,9 @@ class UsageError(ValueError):
 def _first_line(error: BaseException) -> str:
   """The message of `error` in one line: for a wrapped traceback (a config file's get_config
   that raised), its last line, the original error, without the exception class."""
-  text = str(error).strip().strip('"\'')
+  text = str(error).strip()
+  if text[:1] in '"\'' and text[:1] == text[-1:]:
+    text = text[1:-1]
   if 'Traceback (most recent call last)' in text:
     last = text.splitlines()[-1].strip()
     return re.sub(r'^\w+(Error|Exception): ', '', last) or type(error).__name__
@@ -35,7 +37,11 @@ def _unknown_override(argv: Sequence[str], config_file: str) -> Optional[str]:
   config_flags.DEFINE_config_file('config', flag_values=fv,
                                   sys_argv=['x', f'--config={config_file}'])
   fv(['x', f'--config={config_file}'])
-  config = fv.config
+  return _unknown_field(argv, fv.config)
+
+
+def _unknown_field(argv: Sequence[str], config) -> Optional[str]:
+  """The first `--config.a.b` of argv that names no field of `config`."""
   for arg in argv:
     match = re.match(r'^--?(?:no)?config\.([\w.]+)', arg)
     if not match:
@@ -122,7 +128,11 @@ def parse_run(prog: str, argv: Sequence[str], extra_flags=()) -> Tuple[ml_collec
     raise UsageError('--workdir RUN is required (a folder written by `d2net-jax train`)')
   full = [prog] + list(argv)
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_dict('config', run_config(workdir), flag_values=fv,
+  config = run_config(workdir)
+  unknown = _unknown_field(argv, config)
+  if unknown:
+    raise UsageError(f'unknown config field {unknown!r}')
+  config_flags.DEFINE_config_dict('config', config, flag_values=fv,
                                   lock_config=True, sys_argv=full)
   flags.DEFINE_string('workdir', None, 'Run folder written by `d2net-jax train`.', flag_values=fv)
   for define in extra_flags:

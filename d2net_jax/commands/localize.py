@@ -80,7 +80,12 @@ def main(argv) -> int:
   default = (f'detections_{pathlib.Path(fv.data).stem}_{subset}.json' if fv.data else
              f'detections_{subset}.json')
   output = pathlib.Path(fv.output or workdir / default)
-  detections_lib.write_detections(output, found, dataset.class_names)
+  try:
+    detections_lib.write_detections(output, found, dataset.class_names)
+  except OSError as e:
+    print(f'{PROG}: error: cannot write {e.filename or output}: {e.strerror or e}',
+          file=sys.stderr)
+    return 1
   print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} {subset} videos '
         f'({which} checkpoint, step {int(state.step)}) written to {output}')
   if any(len(v.segments) for v in videos):

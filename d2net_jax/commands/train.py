@@ -74,6 +74,10 @@ def main(argv) -> int:
           checkpointing.CheckpointMismatchError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
+  except OSError as e:  # A workdir that cannot be written (read-only, disk full, not a folder).
+    print(f'{PROG}: error: cannot write {e.filename or fv.workdir}: {e.strerror or e}',
+          file=sys.stderr)
+    return 1
   except KeyboardInterrupt:  # Before the step loop (loading, building): nothing to save.
     print(f'{PROG}: interrupted before training started; nothing saved', file=sys.stderr)
     return 130
