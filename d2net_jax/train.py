@@ -273,14 +273,16 @@ class _StopFlag:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
                        progress: Optional[bool] = None, log=print, argv=None,
-                       allow_config_change: bool = False) -> Dict[str, Any]:
+                       allow_config_change: bool = False, per_class: bool = False
+                       ) -> Dict[str, Any]:
   """Trains (resuming from `workdir` if it holds a checkpoint), selects and tests the best state.
 
   Writes to `workdir`: config.json (resolved config, once the run has started), model.json (class
   names), history.jsonl (every call), metrics.jsonl (per step), eval.jsonl (per evaluation),
   checkpoints/, best/ (see checkpointing.py), and at the end results.json (test mAP, with the
-  selection protocol, config, commit and date) and detections_test.json. A workdir holding a run
-  of another config is refused (run_dir.check_resume) unless `allow_config_change`; a second
+  selection protocol, config, commit and date) and detections_test.json; validation and test mAP
+  also go to TensorBoard. per_class: print the per-class AP table of the test. A workdir holding
+  a run of another config is refused (run_dir.check_resume) unless `allow_config_change`; a second
   training on the same workdir stops at start (run_dir.Lock). Returns a summary dict.
   """
   validate_config(config)
@@ -291,7 +293,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
     changes = run_dir.check_resume(workdir, config, allow_config_change)
     started = []
     try:
-      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started)
+      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started,
+                                    per_class)
     except BaseException as e:
       if started and is_main:
         run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
@@ -302,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
     return summary
 
 
-def _train_and_evaluate(config, workdir, progress, log, argv, changes, started):
+def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, per_class):
   """`train_and_evaluate` in the locked workdir; `started` gets an item once config.json is
   written."""
   method = methods.get(config.method)
@@ -361,8 +364,10 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started):
           'metric': name, 'value': value, 'protocol': protocol,
           'videos': [v.video_id for v in select_videos]})
       best = checkpointer.best_selection()
-    log(f'step {step}: {protocol} {name} = {100 * value:.2f} (best {100 * best["value"]:.2f} '
-        f'at step {best["step"]})')
+    writer.scalars(step, {f'{protocol}/{name}': value, f'{protocol}/average_mAP':
+                          result.average_mAP})
+    log(f'step {step}: {protocol} {name} = {100 * value:.2f}% ({value:.4f} in eval.jsonl; best '
+        f'{100 * best["value"]:.2f}% at step {best["step"]})')
 
   # Training.
   start = int(jax.device_get(state.step))
@@ -435,7 +440,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started):
       })
     log(f'\nTest set, checkpoint of step {selection["step"]} (selected by {protocol} '
         f'{selection["metric"]} = {100 * selection["value"]:.2f}):')
-    log(evaluation.format_table(result, per_class=False))
+    log(evaluation.format_table(result, per_class=per_class))
+    writer.scalars(final_step, {'test/average_mAP': result.average_mAP})
     summary['test'] = result.to_dict()
   checkpointer.close()
   return summary

@@ -2,11 +2,14 @@
 config.json never replaced by a failing call, history.jsonl, results.json provenance, the lock,
 SIGTERM like Ctrl-C, a corrupt or missing best checkpoint."""
 
+import contextlib
+import io
 import json
 import os
 import pathlib
 import shutil
 import signal
+import sys
 
 import pytest
 
@@ -28,11 +31,53 @@ def _train(workdir, data_dir, *overrides):
                    f'--config.data.path={data_dir}', '--noprogress', *overrides])
 
 
+class FakeSummaryWriter:
+  """tensorboardX.SummaryWriter that records add_scalar calls in `CALLS`."""
+  CALLS = []
+
+  def __init__(self, logdir):
+    del logdir
+
+  def add_scalar(self, name, value, step):
+    self.CALLS.append((name, value, step))
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
 @pytest.fixture(scope='module')
-def finished_run(tmp_path_factory, data_dir):
+def finished_run_and_log(tmp_path_factory, data_dir):
+  """A smoke run, trained with a fake tensorboardX; (workdir, stdout)."""
   workdir = tmp_path_factory.mktemp('run')
-  assert _train(workdir, data_dir) == 0
-  return workdir
+  fake = type(os)('tensorboardX')
+  fake.SummaryWriter = FakeSummaryWriter
+  out = io.StringIO()
+  with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+    patch.setitem(sys.modules, 'tensorboardX', fake)
+    assert _train(workdir, data_dir, '--per-class') == 0
+  return workdir, out.getvalue()
+
+
+@pytest.fixture(scope='module')
+def finished_run(finished_run_and_log):
+  return finished_run_and_log[0]
+
+
+def test_log_units_tensorboard_and_per_class_table(finished_run_and_log):
+  workdir, stdout = finished_run_and_log
+  evals = [json.loads(l) for l in (workdir / 'eval.jsonl').read_text().splitlines()]
+  for record in evals:  # The log says its unit and gives eval.jsonl's number.
+    value = record['average_mAP']
+    assert (f'step {record["step"]}: validation average_mAP = {100 * value:.2f}% '
+            f'({value:.4f} in eval.jsonl;') in stdout
+  scalars = {(n, s): v for n, v, s in FakeSummaryWriter.CALLS}
+  assert all(scalars[('validation/average_mAP', r['step'])] == r['average_mAP'] for r in evals)
+  test_map = json.loads((workdir / 'results.json').read_text())['test']['average_mAP']
+  assert scalars[('test/average_mAP', 24)] == test_map
+  assert 'Per-class AP (%)' in stdout
 
 
 @pytest.fixture
@@ -207,8 +252,9 @@ def test_localize_on_a_new_store_maps_classes_by_name(finished_run, data_dir, tm
   store = _new_store(tmp_path / 'new.h5', data_dir, class_order=names[::-1])
   output = tmp_path / 'out.json'
   assert cli.main(['localize', '--workdir', str(finished_run), '--data', str(store),
-                   '--output', str(output)]) == 0  # data.kind of the run: 'synthetic'.
+                   '--output', str(output), '--per-class']) == 0  # Run's data.kind: 'synthetic'.
   printed = capsys.readouterr().out
+  assert 'Per-class AP (%)' in printed
   assert '6 new videos' in printed and 'mAP (%)' in printed
   # The same videos and model: the same detections, labelled by name despite the new order.
   assert _detections(output) == _detections(finished_run / 'detections_test.json')

@@ -18,6 +18,7 @@ Flags:
   --output FILE         detections JSON (default: RUN/detections_<subset>.json, with --data
                         RUN/detections_<data file stem>_<subset>.json)
   --checkpoint best|latest   which checkpoint (default best: the selected one)
+  --per-class           also print the per-class AP table
   --config.S.F=VALUE    override a field of the run's config (--config.localize.nms_threshold=0.5)
 """
 
@@ -40,6 +41,7 @@ def _define(fv):
   flags.DEFINE_string('output', None, 'Detections JSON (default: RUN/detections_<subset>.json).',
                       flag_values=fv)
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.', flag_values=fv)
+  flags.DEFINE_bool('per-class', False, 'Also print the per-class AP table.', flag_values=fv)
 
 
 def main(argv) -> int:
@@ -90,7 +92,7 @@ def main(argv) -> int:
         f'({which} checkpoint, step {int(state.step)}) written to {output}')
   if any(len(v.segments) for v in videos):
     result = inference.score(dataset, videos, found, config)
-    print(evaluation.format_table(result, per_class=False))
+    print(evaluation.format_table(result, per_class=fv['per-class'].value))
   else:
     print(f'No ground truth in these {len(videos)} videos: detections written, scoring skipped.')
   return 0

@@ -15,6 +15,7 @@ Flags:
   --[no]progress        progress bar (default: when stderr is a terminal, else log lines)
   --allow-config-change resume a run with a config that differs from its config.json
   --print-config        print the resolved config (JSON) and exit without training
+  --per-class           also print the per-class AP table of the test set
 
 The workdir: config.json (resolved config, written once the run has started: a call that fails
 never replaces it), model.json (class names and feature_dim of the model), history.jsonl (every
@@ -43,6 +44,8 @@ def _define(fv):
                     flag_values=fv)
   flags.DEFINE_bool('print-config', False, 'Print the resolved config and exit.',
                     flag_values=fv)
+  flags.DEFINE_bool('per-class', False, 'Print the per-class AP table of the test set.',
+                    flag_values=fv)
 
 
 def main(argv) -> int:
@@ -69,7 +72,7 @@ def main(argv) -> int:
   try:
     summary = train.train_and_evaluate(
         config, fv.workdir, progress=fv.progress, argv=['d2net-jax', 'train', *argv],
-        allow_config_change=fv['allow-config-change'].value)
+        allow_config_change=fv['allow-config-change'].value, per_class=fv['per-class'].value)
   except (DataError, FileNotFoundError, train.ConfigError, run_dir.RunDirError,
           checkpointing.CheckpointMismatchError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
