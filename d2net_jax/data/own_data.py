@@ -40,9 +40,10 @@ from d2net_jax.data.records import DataError, Dataset
 def _read_csv(path: pathlib.Path, required: list[str]) -> list[dict]:
   path = validation.require_file(path)
   try:
-    with open(path, newline='') as f:
+    with open(path, newline='', encoding='utf-8-sig') as f:  # A UTF-8 BOM is tolerated.
       reader = csv.DictReader(f)
-      columns = reader.fieldnames or []
+      reader.fieldnames = [c.strip() for c in reader.fieldnames or []]  # So are spaces.
+      columns = reader.fieldnames
       missing = [c for c in required if c not in columns]
       if missing:
         raise DataError(f'{path}: missing column(s) {missing}; the header has {columns}')
@@ -175,6 +176,11 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   report = validation.Report() if own_report else report
   entries = read_labels(labels_path, default_subset=default_subset or train_subset,
                         separator=separator, **columns)
+  allowed = sorted({train_subset, test_subset, default_subset or train_subset})
+  odd = next((e for e in entries.values() if e.subset not in allowed), None)
+  if odd is not None:
+    raise DataError(f'{labels_path}, video {odd.video_id!r}: subset {odd.subset!r} is not one of '
+                    f'{allowed} (--train-subset / --test-subset name the subsets)')
   if segments_path is not None:
     read_segments(segments_path, entries)
   files = {p.stem: p for p in sorted(features_dir.glob('*.npy'))}
