@@ -99,5 +99,16 @@ class Progress:
             flush=True)
     self._last_step, self._last_time = step, now
 
+  def wrap(self, log):
+    """`log` made to clear the bar, print, and redraw it (lines and bar never overwrite)."""
+    if not self._interactive:
+      return log
+
+    def wrapped(*args, **kwargs):
+      from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+      with tqdm.external_write_mode(file=sys.stderr):
+        log(*args, **kwargs)
+    return wrapped
+
   def close(self) -> None:
     self._bar.close()

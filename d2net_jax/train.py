@@ -373,6 +373,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   start = int(jax.device_get(state.step))
   steps = range(start, c.num_steps)
   bar = run_log.Progress(start, c.num_steps, disable=None if progress is None else not progress)
+  log = bar.wrap(log)  # Log lines during training clear and redraw the bar.
   pending, last_logged, t0 = [], start, time.perf_counter()
   batches = batcher.iterate(start, len(steps), config.data.prefetch)
   with _StopFlag() as interrupt, batches:

@@ -39,3 +39,4 @@ def test_compare_errors_are_one_line(tmp_path, capsys):
   assert cli.main(['compare']) == 2
   assert cli.main(['compare', str(tmp_path), '--sort']) == 2
   assert len(capsys.readouterr().err.strip().splitlines()) == 2
+

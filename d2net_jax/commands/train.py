@@ -82,7 +82,8 @@ def main(argv) -> int:
           file=sys.stderr)
     return 1
   except KeyboardInterrupt:  # Before the step loop (loading, building): nothing to save.
-    print(f'{PROG}: interrupted before training started; nothing saved', file=sys.stderr)
+    print(f'{PROG}: interrupted (before training started, or a second Ctrl-C); nothing saved '
+          'since the last checkpoint', file=sys.stderr)
     return 130
   return {'SIGINT': 130, 'SIGTERM': 143}.get(summary['interrupted'], 0)
 
