@@ -30,3 +30,20 @@ def test_bom_and_spaces_in_the_header_are_tolerated(tmp_path):
   dataset = own_data.build_dataset(feats, labels)
   assert [(v.video_id, v.subset) for v in dataset.videos] == [('clip0', 'train'),
                                                               ('clip1', 'test')]
+
+
+def test_import_reports_every_bad_file_in_one_pass(tmp_path, capsys):
+  from d2net_jax import cli  # pylint: disable=import-outside-toplevel
+  feats, labels = _own(tmp_path, 'video,labels\nclip0,Diving\nclip1,Diving\nclip2,Diving\n')
+  np.save(feats / 'clip0.npy', np.zeros((0, 4), np.float32))  # Zero-length.
+  (tmp_path / 'classes.txt').write_text('Diving\n')
+  with pytest.raises(DataError) as e:
+    own_data.build_dataset(feats, labels)
+  message = str(e.value)
+  assert message.startswith('2 of 3 videos cannot be imported:')
+  assert "video 'clip0': zero-length video" in message and "clip2.npy, video 'clip2': missing" \
+      in message
+  assert cli.main(['import', '--features', str(feats), '--labels', str(labels), '--out',
+                   str(tmp_path / 'x.h5')]) == 1
+  assert len(capsys.readouterr().err.strip().splitlines()) == 3
+  assert not (tmp_path / 'x.h5').exists()

@@ -194,8 +194,10 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   if not class_names:
     raise DataError(f'{labels_path}: no class labels at all')
   class_index = {c: i for i, c in enumerate(class_names)}
-  videos = []
-  for video_id, entry in entries.items():
+  videos, problems = [], []
+
+  def one_video(video_id, entry):
+    nonlocal feature_dim
     path = features_dir / f'{video_id}.npy'
     if not path.is_file():
       raise DataError(f'{path}, video {video_id!r}: missing feature file (listed in '
@@ -230,7 +232,19 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
         segment_classes=classes, duration=duration, seconds_per_snippet=seconds_per_snippet,
         source=entry.source)
     load = functools.partial(_load_features, path, video_id, num_snippets, dim)
-    videos.append(validation.with_features(record, num_snippets, load))
+    return validation.with_features(record, num_snippets, load)
+
+  for video_id, entry in entries.items():  # Every bad file reported, then a failure.
+    try:
+      videos.append(one_video(video_id, entry))
+    except DataError as e:
+      problems.append(str(e))
+  if len(problems) == 1:
+    raise DataError(problems[0])
+  if problems:
+    raise DataError(f'{len(problems)} of {len(entries)} videos cannot be imported:\n  ' +
+                    '\n  '.join(problems))
+
   if any(e.duration is not None for e in entries.values()):
     validation.check_timing([v for v, e in zip(videos, entries.values())
                              if e.duration is not None],
