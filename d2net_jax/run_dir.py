@@ -119,6 +119,11 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
                       'cannot be checked: use a new workdir') from None
   old.setdefault('method', 'd2net')  # Runs from before methods were plug-ins.
   changes = config_diff(old, config_dict(config))
+  old_fields = _flatten(old)
+  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  defaults = _flatten(config_dict(config_lib.base_config()))
+  changes = {f: v for f, v in changes.items()  # Fields added to the schema since, at defaults.
+             if f in old_fields or v[1] != defaults.get(f)}
   refused = [f for f, (a, b) in changes.items() if not _harmless(f, a, b)]
   if refused and not allow_change:
     shown = ', '.join(f'{f} ({changes[f][0]!r} -> {changes[f][1]!r})' for f in refused[:8])

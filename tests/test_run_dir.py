@@ -281,3 +281,16 @@ def test_localize_on_data_with_other_class_names_lists_them(finished_run, data_d
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1
   assert "['Juggling']" in err and repr([names[3]]) in err
+
+
+def test_fields_added_to_the_schema_since_the_run_are_no_change(tmp_path):
+  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  config = config_lib.base_config()
+  saved = run_dir.config_dict(config)
+  del saved['localize']['nms_threshold']  # As if written before the field existed.
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  (tmp_path / 'metrics.jsonl').write_text('{"step": 1}\n')
+  assert run_dir.check_resume(tmp_path, config) == {}
+  config.localize.nms_threshold = 0.5  # Not the default: a change.
+  with pytest.raises(run_dir.RunDirError, match='localize.nms_threshold'):
+    run_dir.check_resume(tmp_path, config)
