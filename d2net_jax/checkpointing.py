@@ -19,6 +19,7 @@ import shutil
 import warnings
 from typing import Any, Optional
 
+from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -35,6 +36,11 @@ def _signature(tree):
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint in the workdir holds arrays of other shapes than the current config's state."""
+
+
+class BestCheckpointError(ValueError):
+  """The best checkpoint is recorded (best/selection.json) but missing or unreadable; one line
+  naming the fallback."""
 
 
 # Checkpoints written before methods were plug-ins hold D2-Net's `x_ref` as a top-level field of
@@ -79,12 +85,18 @@ class Checkpointer:
     self.read_only = read_only
     options = dict(create=not read_only, read_only=read_only,
                    enable_async_checkpointing=async_save)
-    self._latest = ocp.CheckpointManager(
-        self.workdir / 'checkpoints', item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
-    self._best = ocp.CheckpointManager(
-        self.workdir / 'best', item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+    level = absl_logging.get_verbosity()
+    if read_only:  # orbax warns that a read-only manager will not save: that is the point.
+      absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+      self._latest = ocp.CheckpointManager(
+          self.workdir / 'checkpoints', item_handlers=ocp.StandardCheckpointHandler(),
+          options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
+      self._best = ocp.CheckpointManager(
+          self.workdir / 'best', item_handlers=ocp.StandardCheckpointHandler(),
+          options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+    finally:
+      absl_logging.set_verbosity(level)
 
   # Latest.
 
@@ -167,10 +179,28 @@ class Checkpointer:
     return _restore(self._best, step, template, self._best.directory / str(step))
 
   def restore_for_inference(self, template):
-    """(state, which): the best checkpoint if there is one, else the latest; which says so."""
-    state = self.restore_best(template)
+    """(state, which): the best checkpoint if there is one, else the latest; which says so.
+
+    A best checkpoint that selection.json records but that is missing or unreadable raises
+    BestCheckpointError (never silently the latest one, never a library traceback).
+    """
+    recorded = (self.workdir / 'best' / 'selection.json').is_file()
+    try:
+      state = self.restore_best(template)
+    except CheckpointMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      first = str(e).splitlines()[0][:200] if str(e) else ''
+      raise BestCheckpointError(
+          f'the best checkpoint in {self.workdir / "best"} is unreadable ({type(e).__name__}: '
+          f'{first}); --checkpoint latest uses the latest checkpoint instead') from None
     if state is not None:
       return state, 'best'
+    if recorded:
+      raise BestCheckpointError(
+          f'{self.workdir / "best" / "selection.json"} records a best checkpoint, but '
+          f'{self.workdir / "best"} holds none; --checkpoint latest uses the latest checkpoint '
+          'instead')
     state = self.restore_latest(template)
     if state is not None:
       return state, 'latest'

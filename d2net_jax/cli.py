@@ -11,6 +11,9 @@ COMMANDS = {
     'evaluate': ('d2net_jax.commands.evaluate', 'score a detections JSON against ground truth'),
     'localize': ('d2net_jax.commands.localize', 'run a trained checkpoint, write detections'),
     'plot': ('d2net_jax.commands.plot', 'draw TCAM, attention, ground truth and detections'),
+    'compare': ('d2net_jax.commands.compare', 'one table of runs: test mAP, method, config '
+                'differences, selection protocol'),
+    'check': ('d2net_jax.data_check', 'read and validate every video of a config\'s data'),
     'convert': ('d2net_jax.data.convert', 'convert W-TALC / STPN features to the HDF5 store'),
     'import': ('d2net_jax.data.own_data', 'import your own .npy features + labels to HDF5'),
     'synthetic': ('d2net_jax.data.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),

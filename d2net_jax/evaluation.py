@@ -30,6 +30,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -384,6 +385,9 @@ class EvaluationResult:
     protocol_name: 'activitynet' or 'd2net_official' (evaluation.protocol).
     ground_truth: which ground truth scored it (file or dataset, videos, instances).
     notes: warnings raised while scoring (shown in the table).
+    unmatchable_instances: 'video class [start, end]' of the GT instances of zero length (e.g.
+      starting after the video's end, clipped): kept as positives, as the reference scorer does,
+      but no detection can ever match them.
   """
   tiou: np.ndarray
   mAP: np.ndarray
@@ -411,6 +415,7 @@ class EvaluationResult:
   protocol_name: str = 'activitynet'
   ground_truth: str = ''
   notes: tuple[str, ...] = ()
+  unmatchable_instances: tuple[str, ...] = ()
 
   def to_dict(self) -> dict[str, Any]:
     """JSON-ready: tiou, mAP, average_mAP, per_class_AP, protocol and the counts."""
@@ -446,6 +451,8 @@ class EvaluationResult:
         'protocol_name': self.protocol_name,
         'ground_truth': self.ground_truth,
         'notes': list(self.notes),
+        'num_unmatchable_instances': len(self.unmatchable_instances),
+        'unmatchable_instances': list(self.unmatchable_instances),
     }
 
 
@@ -592,6 +599,9 @@ def evaluate_detections(ground_truth: Any,
     tps[c] = flags.sum(axis=1)
     fps[c] = flags.shape[1] - tps[c]
   mAP = ap.mean(axis=0) if num_classes else np.zeros(thresholds.size)
+  unmatchable = _unmatchable_instances(gt)
+  if num_input == 0:
+    warnings.warn(f'{det_source}: no detections at all; every AP is 0', UserWarning, stacklevel=2)
 
   protocol = ['ActivityNet eval_detection semantics (greedy highest-tIoU matching, '
               'VOC interpolated AP, tied scores in input order)']
@@ -627,10 +637,20 @@ def evaluate_detections(ground_truth: Any,
       num_ignored_detections=num_ignored,
       classes_without_instances=gt.classes_without_instances,
       subsets=gt.subsets,
-      protocol='; '.join(protocol) + '.',
+      protocol='; '.join(protocol) + (
+          f'; {len(unmatchable)} zero-length GT instances kept (never matched)' if unmatchable
+          else '') + '.',
+      unmatchable_instances=unmatchable,
       protocol_name='activitynet',
       ground_truth=(f'{gt.source} (subset {"+".join(gt.subsets)}: {num_videos} videos, '
                     f'{gt.num_instances} instances, {num_classes} classes)'))
+
+
+def _unmatchable_instances(gt: GroundTruth) -> tuple[str, ...]:
+  """GT instances of zero length (end <= start): no detection ever reaches tIoU > 0 with them."""
+  zero = np.flatnonzero(gt.segments[:, 1] <= gt.segments[:, 0])
+  return tuple(f'{gt.video_ids[gt.video_index[i]]} {gt.class_names[gt.class_index[i]]} '
+               f'[{gt.segments[i, 0]:g}, {gt.segments[i, 1]:g}]' for i in zero)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -656,6 +676,15 @@ def format_table(result: EvaluationResult, per_class: bool = True) -> str:
             else 'dropped')
     lines.append(f'  WARNING: {r.num_unknown_video_detections} detections in '
                  f'{r.num_unknown_videos} videos not in the ground truth ({fate}).')
+  if r.num_detections_input == 0:
+    lines.append('  WARNING: no detections at all (empty detections): every AP is 0.')
+  if r.unmatchable_instances:
+    shown = '; '.join(r.unmatchable_instances[:5])
+    extra = len(r.unmatchable_instances) - 5
+    more = f' (+{extra} more)' if extra > 0 else ''
+    lines.append(f'  WARNING: {len(r.unmatchable_instances)} of {r.num_instances} GT instances '
+                 f'have zero length and can never be matched (kept as positives, as the reference '
+                 f'scorer does): {shown}{more}.')
   if r.num_ignored_detections:
     lines.append(f'  WARNING: {r.num_ignored_detections} detections of classes without ground '
                  f'truth ({", ".join(r.classes_without_instances)}) not scored.')

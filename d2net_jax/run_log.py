@@ -28,13 +28,15 @@ class MetricWriter:
     self.path.parent.mkdir(parents=True, exist_ok=True)
     self._file = self.path.open('a')
     self._tb = None
+    self._tb_dir = None
     if tensorboard:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
       except ImportError:
         pass
       else:
-        self._tb = SummaryWriter(str(pathlib.Path(workdir) / 'tensorboard'))
+        self._tb_dir = str(pathlib.Path(workdir) / 'tensorboard')
+        self._tb = SummaryWriter(self._tb_dir)
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     """One line {"step": step, **metrics}; metrics are host scalars."""
@@ -44,6 +46,19 @@ class MetricWriter:
       for name, value in metrics.items():
         value = float(np.asarray(value))
         self._tb.add_scalar(name, value, int(step))
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    """TensorBoard only (e.g. 'validation/average_mAP', 'test/average_mAP'); after `close` too."""
+    if self._tb is not None:
+      for name, value in values.items():
+        self._tb.add_scalar(name, float(value), int(step))
+      self._tb.flush()
+    elif self._tb_dir is not None:  # Closed: a writer for these values alone.
+      from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+      writer = SummaryWriter(self._tb_dir)
+      for name, value in values.items():
+        writer.add_scalar(name, float(value), int(step))
+      writer.close()
 
   def flush(self) -> None:
     self._file.flush()
@@ -55,6 +70,7 @@ class MetricWriter:
     self._file.close()
     if self._tb is not None:
       self._tb.close()
+      self._tb = None
 
 
 class Progress:
@@ -82,6 +98,17 @@ class Progress:
       print(f'step {step}: {text} ({self.steps_per_second:.1f} steps/s)', file=sys.stderr,
             flush=True)
     self._last_step, self._last_time = step, now
+
+  def wrap(self, log):
+    """`log` made to clear the bar, print, and redraw it (lines and bar never overwrite)."""
+    if not self._interactive:
+      return log
+
+    def wrapped(*args, **kwargs):
+      from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+      with tqdm.external_write_mode(file=sys.stderr):
+        log(*args, **kwargs)
+    return wrapped
 
   def close(self) -> None:
     self._bar.close()

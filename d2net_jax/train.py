@@ -6,6 +6,7 @@ data order is a pure function of (seed, step), so a run resumed from a checkpoin
 parameters as an uninterrupted one.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -23,6 +24,8 @@ import optax
 from jax import lax
 
 from d2net_jax import checkpointing
+from d2net_jax import config_checks
+from d2net_jax import data_check
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
@@ -30,6 +33,7 @@ from d2net_jax import layers
 from d2net_jax import localize
 from d2net_jax import methods
 from d2net_jax import parallel
+from d2net_jax import run_dir
 from d2net_jax import run_log
 from d2net_jax import train_state as train_state_lib
 from d2net_jax.data import batching
@@ -134,73 +138,10 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
 
 
 # ---------------------------------------------------------------------------------------------
-# Config checks (before anything is loaded or compiled).
+# Config checks (before anything is loaded or compiled): d2net_jax/config_checks.py.
 
-class ConfigError(ValueError):
-  """A setting training cannot run with; the message is one line naming the field."""
-
-
-_CHOICES = {
-    'train.parallelism': ('pmap', 'jit'),
-    'train.selection': ('validation', 'test'),
-    'train.weight_decay_mode': ('coupled', 'decoupled'),
-    'train.lr_schedule': ('constant', 'cosine'),
-    'data.kind': ('synthetic', 'hdf5', 'wtalc', 'stpn'),
-    'data.sampling': ('auto', 'crop', 'resample'),
-    'data.shuffle': ('replacement', 'epoch'),
-    'data.resample_short': ('repeat', 'keep'),
-    'data.eval_bucket_mode': ('fitted', 'multiple', 'pow2'),
-    'train.compute_dtype': tuple(COMPUTE_DTYPES),
-    'evaluation.protocol': ('activitynet', 'd2net_official'),
-    'evaluation.official_gt': ('thumos14_npy', 'annotations'),
-    'data.resample_train': ('perturb', 'sorted_random'),
-}
-_POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
-             'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
-             'data.eval_bucket', 'data.eval_batch_size', 'data.eval_max_programs')
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """ValueError (one line, naming the field) for settings training cannot run with."""
-  def get(dotted):
-    section, field = dotted.split('.')
-    return config[section][field]
-
-  try:
-    method = methods.get(config.method)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-
-  for name, choices in _CHOICES.items():
-    if get(name) not in choices:
-      raise ConfigError(f'config.{name}={get(name)!r}: must be one of {choices}')
-  for name in _POSITIVE:
-    if not get(name) > 0:
-      raise ConfigError(f'config.{name}={get(name)!r}: must be > 0')
-  if config.data.num_segments < 0:
-    raise ConfigError(f'config.data.num_segments={config.data.num_segments}: must be >= 0 '
-                      '(0: data.max_seqlen)')
-  try:
-    method.validate_config(config)
-    localize.check_config(method.localizer, config)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  if config.data.feature_dim % 2:  # <= 0: taken from the data.
-    raise ConfigError(f'config.data.feature_dim={config.data.feature_dim}: must be even '
-                     '(RGB and flow halves)')
-  if config.train.selection == 'validation' and not 0 < config.data.val_fraction < 1:
-    raise ConfigError(f'config.data.val_fraction={config.data.val_fraction}: selection on a '
-                     'validation split needs 0 < val_fraction < 1 (or train.selection=test)')
-  iou = config.train.selection_iou
-  if iou >= 0 and not any(abs(iou - t) < 1e-9 for t in config.evaluation.tiou_thresholds):
-    raise ConfigError(f'config.train.selection_iou={iou}: not among evaluation.tiou_thresholds '
-                     f'{tuple(config.evaluation.tiou_thresholds)} (or -1 for their mean)')
-  if config.data.kind != 'synthetic':
-    if not config.data.path:
-      raise ConfigError(f'config.data.path is empty: where are the {config.data.kind!r} '
-                       'features? (--config.data.path=...)')
-    if not pathlib.Path(config.data.path).exists():
-      raise ConfigError(f'config.data.path={config.data.path!r}: no such file or folder')
+ConfigError = config_checks.ConfigError
+validate_config = config_checks.validate_config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,15 +198,18 @@ def make_batcher(config: ml_collections.ConfigDict, videos, num_classes: int
       shuffle=config.data.shuffle, resample_train=config.data.resample_train)
 
 
-def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best'):
+def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best',
+                    data_path: Optional[str] = None):
   """(dataset, model, state, which) of a finished or running training run in `workdir`.
 
   checkpoint: 'best' (the selected one, else the latest) or 'latest'. `which` says which one
-  was restored.
+  was restored. data_path: new data to apply the model to (run_data.load_for_run), else the
+  run's own; either way the dataset comes in the model's class order.
   """
+  from d2net_jax import run_data  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
-  dataset = load_data(config, workdir)
-  model, _, template = build(config, dataset.num_classes, dataset.feature_dim)
+  dataset, num_classes, feature_dim = run_data.load_for_run(config, workdir, data_path)
+  model, _, template = build(config, num_classes, feature_dim)
   checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
   try:
     if checkpoint == 'best':
@@ -301,56 +245,101 @@ class Evaluator:
                               self.config)
 
 
+def _best_or_final(checkpointer, final_state, selection, log):
+  """(state, selection) to test: the best checkpoint, or, when it is missing or unreadable, the
+  final state (one line says so; `selection` then records the fallback)."""
+  try:
+    best_state = checkpointer.restore_best(final_state)
+    problem = None if best_state is not None else 'missing'
+  except Exception as e:  # pylint: disable=broad-except
+    first = str(e).splitlines()[0][:200] if str(e) else ''
+    best_state, problem = None, f'unreadable ({type(e).__name__}: {first})'
+  if best_state is not None:
+    return best_state, selection
+  step = int(final_state.step)
+  log(f'WARNING: the best checkpoint in {checkpointer.workdir / "best"} is {problem}; testing '
+      f'the final state (step {step}) instead')
+  return final_state, {'step': step, 'fallback': f'best checkpoint {problem}; final state tested',
+                       'metric': (selection or {}).get('metric', 'none'),
+                       'value': (selection or {}).get('value', float('nan'))}
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop.
 
 
 class _StopFlag:
-  """Ctrl-C sets the flag (the loop saves a checkpoint and stops); a second one interrupts."""
+  """Ctrl-C or SIGTERM (preemption) sets the flag (the loop saves a checkpoint and stops); a
+  second Ctrl-C interrupts. `signal_name` says which signal stopped the run."""
 
   def __init__(self):
     self.stop = False
-    self._previous = None
+    self.signal_name = None
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGINT, self._handle)
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    if self.stop:
+    del frame
+    if self.stop and signum == signal.SIGINT:
       raise KeyboardInterrupt
     self.stop = True
+    self.signal_name = signal.Signals(signum).name
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
-
-
-def _write_json(path: pathlib.Path, value) -> None:
-  path.write_text(json.dumps(value, indent=2, sort_keys=True) + '\n')
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
-                       progress: Optional[bool] = None, log=print) -> Dict[str, Any]:
+                       progress: Optional[bool] = None, log=print, argv=None,
+                       allow_config_change: bool = False, per_class: bool = False
+                       ) -> Dict[str, Any]:
   """Trains (resuming from `workdir` if it holds a checkpoint), selects and tests the best state.
 
-  Writes to `workdir`: config.json (resolved config), metrics.jsonl (per step), eval.jsonl (per
-  evaluation), checkpoints/, best/ (see checkpointing.py), and at the end results.json (test mAP,
-  with the selection protocol) and detections_test.json. Returns a summary dict.
+  Writes to `workdir`: config.json (resolved config, once the run has started), model.json (class
+  names), history.jsonl (every call), metrics.jsonl (per step), eval.jsonl (per evaluation),
+  checkpoints/, best/ (see checkpointing.py), and at the end results.json (test mAP, with the
+  selection protocol, config, commit and date) and detections_test.json; validation and test mAP
+  also go to TensorBoard. per_class: print the per-class AP table of the test. A workdir holding
+  a run of another config is refused (run_dir.check_resume) unless `allow_config_change`; a second
+  training on the same workdir stops at start (run_dir.Lock). Returns a summary dict.
   """
   validate_config(config)
-  method = methods.get(config.method)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
-  c = config.train
-  if is_main:
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  with run_dir.Lock(workdir) if is_main else contextlib.nullcontext():
+    changes = run_dir.check_resume(workdir, config, allow_config_change)
+    started = []
+    try:
+      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started,
+                                    per_class)
+    except BaseException as e:
+      if started and is_main:
+        run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
+      raise
+    if is_main:
+      run_dir.append_history(workdir, 'end', outcome=summary.get('interrupted') or 'finished',
+                             step=summary['step'])
+    return summary
 
-  # Data.
+
+def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, per_class):
+  """`train_and_evaluate` in the locked workdir; `started` gets an item once config.json is
+  written."""
+  method = methods.get(config.method)
+  is_main = jax.process_index() == 0
+  c = config.train
+
+  # Data: every video of every subset read once (data_check.py), so a bad test video stops now.
   dataset = load_data(config, workdir)
+  data_check.check_for_run(config, dataset, workdir, log)
   train_videos, select_videos, protocol = selection_videos(config, dataset)
   if not select_videos:
     raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')
@@ -365,6 +354,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   if restored is not None:
     state = restored
     log(f'Resumed from {workdir / "checkpoints"} at step {int(state.step)}.')
+  if is_main:  # The run has started: only now config.json may change.
+    run_dir.commit_config(workdir, config, argv, changes)
+    run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name)
+    started.append(True)
+    if changes:
+      log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
+          f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
   devices = parallel.usable_devices(c.batch_size, c.parallelism)
   runner = parallel.StepRunner(make_step_fn(config, model, optimizer), c.parallelism, devices)
   if c.batch_size % runner.num_devices:
@@ -394,13 +390,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
           'metric': name, 'value': value, 'protocol': protocol,
           'videos': [v.video_id for v in select_videos]})
       best = checkpointer.best_selection()
-    log(f'step {step}: {protocol} {name} = {100 * value:.2f} (best {100 * best["value"]:.2f} '
-        f'at step {best["step"]})')
+    writer.scalars(step, {f'{protocol}/{name}': value, f'{protocol}/average_mAP':
+                          result.average_mAP})
+    log(f'step {step}: {protocol} {name} = {100 * value:.2f}% ({value:.4f} in eval.jsonl; best '
+        f'{100 * best["value"]:.2f}% at step {best["step"]})')
 
   # Training.
   start = int(jax.device_get(state.step))
   steps = range(start, c.num_steps)
   bar = run_log.Progress(start, c.num_steps, disable=None if progress is None else not progress)
+  log = bar.wrap(log)  # Log lines during training clear and redraw the bar.
   pending, last_logged, t0 = [], start, time.perf_counter()
   # Each process builds only its own rows of the global batch (all of them on one host).
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
@@ -438,11 +437,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   checkpointer.save(state, force=True)
   checkpointer.wait()
   final_step = int(jax.device_get(state.step))
-  summary = {'step': final_step, 'interrupted': interrupt.stop,
+  summary = {'step': final_step, 'interrupted': interrupt.signal_name,
              'num_skipped': int(jax.device_get(state.num_skipped))}
   if interrupt.stop:
     checkpointer.close()
-    log(f'Interrupted: checkpoint saved at step {final_step}; run the same command to resume.')
+    log(f'Interrupted ({interrupt.signal_name}): checkpoint saved at step {final_step}; run '
+        'the same command to resume.')
     return summary
 
   # Selection and the test set.
@@ -451,18 +451,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   selection = checkpointer.best_selection()
   summary['selection'] = selection
   if c.final_test:
-    best_state = checkpointer.restore_best(jax.device_get(state))
+    best_state, selection = _best_or_final(checkpointer, jax.device_get(state), selection, log)
     test_evaluator = dataclasses.replace(evaluator, videos=dataset.test_videos(), split='test')
     result, detections = test_evaluator.run(best_state)
     if is_main:
       detections_lib.write_detections(workdir / 'detections_test.json', detections,
                                       dataset.class_names)
-      _write_json(workdir / 'results.json', {
+      run_dir.write_json_atomic(workdir / 'results.json', {
+          **run_dir.provenance(), 'config': run_dir.config_dict(config),
+          'evaluation_protocol': result.protocol,
           'test': result.to_dict(),
           'selected_checkpoint': selection,
           'preset': config.preset,
           'official_protocol': 'official_protocol' in config.preset.partition(':')[2].split(','),
-          'evaluation_protocol': result.protocol_name,
+          'evaluation_protocol_name': result.protocol_name,
           'ground_truth': result.ground_truth,
           'selection_protocol': (
               'best checkpoint selected on a validation split held out from the training subset'
@@ -471,7 +473,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
       })
     log(f'\nTest set, checkpoint of step {selection["step"]} (selected by {protocol} '
         f'{selection["metric"]} = {100 * selection["value"]:.2f}):')
-    log(evaluation.format_table(result, per_class=False))
+    log(evaluation.format_table(result, per_class=per_class))
+    writer.scalars(final_step, {'test/average_mAP': result.average_mAP})
     summary['test'] = result.to_dict()
   checkpointer.close()
   return summary

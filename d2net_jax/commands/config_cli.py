@@ -20,7 +20,14 @@ class UsageError(ValueError):
 
 
 def _first_line(error: BaseException) -> str:
-  text = str(error).strip().strip('"\'')
+  """The message of `error` in one line: for a wrapped traceback (a config file's get_config
+  that raised), its last line, the original error, without the exception class."""
+  text = str(error).strip()
+  if text[:1] in '"\'' and text[:1] == text[-1:]:
+    text = text[1:-1]
+  if 'Traceback (most recent call last)' in text:
+    last = text.splitlines()[-1].strip()
+    return re.sub(r'^\w+(Error|Exception): ', '', last) or type(error).__name__
   return text.splitlines()[0] if text else type(error).__name__
 
 
@@ -30,7 +37,11 @@ def _unknown_override(argv: Sequence[str], config_file: str) -> Optional[str]:
   config_flags.DEFINE_config_file('config', flag_values=fv,
                                   sys_argv=['x', f'--config={config_file}'])
   fv(['x', f'--config={config_file}'])
-  config = fv.config
+  return _unknown_field(argv, fv.config)
+
+
+def _unknown_field(argv: Sequence[str], config) -> Optional[str]:
+  """The first `--config.a.b` of argv that names no field of `config`."""
   for arg in argv:
     match = re.match(r'^--?(?:no)?config\.([\w.]+)', arg)
     if not match:
@@ -117,7 +128,11 @@ def parse_run(prog: str, argv: Sequence[str], extra_flags=()) -> Tuple[ml_collec
     raise UsageError('--workdir RUN is required (a folder written by `d2net-jax train`)')
   full = [prog] + list(argv)
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_dict('config', run_config(workdir), flag_values=fv,
+  config = run_config(workdir)
+  unknown = _unknown_field(argv, config)
+  if unknown:
+    raise UsageError(f'unknown config field {unknown!r}')
+  config_flags.DEFINE_config_dict('config', config, flag_values=fv,
                                   lock_config=True, sys_argv=full)
   flags.DEFINE_string('workdir', None, 'Run folder written by `d2net-jax train`.', flag_values=fv)
   for define in extra_flags:
@@ -131,3 +146,55 @@ def parse_run(prog: str, argv: Sequence[str], extra_flags=()) -> Tuple[ml_collec
   if len(rest) > 1:
     raise UsageError(f'unexpected arguments: {" ".join(rest[1:])}')
   return fv.config, fv
+
+
+def _fields(config, prefix=''):
+  for name, value in sorted(config.items()):
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _fields(value, f'{prefix}{name}.')
+    else:
+      yield f'{prefix}{name}', value
+
+
+def help_text(doc: str, extra_flags=(), config: Optional[ml_collections.ConfigDict] = None,
+              run_flags: bool = False) -> str:
+  """`doc`, then every flag the command takes (from its definitions, so the list cannot go stale)
+  and every `--config.section.field` with its value in `config` (default: the base schema).
+
+  run_flags: the command takes `--workdir RUN` (parse_run) rather than `--config FILE`.
+  """
+  fv = flags.FlagValues()
+  if run_flags:
+    flags.DEFINE_string('workdir', None, 'Run folder written by `d2net-jax train` (required).',
+                        flag_values=fv)
+  else:
+    flags.DEFINE_string('config', None, 'Config file[:ARG], e.g. configs/synthetic.py:smoke '
+                        '(required).', flag_values=fv)
+  for define in extra_flags:
+    define(fv)
+  lines = [doc.rstrip(), '', 'All flags:']
+  for name, flag in sorted(fv._flags().items()):  # pylint: disable=protected-access
+    if name != flag.name:
+      continue
+    kind = '[no]' if flag.boolean else ''
+    default = '' if flag.default is None else f' (default: {flag.default})'
+    lines.append(f'  {"--" + kind + name:28s} {flag.help}{default}')
+  lines += ['', 'Config fields, --config.SECTION.FIELD=VALUE (value shown: '
+            + ("the run's" if run_flags else 'the base schema') + '):']
+  config = config if config is not None else config_lib.base_config()
+  lines += [f'  --config.{name}={json.dumps(list(value) if isinstance(value, tuple) else value)}'
+            for name, value in _fields(config)]
+  return '\n'.join(lines)
+
+
+def run_config_or_none(argv: Sequence[str]) -> Optional[ml_collections.ConfigDict]:
+  """The config of `--workdir RUN` in argv if it can be read, else None (for --help)."""
+  for i, arg in enumerate(argv):
+    workdir = (arg.split('=', 1)[1] if arg.startswith('--workdir=') else
+               argv[i + 1] if arg == '--workdir' and i + 1 < len(argv) else None)
+    if workdir:
+      try:
+        return run_config(workdir)
+      except (UsageError, OSError, ValueError):
+        return None
+  return None

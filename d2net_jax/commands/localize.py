@@ -4,6 +4,22 @@ Runs a trained checkpoint (the selected best one by default) over a subset of th
 (the test subset by default), writes the detections as an ActivityNet results JSON and, when the
 subset has ground truth, prints its mAP table. The run's config (RUN/config.json) applies;
 `--config.localize.nms_threshold=0.5` and the like override it.
+
+`--data NEW.h5` runs the model on another store, whatever the run's data.kind was (a folder is
+read as the run's kind when that is 'wtalc' or 'stpn'): it needs no training subset, and without
+ground truth the detections are written and scoring is skipped. The default subset is then the
+run's test subset if the store has it, else every video of the store. The store's classes are
+mapped to the model's (RUN/model.json) by name; different names are an error that lists them.
+
+Flags:
+  --workdir RUN         the training run folder (required)
+  --data PATH           apply the model to this data (HDF5 store, or a W-TALC / STPN folder)
+  --subset NAME         subset to run on (default above)
+  --output FILE         detections JSON (default: RUN/detections_<subset>.json, with --data
+                        RUN/detections_<data file stem>_<subset>.json)
+  --checkpoint best|latest   which checkpoint (default best: the selected one)
+  --per-class           also print the per-class AP table
+  --config.S.F=VALUE    override a field of the run's config (--config.localize.nms_threshold=0.5)
 """
 
 import pathlib
@@ -18,23 +34,26 @@ PROG = 'd2net-jax localize'
 
 
 def _define(fv):
-  flags.DEFINE_string('data', None, 'Dataset path (sets config.data.path).', flag_values=fv)
+  flags.DEFINE_string('data', None, 'Apply the model to this data (an HDF5 store, whatever the '
+                      "run's data.kind).", flag_values=fv)
   flags.DEFINE_string('subset', None, 'Subset to run on (default: config.data.test_subset).',
                       flag_values=fv)
   flags.DEFINE_string('output', None, 'Detections JSON (default: RUN/detections_<subset>.json).',
                       flag_values=fv)
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.', flag_values=fv)
+  flags.DEFINE_bool('per-class', False, 'Also print the per-class AP table.', flag_values=fv)
 
 
 def main(argv) -> int:
   if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(__doc__)
+    print(config_cli.help_text(__doc__, (_define,), config_cli.run_config_or_none(argv),
+                               run_flags=True))
     return 0
   try:
     config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
-    if fv.data:
-      config.data.path = fv.data
-  except config_cli.UsageError as e:
+    from d2net_jax import config_checks  # pylint: disable=import-outside-toplevel
+    config_checks.validate_config(config, check_data_path=not fv.data)
+  except (config_cli.UsageError, ValueError) as e:  # ValueError: config_checks.ConfigError.
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
   # pylint: disable=import-outside-toplevel
@@ -45,9 +64,12 @@ def main(argv) -> int:
   # pylint: enable=import-outside-toplevel
   workdir = pathlib.Path(fv.workdir)
   try:
-    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint)
+    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint,
+                                                         data_path=fv.data)
     subset = fv.subset or dataset.test_subset
     videos = dataset.subset(subset)
+    if fv.data and not fv.subset and not videos:  # New videos: all of the store.
+      subset, videos = 'all', list(dataset.videos)
     if not videos:
       raise DataError(f'{dataset.name}: no video in subset {subset!r}')
     forward = inference.make_forward(model, config)
@@ -57,13 +79,22 @@ def main(argv) -> int:
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
-  output = pathlib.Path(fv.output or workdir / f'detections_{subset}.json')
-  detections_lib.write_detections(output, found, dataset.class_names)
+  default = (f'detections_{pathlib.Path(fv.data).stem}_{subset}.json' if fv.data else
+             f'detections_{subset}.json')
+  output = pathlib.Path(fv.output or workdir / default)
+  try:
+    detections_lib.write_detections(output, found, dataset.class_names)
+  except OSError as e:
+    print(f'{PROG}: error: cannot write {e.filename or output}: {e.strerror or e}',
+          file=sys.stderr)
+    return 1
   print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} {subset} videos '
         f'({which} checkpoint, step {int(state.step)}) written to {output}')
   if any(len(v.segments) for v in videos):
     result = inference.score(dataset, videos, found, config)
-    print(evaluation.format_table(result, per_class=False))
+    print(evaluation.format_table(result, per_class=fv['per-class'].value))
+  else:
+    print(f'No ground truth in these {len(videos)} videos: detections written, scoring skipped.')
   return 0
 
 

@@ -18,7 +18,8 @@ PROG = 'd2net-jax plot'
 
 def _define(fv):
   flags.DEFINE_string('video', None, 'Video id.', flag_values=fv)
-  flags.DEFINE_string('data', None, 'Dataset path (sets config.data.path).', flag_values=fv)
+  flags.DEFINE_string('data', None, 'Apply the model to this data (an HDF5 store, whatever the '
+                      "run's data.kind; see localize --help).", flag_values=fv)
   flags.DEFINE_string('output', None, 'PNG file (default: RUN/plots/<video>.png).',
                       flag_values=fv)
   flags.DEFINE_list('classes', None, 'Classes to draw (default: relevant, GT and detected).',
@@ -28,15 +29,16 @@ def _define(fv):
 
 def main(argv) -> int:
   if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(__doc__)
+    print(config_cli.help_text(__doc__, (_define,), config_cli.run_config_or_none(argv),
+                               run_flags=True))
     return 0
   try:
     config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
+    from d2net_jax import config_checks  # pylint: disable=import-outside-toplevel
+    config_checks.validate_config(config, check_data_path=not fv.data)
     if not fv.video:
       raise config_cli.UsageError('--video ID is required')
-    if fv.data:
-      config.data.path = fv.data
-  except config_cli.UsageError as e:
+  except (config_cli.UsageError, ValueError) as e:  # ValueError: config_checks.ConfigError.
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
   # pylint: disable=import-outside-toplevel
@@ -48,7 +50,8 @@ def main(argv) -> int:
   # pylint: enable=import-outside-toplevel
   workdir = pathlib.Path(fv.workdir)
   try:
-    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint)
+    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint,
+                                                         data_path=fv.data)
     matches = [v for v in dataset.videos if v.video_id == fv.video]
     if not matches:
       raise DataError(f'{dataset.name}: no video {fv.video!r}')

@@ -2,18 +2,28 @@
 
 Trains, resuming from the latest checkpoint in the workdir if there is one, evaluates
 periodically to keep the best checkpoint, and ends with the test-set mAP table. Ctrl-C saves a
-checkpoint and exits (status 130); the same command resumes.
+checkpoint and exits (status 130); so does SIGTERM (cluster preemption; status 143). The same
+command resumes; a workdir holding a run of another config is refused, naming the fields that
+differ, unless --allow-config-change (the change is recorded in WORKDIR/history.jsonl). Changes
+that cannot affect the run so far (train.num_steps extended, logging and checkpoint cadence) pass
+and are recorded. A second training on a workdir in use stops at start.
 
 Flags:
   --config FILE[:ARG]   a config file with get_config(ARG), e.g. configs/thumos14.py:paper
   --config.S.F=VALUE    override any field, e.g. --config.train.batch_size=4
   --workdir DIR         the run folder (created; an existing run in it is resumed)
   --[no]progress        progress bar (default: when stderr is a terminal, else log lines)
+  --allow-config-change resume a run with a config that differs from its config.json
+  --print-config        print the resolved config (JSON) and exit without training
+  --per-class           also print the per-class AP table of the test set
 
-The workdir: config.json (resolved config), metrics.jsonl (one line per step), eval.jsonl (one
-line per checkpoint-selection evaluation), checkpoints/ (latest few), best/ (the selected one and
-selection.json), results.json and detections_test.json (test set, at the end), tensorboard/
-(with tensorboardX installed), data/ (the synthetic store).
+The workdir: config.json (resolved config, written once the run has started: a call that fails
+never replaces it), model.json (class names and feature_dim of the model), history.jsonl (every
+call: command line, date, commit, version, config changes, outcome), metrics.jsonl (one line per
+step), eval.jsonl (one line per checkpoint-selection evaluation), checkpoints/ (latest few), best/
+(the selected one and selection.json), results.json (test set, at the end, with the config, commit,
+date and protocol) and detections_test.json, tensorboard/ (with tensorboardX installed), data/ (the
+synthetic store).
 """
 
 import sys
@@ -30,17 +40,27 @@ def _define(fv):
   flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, results.', flag_values=fv)
   flags.DEFINE_bool('progress', None, 'Progress bar (default: when stderr is a terminal).',
                     flag_values=fv)
+  flags.DEFINE_bool('allow-config-change', False, 'Resume a run with a changed config.',
+                    flag_values=fv)
+  flags.DEFINE_bool('print-config', False, 'Print the resolved config and exit.',
+                    flag_values=fv)
+  flags.DEFINE_bool('per-class', False, 'Print the per-class AP table of the test set.',
+                    flag_values=fv)
 
 
 def main(argv) -> int:
   if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(__doc__)
+    print(config_cli.help_text(__doc__, (_define,)))
     return 0
   try:
     config, fv = config_cli.parse(PROG, argv, extra_flags=(_define,))
+    if fv['print-config'].value:
+      print(config.to_json_best_effort(indent=2, sort_keys=True))
+      return 0
     if not fv.workdir:
       raise config_cli.UsageError('--workdir is required')
     from d2net_jax import checkpointing  # pylint: disable=import-outside-toplevel
+    from d2net_jax import run_dir  # pylint: disable=import-outside-toplevel
     from d2net_jax import train  # pylint: disable=import-outside-toplevel
     train.validate_config(config)
   except (config_cli.UsageError, ValueError) as e:
@@ -50,12 +70,22 @@ def main(argv) -> int:
     import jax  # pylint: disable=import-outside-toplevel
     jax.distributed.initialize()
   try:
-    summary = train.train_and_evaluate(config, fv.workdir, progress=fv.progress)
-  except (DataError, FileNotFoundError, train.ConfigError,
+    summary = train.train_and_evaluate(
+        config, fv.workdir, progress=fv.progress, argv=['d2net-jax', 'train', *argv],
+        allow_config_change=fv['allow-config-change'].value, per_class=fv['per-class'].value)
+  except (DataError, FileNotFoundError, train.ConfigError, run_dir.RunDirError,
           checkpointing.CheckpointMismatchError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
-  return 130 if summary['interrupted'] else 0
+  except OSError as e:  # A workdir that cannot be written (read-only, disk full, not a folder).
+    print(f'{PROG}: error: cannot write {e.filename or fv.workdir}: {e.strerror or e}',
+          file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:  # Before the step loop (loading, building): nothing to save.
+    print(f'{PROG}: interrupted (before training started, or a second Ctrl-C); nothing saved '
+          'since the last checkpoint', file=sys.stderr)
+    return 130
+  return {'SIGINT': 130, 'SIGTERM': 143}.get(summary['interrupted'], 0)
 
 
 if __name__ == '__main__':

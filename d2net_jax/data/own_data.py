@@ -40,9 +40,10 @@ from d2net_jax.data.records import DataError, Dataset
 def _read_csv(path: pathlib.Path, required: list[str]) -> list[dict]:
   path = validation.require_file(path)
   try:
-    with open(path, newline='') as f:
+    with open(path, newline='', encoding='utf-8-sig') as f:  # A UTF-8 BOM is tolerated.
       reader = csv.DictReader(f)
-      columns = reader.fieldnames or []
+      reader.fieldnames = [c.strip() for c in reader.fieldnames or []]  # So are spaces.
+      columns = reader.fieldnames
       missing = [c for c in required if c not in columns]
       if missing:
         raise DataError(f'{path}: missing column(s) {missing}; the header has {columns}')
@@ -175,6 +176,11 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   report = validation.Report() if own_report else report
   entries = read_labels(labels_path, default_subset=default_subset or train_subset,
                         separator=separator, **columns)
+  allowed = sorted({train_subset, test_subset, default_subset or train_subset})
+  odd = next((e for e in entries.values() if e.subset not in allowed), None)
+  if odd is not None:
+    raise DataError(f'{labels_path}, video {odd.video_id!r}: subset {odd.subset!r} is not one of '
+                    f'{allowed} (--train-subset / --test-subset name the subsets)')
   if segments_path is not None:
     read_segments(segments_path, entries)
   files = {p.stem: p for p in sorted(features_dir.glob('*.npy'))}
@@ -188,8 +194,10 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   if not class_names:
     raise DataError(f'{labels_path}: no class labels at all')
   class_index = {c: i for i, c in enumerate(class_names)}
-  videos = []
-  for video_id, entry in entries.items():
+  videos, problems = [], []
+
+  def one_video(video_id, entry):
+    nonlocal feature_dim
     path = features_dir / f'{video_id}.npy'
     if not path.is_file():
       raise DataError(f'{path}, video {video_id!r}: missing feature file (listed in '
@@ -224,7 +232,19 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
         segment_classes=classes, duration=duration, seconds_per_snippet=seconds_per_snippet,
         source=entry.source)
     load = functools.partial(_load_features, path, video_id, num_snippets, dim)
-    videos.append(validation.with_features(record, num_snippets, load))
+    return validation.with_features(record, num_snippets, load)
+
+  for video_id, entry in entries.items():  # Every bad file reported, then a failure.
+    try:
+      videos.append(one_video(video_id, entry))
+    except DataError as e:
+      problems.append(str(e))
+  if len(problems) == 1:
+    raise DataError(problems[0])
+  if problems:
+    raise DataError(f'{len(problems)} of {len(entries)} videos cannot be imported:\n  ' +
+                    '\n  '.join(problems))
+
   if any(e.duration is not None for e in entries.values()):
     validation.check_timing([v for v, e in zip(videos, entries.values())
                              if e.duration is not None],

@@ -50,22 +50,30 @@ def inference_outputs(model, params, state, features, mask, config):
 
 
 def _validate(config):
-  c = config.loss
-  choices = {'discriminative': ('d2net', 'focal', 'bce'),
-             'denoising': ('pdmi', 'dmi', 'l1', 'bce', 'none'),
-             'x_ref_source': ('most_background', 'mean_bg'),
-             'class_reduction': ('mean', 'sum'),
-             'pairing': ('cycle', 'official'),
-             'snippet_pdmi': ('filtered', 'official'),
-             'snippet_fg_attention': ('gt_classes', 'all_classes'),
-             'joint_normalization': ('per_class', 'count')}
-  for field, allowed in choices.items():
-    if c[field] not in allowed:
-      raise ValueError(f'config.loss.{field}={c[field]!r}: must be one of {allowed}')
-  if not 0 <= config.model.dropout_rate < 1:
-    raise ValueError(f'config.model.dropout_rate={config.model.dropout_rate}: must be in [0, 1)')
-  if not c.topk_ratio > 0:
-    raise ValueError(f'config.loss.topk_ratio={c.topk_ratio}: must be > 0')
+  """ConfigError (one line naming the field) for `model` / `loss` values D2-Net cannot run with."""
+  from d2net_jax import config_checks as checks  # pylint: disable=import-outside-toplevel
+  checks.check_choices(config, {
+      'loss.discriminative': ('d2net', 'focal', 'bce'),
+      'loss.denoising': ('pdmi', 'dmi', 'l1', 'bce', 'none'),
+      'loss.x_ref_source': ('most_background', 'mean_bg'),
+      'loss.class_reduction': ('mean', 'sum'),
+      'loss.pairing': ('cycle', 'official'),
+      'loss.snippet_pdmi': ('filtered', 'official'),
+      'loss.snippet_fg_attention': ('gt_classes', 'all_classes'),
+      'loss.joint_normalization': ('per_class', 'count')})
+  checks.check_range(config, 'model.dropout_rate', 0, 1, high_open=True)
+  for name in ('model.kernel_size', 'model.dilation', 'model.classifier_kernel_size',
+               'model.classifier_dilation', 'loss.pdmi_every'):
+    checks.check_range(config, name, 1)
+  checks.check_range(config, 'model.init_std', 0)  # <= 0 would mean Flax's default init.
+  checks.check_range(config, 'loss.topk_ratio', 0, low_open=True)
+  checks.check_range(config, 'loss.prob_clip', 0, 0.5, high_open=True)
+  for name in ('model.leaky_slope', 'loss.beta', 'loss.gamma', 'loss.pdmi_eps', 'loss.w_ds',
+               'loss.w_dv', 'loss.min_snippets'):
+    checks.check_range(config, name, 0)
+  for name in ('loss.fg_threshold', 'loss.bg_threshold', 'loss.snippet_fg_threshold',
+               'loss.snippet_bg_threshold', 'loss.video_score_floor', 'loss.x_ref_momentum'):
+    checks.check_range(config, name, 0, 1)
 
 
 METHOD = base.register(base.Method(

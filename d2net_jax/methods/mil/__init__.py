@@ -66,6 +66,15 @@ def inference_outputs(model, params, state, features, mask, config):
   return {'tcam': tcam, 'attention': mask.astype(tcam.dtype)}, {}
 
 
+def _validate(config):
+  """ConfigError (one line naming the field) for `mil` values the baseline cannot run with."""
+  from d2net_jax import config_checks as checks  # pylint: disable=import-outside-toplevel
+  checks.check_range(config, 'mil.kernel_size', 1)
+  checks.check_range(config, 'mil.dropout_rate', 0, 1, high_open=True)
+  checks.check_range(config, 'mil.topk_ratio', 0, low_open=True)
+  checks.check_range(config, 'mil.prob_clip', 0, 0.5, high_open=True)
+
+
 METHOD = base.register(base.Method(
     name='mil',
     description='top-k MIL baseline: linear classifier per stream, BCE on video labels',
@@ -77,4 +86,5 @@ METHOD = base.register(base.Method(
     inference_outputs=inference_outputs,
     localizer='tcam',
     dropout_fields=('mil.dropout_rate',),
+    validate_config=_validate,
 ))
