@@ -30,7 +30,6 @@ from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
 from d2net_jax import layers
-from d2net_jax import localize
 from d2net_jax import methods
 from d2net_jax import parallel
 from d2net_jax import run_dir

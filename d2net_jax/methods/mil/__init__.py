@@ -72,7 +72,6 @@ def _validate(config):
   checks.check_range(config, 'mil.kernel_size', 1)
   checks.check_range(config, 'mil.dropout_rate', 0, 1, high_open=True)
   checks.check_range(config, 'mil.topk_ratio', 0, low_open=True)
-  checks.check_range(config, 'mil.prob_clip', 0, 0.5, high_open=True)
 
 
 METHOD = base.register(base.Method(
