@@ -458,12 +458,12 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
                                       dataset.class_names)
       run_dir.write_json_atomic(workdir / 'results.json', {
           **run_dir.provenance(), 'config': run_dir.config_dict(config),
-          'evaluation_protocol': result.protocol,
           'test': result.to_dict(),
           'selected_checkpoint': selection,
           'preset': config.preset,
           'official_protocol': 'official_protocol' in config.preset.partition(':')[2].split(','),
-          'evaluation_protocol_name': result.protocol_name,
+          'evaluation_protocol': result.protocol_name,
+          'evaluation_protocol_description': result.protocol,
           'ground_truth': result.ground_truth,
           'selection_protocol': (
               'best checkpoint selected on a validation split held out from the training subset'

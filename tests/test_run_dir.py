@@ -95,7 +95,8 @@ def test_results_and_history_carry_provenance(finished_run):
   results = json.loads((finished_run / 'results.json').read_text())
   assert {'config', 'commit', 'date', 'version', 'evaluation_protocol'} <= set(results)
   assert results['config']['train']['num_steps'] == 24
-  assert 'ActivityNet' in results['evaluation_protocol']
+  assert results['evaluation_protocol'] == 'activitynet'
+  assert 'ActivityNet' in results['evaluation_protocol_description']
   history = _history(finished_run)
   assert [h['event'] for h in history] == ['start', 'end']
   assert history[0]['argv'][:2] == ['d2net-jax', 'train'] and history[0]['config_changes'] == {}

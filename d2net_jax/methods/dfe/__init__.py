@@ -155,6 +155,10 @@ def _validate(config):
       raise ValueError(f'config.{field}={value!r}: must be one of {allowed}{extra}')
   if c.gmm.source == 'attention' and not bases.get(c.base).has_attention:
     raise ValueError(f"config.dfe.gmm.source='attention': base {c.base!r} has no attention head")
+  for field in ('lfe.attn_dropout', 'lfe.dropout', 'gfe.dropout'):
+    section, key = field.split('.')
+    if not 0 <= c[section][key] < 1:
+      raise ValueError(f'config.dfe.{field}={c[section][key]}: must be in [0, 1)')
   if not 0 <= c.gmm.momentum < 1:
     raise ValueError(f'config.dfe.gmm.momentum={c.gmm.momentum}: must be in [0, 1)')
   if c.lfe.kind == 'self_attention':
