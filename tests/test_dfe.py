@@ -391,7 +391,7 @@ def test_lfe_attention_mask_and_positions():
 
 
 def test_bases_out_of_scope_fail_in_one_line():
-  for name, words in (('sal', 'not available yet'), ('co2net', 'later issue')):
+  for name, words in (('sal', 'not written yet'), ('co2net', 'later issue')):
     config = _config(base=name)
     with pytest.raises(ValueError, match=f"config.dfe.base='{name}'.*{words}"):
       methods.get('dfe').validate_config(config)

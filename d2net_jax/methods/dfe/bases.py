@@ -16,7 +16,7 @@ A base is split at its feature map F (B, T, E) (spec section 3.2):
 DFE runs encode -> LFE -> heads (local branch) and encode -> LFE -> GFE -> heads (global branch)
 with the same head parameters. Adding a base is one `Base` record in `BASES`.
 
-The 'sal' adapter (once SAL is merged; spec 3.2): encode = SAL's encoder e (F, E = sal.hidden)
+The 'sal' adapter (to write; spec 3.2): encode = SAL's encoder e (F, E = sal.hidden)
 with context = the actionness branches on the raw features (a, a_f, a_r, the mix-up a_*_mix,
 sc_rgb, sc_flow); heads(F, context) = s = bilinear(F), e' = F + a fc1(s), cas = cls(e'),
 cas_bg = cas (1 - a), sc = fc(s), with SAL's parameter names; loss = `sal_loss`; inference =
@@ -170,7 +170,7 @@ BASES = {
                   _d2net_loss, _d2net_inference, _d2net_kd_view, has_attention=False),
 }
 UNAVAILABLE = {
-    'sal': 'not available yet (the SAL method is not merged into this branch)',
+    'sal': 'not written yet (SAL is a method of the package; its DFE adapter is not)',
     'co2net': 'the CO2-Net base is not implemented (a later issue); use base=d2net',
 }
 
