@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from jax import lax
 
@@ -33,8 +32,9 @@ from d2net_jax import layers
 from d2net_jax import methods
 from d2net_jax import parallel
 from d2net_jax import run_dir
+from d2net_jax.run_setup import (build, load_data, make_batcher, restore_trained,  # noqa: F401
+                                 selection_videos, split_validation)
 from d2net_jax import run_log
-from d2net_jax import train_state as train_state_lib
 from d2net_jax.data import batching
 from d2net_jax.train_state import TrainState
 
@@ -144,85 +144,7 @@ validate_config = config_checks.validate_config
 
 
 # ---------------------------------------------------------------------------------------------
-# Input.
-
-
-def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path):
-  """The dataset of `config.data` (the synthetic benchmark is generated on first use)."""
-  from d2net_jax.data import loading  # pylint: disable=import-outside-toplevel
-  return loading.load_dataset(config.data, cache_dir=workdir / 'data')
-
-
-def split_validation(videos, fraction: float, seed: int):
-  """(train, validation): a seeded `fraction` of `videos` held out (>= 1 video if fraction > 0)."""
-  if fraction <= 0:
-    return list(videos), []
-  count = min(len(videos) - 1, max(1, int(round(fraction * len(videos)))))
-  held_out = set(np.random.default_rng(seed).permutation(len(videos))[:count].tolist())
-  return ([v for i, v in enumerate(videos) if i not in held_out],
-          [v for i, v in enumerate(videos) if i in held_out])
-
-
-def selection_videos(config: ml_collections.ConfigDict, dataset):
-  """(training videos, videos that select the best checkpoint, their name) by train.selection."""
-  if config.train.selection == 'validation':
-    train_videos, val_videos = split_validation(dataset.train_videos(), config.data.val_fraction,
-                                                config.data.val_seed)
-    return train_videos, val_videos, 'validation'
-  return dataset.train_videos(), dataset.test_videos(), 'test'
-
-
-# ---------------------------------------------------------------------------------------------
-# Model and state.
-
-
-def build(config: ml_collections.ConfigDict, num_classes: int, feature_dim: int):
-  """(model, optimizer, fresh TrainState) of `config.method`, for C classes and D-dim features."""
-  method = methods.get(config.method)
-  model = method.build_model(config, num_classes, feature_dim)
-  optimizer = train_state_lib.make_optimizer(config.train)
-  state = train_state_lib.create_train_state(
-      model, optimizer, feature_dim, config.train.seed,
-      method.init_state(config, num_classes, feature_dim))
-  return model, optimizer, state
-
-
-def make_batcher(config: ml_collections.ConfigDict, videos, num_classes: int
-                 ) -> batching.TrainBatcher:
-  """The training batcher of `config.data` (sampling 'auto' = the method's own)."""
-  return batching.TrainBatcher(
-      videos, config.train.batch_size, config.data.max_seqlen, config.train.seed, num_classes,
-      cache=config.train.cache_features, sampling=batching.resolve_sampling(config),
-      num_segments=config.data.num_segments or config.data.max_seqlen,
-      shuffle=config.data.shuffle, resample_train=config.data.resample_train)
-
-
-def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best',
-                    data_path: Optional[str] = None):
-  """(dataset, model, state, which) of a finished or running training run in `workdir`.
-
-  checkpoint: 'best' (the selected one, else the latest) or 'latest'. `which` says which one
-  was restored. data_path: new data to apply the model to (run_data.load_for_run), else the
-  run's own; either way the dataset comes in the model's class order.
-  """
-  from d2net_jax import run_data  # pylint: disable=import-outside-toplevel
-  workdir = pathlib.Path(workdir)
-  dataset, num_classes, feature_dim = run_data.load_for_run(config, workdir, data_path)
-  model, _, template = build(config, num_classes, feature_dim)
-  checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
-  try:
-    if checkpoint == 'best':
-      state, which = checkpointer.restore_for_inference(template)
-    elif checkpoint == 'latest':
-      state, which = checkpointer.restore_latest(template), 'latest'
-      if state is None:
-        raise FileNotFoundError(f'no checkpoint under {workdir / "checkpoints"}')
-    else:
-      raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
-  finally:
-    checkpointer.close()
-  return dataset, model, state, which
-
+# Input, model and state: d2net_jax/run_setup.py (data, validation split, build, batcher, restore).
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
