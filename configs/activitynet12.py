@@ -50,13 +50,15 @@ OFFICIAL_PROTOCOL.update({
 
 
 def get_config(arg=None):
-  """arg: '[METHOD][,paper|,official_protocol]' as configs/thumos14.py: a registered method
-  (default d2net), 'paper' for D2-Net's paper values, 'official_protocol' for the official
-  code's protocol end to end."""
-  method, flags, _ = _THUMOS.config_lib.parse_preset_arg(arg, 'configs/activitynet12.py',
-                                                          flags=_THUMOS.FLAGS)
+  """arg: '[METHOD][,paper|,official_protocol][,base=BASE]' as configs/thumos14.py: a registered
+  method (default d2net), 'paper' for D2-Net's paper values, 'official_protocol' for the official
+  code's protocol end to end, base=BASE for a method that wraps one (dfe,base=sal)."""
+  config_lib = _THUMOS.config_lib
+  method, flags, values = config_lib.parse_preset_arg(arg, 'configs/activitynet12.py',
+                                                      flags=_THUMOS.FLAGS,
+                                                      keys=config_lib.PRESET_KEYS)
   _THUMOS.check_flags(flags, 'configs/activitynet12.py')
-  config = _THUMOS.get_config(method)
+  config = _THUMOS.get_config(config_lib.format_preset_arg(method, (), values))
   config.preset = f'configs/activitynet12.py:{arg or ""}'
 
   config.data.name = 'ActivityNet1.2'

@@ -26,10 +26,12 @@ _ANET12 = _preset('activitynet12')
 
 
 def get_config(arg=None):
-  """arg: '[METHOD]': a registered method (default d2net)."""
+  """arg: '[METHOD][,base=BASE]': a registered method (default d2net), base=BASE for a method
+  that wraps one (dfe,base=sal: SAL's ActivityNet1.3 recipe, then DFE's)."""
   config_lib = _ANET12._THUMOS.config_lib  # pylint: disable=protected-access
-  method, _, _ = config_lib.parse_preset_arg(arg, 'configs/activitynet13.py')
-  config = _ANET12.get_config(method)
+  method, _, values = config_lib.parse_preset_arg(arg, 'configs/activitynet13.py',
+                                                  keys=config_lib.PRESET_KEYS)
+  config = _ANET12.get_config(config_lib.format_preset_arg(method, (), values))
   config.data.kind = 'hdf5'  # Written by `d2net-jax import`.
   config.data.name = 'ActivityNet1.3'
   config.data.num_classes = 200

@@ -5,6 +5,7 @@ r"""The demo: D2-Net on the `thumos14_like` synthetic benchmark, small enough fo
   d2net-jax train --config configs/synthetic.py:mil,smoke ...           # seconds, for tests
   d2net-jax train --config configs/synthetic.py:official_protocol ...   # the authors' protocol
   d2net-jax train --config configs/synthetic.py:dfe --workdir runs/dfe  # DFE over D2-Net
+  d2net-jax train --config configs/synthetic.py:dfe,base=sal ...        # DFE over SAL
 
 Generates the synthetic features into `<workdir>/data` on first use, trains, keeps the best
 checkpoint by mAP on a validation split held out from the training videos, and ends with the
@@ -31,13 +32,15 @@ def get_config(arg=None):
   snippet pDMI, test-set selection every eval_every steps on mAP@0.5, the official scorer) with the
   scorer's ActivityNet1.2 GT branch (the synthetic set has no test_gt_segments.npy); 'smoke': a
   seconds-long run on a handful of tiny videos, for tests (e.g. configs/synthetic.py:mil,smoke);
-  base=BASE: the base of a method that wraps one (configs/synthetic.py:dfe,base=d2net)."""
+  base=BASE: the base of a method that wraps one (configs/synthetic.py:dfe,base=sal), whose
+  own settings (SAL's resampling, sal.hidden, its smoke overrides) apply before the wrapper's."""
   thumos = _thumos_preset()
   method, flags, values = thumos.config_lib.parse_preset_arg(
       arg, 'configs/synthetic.py', flags=('paper', 'official_protocol', 'smoke'),
       keys=thumos.config_lib.PRESET_KEYS)
   thumos.check_flags(flags, 'configs/synthetic.py')
-  config = thumos.get_config(','.join([method] + (['paper'] if 'paper' in flags else [])))
+  config = thumos.get_config(thumos.config_lib.format_preset_arg(
+      method, ['paper'] if 'paper' in flags else [], values))  # base=sal: SAL's settings too.
   config.preset = f'configs/synthetic.py:{arg or ""}'
 
   config.data.kind = 'synthetic'
@@ -80,8 +83,7 @@ def get_config(arg=None):
     config.train.eval_every = 12
     config.train.checkpoint_every = 12
     config.loss.pdmi_start_step = 8
-    thumos.apply_overrides(config, _methods().get(method).smoke_overrides)
-  thumos.config_lib.apply_preset_values(config, values, 'configs/synthetic.py')
+    thumos.apply_overrides(config, _methods().resolve_smoke_overrides(config))
   return config
 
 

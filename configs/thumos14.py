@@ -8,11 +8,14 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
   d2net-jax train --config configs/thumos14.py:mil ...     # the MIL baseline on the same data
   d2net-jax train --config configs/thumos14.py:sal --workdir runs/sal_thumos14 \
       --config.data.path=/path/to/BaS-Net_layout  # SAL: STPN layout (data.kind='stpn'), its schedule
+  d2net-jax train --config configs/thumos14.py:dfe,base=sal ...  # DFE over SAL: SAL's settings
 
 The argument is a comma-separated list: a method name (d2net_jax.methods.names(), default
 'd2net') and flags ('paper': D2-Net's paper values; 'official_protocol': the official code's
 switches, the official scorer and its protocol of selecting the checkpoint on the test set every
-500 steps by mAP@0.5, training on all 200 training videos), e.g. `configs/thumos14.py:d2net,paper`.
+500 steps by mAP@0.5, training on all 200 training videos), e.g. `configs/thumos14.py:d2net,paper`,
+and `base=BASE` for a method that wraps one (DFE), whose settings (SAL's data, schedule and
+localizer for base=sal) apply first.
 
 Every field of d2net_jax/config.py can be overridden (`--config.train.batch_size=10`). The values
 below repeat the schema's defaults on purpose, so the settings that matter read in one place; each
@@ -127,8 +130,8 @@ def get_config(arg=None):
     apply_overrides(config, PAPER)
   if 'official_protocol' in flags:
     apply_overrides(config, OFFICIAL_PROTOCOL)
+  config_lib.apply_preset_values(config, values, 'configs/thumos14.py')  # Before: base=sal.
   config_lib.apply_method_preset(config, 'thumos14')
-  config_lib.apply_preset_values(config, values, 'configs/thumos14.py')
   return config
 
 

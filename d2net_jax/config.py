@@ -284,7 +284,17 @@ def parse_preset_arg(arg, preset: str, flags=(), keys=()):
       values[key] = value
     else:
       raise ValueError(f'{preset}: unknown argument {token!r} (valid: {valid})')
+  own = methods.get(method).config_sections().get(method, {})
+  for key, value in values.items():
+    if key not in own:
+      raise ValueError(f'{preset}: {key}={value} does not apply to method {method!r}')
   return method, found_flags, values
+
+
+def format_preset_arg(method: str, flags=(), values=None) -> str:
+  """The preset argument `parse_preset_arg` reads back: 'dfe,paper,base=sal'. A preset that
+  builds on another (configs/synthetic.py on configs/thumos14.py) hands its values on with it."""
+  return ','.join([method] + list(flags) + [f'{k}={v}' for k, v in (values or {}).items()])
 
 
 def apply_overrides(config, overrides) -> ml_collections.ConfigDict:
@@ -301,12 +311,15 @@ def apply_overrides(config, overrides) -> ml_collections.ConfigDict:
 
 
 def apply_method_preset(config, preset: str) -> ml_collections.ConfigDict:
-  """Applies `config.method`'s settings for dataset preset `preset` (`Method.presets`)."""
-  return apply_overrides(config, methods.get(config.method).presets.get(preset, {}))
+  """Applies `config.method`'s settings for dataset preset `preset` (`Method.presets`; for a
+  method that wraps another, e.g. DFE, the wrapped method's first: `methods.preset_overrides`).
+  Set the method's `key=value` preset values (`apply_preset_values`, e.g. base=sal) before."""
+  return apply_overrides(config, methods.preset_overrides(config, preset))
 
 
 # `key=value` tokens of preset arguments (`configs/synthetic.py:dfe,base=d2net`) and the field of
-# the method's own section each sets.
+# the method's own section each sets. Presets apply them before the method's dataset settings
+# (`apply_method_preset`): base=sal decides that SAL's settings apply to DFE.
 PRESET_KEYS = ('base',)
 
 

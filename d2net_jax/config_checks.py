@@ -128,7 +128,7 @@ def validate_config(config: ml_collections.ConfigDict, check_data_path: bool = T
   _check_shared_ranges(config)
   try:
     method.validate_config(config)
-    localize.check_config(method.localizer, config)
+    localize.check_config(methods.resolve_localizer(config), config)
   except ConfigError:
     raise
   except ValueError as e:

@@ -105,7 +105,7 @@ def video_outputs(forward, params, state, videos: Sequence[VideoRecord], config,
 def detect(outputs: Sequence[VideoOutputs], videos: Sequence[VideoRecord], config
            ) -> Dict[str, localize.Detections]:
   """{video_id: Detections} from `video_outputs`, by `config.method`'s localizer."""
-  name = methods.get(config.method).localizer
+  name = methods.resolve_localizer(config)
   found = {}
   for out, video in zip(outputs, videos):
     try:

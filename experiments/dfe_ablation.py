@@ -1,11 +1,13 @@
-r"""DFE over D2-Net on the synthetic benchmark: what each of DFE's parts adds to its base.
+r"""DFE on the synthetic benchmark: what each of DFE's parts adds to its base (D2-Net or SAL).
 
-  python experiments/dfe_ablation.py                    # quick: the demo's size, 2 seeds
+  python experiments/dfe_ablation.py                    # quick: the demo's size, 2 seeds, D2-Net
   python experiments/dfe_ablation.py --mode smoke       # seconds; what the tests run
-  python experiments/dfe_ablation.py --base sal         # once the SAL method is merged
+  python experiments/dfe_ablation.py --base sal         # over SAL
 
-Variants (every one trained by `d2net_jax.train.train_and_evaluate` from configs/synthetic.py,
-checkpoint selected on the validation split held out from the training videos, test scored once):
+Variants (every one trained by `d2net_jax.train.train_and_evaluate` from
+configs/synthetic.py:dfe,base=BASE, i.e. with the base's own synthetic settings: SAL's resampling,
+sal.hidden and 'oic' localizer for base sal; checkpoint selected on the validation split held out
+from the training videos, test scored once):
   base        the base method alone (config.method = the base)
   lfe         DFE with LFE only: dfe.loss.w_global = 0, dfe.loss.lambda_kd = 0 (no global branch)
   dfe         DFE: LFE + GFE (training only) + distillation, the spec's defaults
@@ -61,10 +63,16 @@ def variant_config(base, variant: str, base_method: str, seed: int):
   return _common.apply_overrides(base, dict(overrides, **{'train.seed': seed}))
 
 
+def ablation_config(args):
+  """configs/synthetic.py:dfe,base=BASE at the run's size, with the --set overrides: the base's
+  own synthetic settings (SAL: resampling, sal.hidden) hold for every variant."""
+  base = _common.base_config(args.mode, args.steps, args.data_dir, 'synthetic',
+                             f'dfe,base={args.base}')
+  return _common.apply_overrides(base, dict(args.set))
+
+
 def run_all(args, log) -> tuple[List[Dict[str, Any]], Any]:
-  base = _common.base_config(args.mode, args.steps, args.data_dir, 'synthetic', 'dfe')
-  base = _common.apply_overrides(base, dict(args.set))
-  base = _common.prepare_data(base, log)
+  base = _common.prepare_data(ablation_config(args), log)
   trained = [v for v in args.variants if v in TRAINED]
   if any(v in RESCORED for v in args.variants) and 'dfe' not in trained:
     trained.append('dfe')
@@ -94,7 +102,8 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--mode', choices=('smoke', 'quick', 'full'), default='quick',
                       help='sizes of data, model and run (experiments/_common.py SIZES)')
-  parser.add_argument('--base', default='d2net', help="DFE's base method (dfe.base)")
+  parser.add_argument('--base', default='d2net', choices=('d2net', 'sal'),
+                      help="DFE's base method (dfe.base)")
   parser.add_argument('--seeds', type=int, help='seeds per variant (train.seed = 1..N)')
   parser.add_argument('--steps', type=int, help='training steps per run')
   parser.add_argument('--variants', default=','.join(VARIANTS),
@@ -143,7 +152,7 @@ def main(argv=None) -> int:
   labels['base'] = f'{args.base} alone'
   params = deployed_parameters(base)
   table = _common.map_table(runs, labels)
-  notes = [f'configs/synthetic.py:dfe (dfe.base={args.base}), {args.mode} size: '
+  notes = [f'configs/synthetic.py:dfe,base={args.base}, {args.mode} size: '
            f'{_common.describe_data(base)}; {args.steps} steps, {args.seeds} seed(s) per '
            f'variant; ' + _common.describe_selection(base),
            f'DFE parameters: {params["dfe_total"]:,} in training, {params["dfe_deployed"]:,} '

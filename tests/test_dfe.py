@@ -1,9 +1,10 @@
 """DFE (d2net_jax/methods/dfe): NumPy references of the memory update, the GFE attention and the
 distillation terms, float64 finite-difference gradients, the stop-gradient teacher, padding
-invariance, the local-only inference export, and D2-Net's numbers through the 'd2net' base.
+invariance, the local-only inference export (the state and export tests for both bases), and
+D2-Net's numbers through the 'd2net' base. DFE over SAL's own checks: tests/test_dfe_sal.py.
 
 The method-generic checks (pmap / jit == one device, exact resume, inference padding) run for
-'dfe' in tests/test_methods.py.
+'dfe' (and 'dfe' over SAL) in tests/test_methods.py.
 """
 
 import contextlib
@@ -43,14 +44,15 @@ def float64():
     jax.config.update('jax_enable_x64', previous)
 
 
-def _config(**dfe_overrides):
-  """The tiny config with DFE; D2-Net's denoising terms off (SVDs are slow to compile and
-  tests/test_methods.py runs them through DFE)."""
+def _config(base='d2net', **dfe_overrides):
+  """The tiny config with DFE over `base` (its smoke overrides, no dropout); D2-Net's denoising
+  terms off (SVDs are slow to compile and tests/test_methods.py runs them through DFE)."""
   config = train_fixtures.tiny_config()
   config.method = 'dfe'
+  config.dfe.base = base
   config.loss.denoising = 'none'
-  config_lib.apply_overrides(config, methods.get('dfe').smoke_overrides)
-  config_lib.apply_overrides(config, {f: 0.0 for f in methods.get('dfe').dropout_fields})
+  config_lib.apply_overrides(config, methods.resolve_smoke_overrides(config))
+  config_lib.apply_overrides(config, {f: 0.0 for f in methods.resolve_dropout_fields(config)})
   config_lib.apply_overrides(config, {f'dfe.{k}': v for k, v in dfe_overrides.items()})
   return config
 
@@ -169,25 +171,40 @@ def test_memory_update_under_pmap_uses_the_global_batch():
     np.testing.assert_array_equal(got[1][device], want[1])
 
 
-def test_training_updates_the_memory_and_keeps_the_base_state():
-  """A memory that is never updated (or never filled) fails here."""
-  config = _config()
+# The base's own state, as dfe.init_state holds it next to the memory.
+BASE_STATE = {'d2net': ('x_ref',), 'sal': ('prob_max_mu', 'prob_max_var')}
+
+
+@pytest.mark.parametrize('base', ['d2net', 'sal'])
+def test_training_updates_the_memory_and_keeps_the_base_state(base):
+  """A memory that is never updated (or never filled), or a base state that is lost or frozen
+  (D2-Net's x_ref, SAL's running mean and variance), fails here."""
+  config = _config(base)
   model, params, batch = _init(config)
-  state = dict(dfe.init_state(config, C, D), step=jnp.array(0))
+  initial = dfe.init_state(config, C, D)
+  assert set(initial) == set(BASE_STATE[base]) | {'memory', 'filled'}
+  width = config.sal.hidden if base == 'sal' else D
+  assert initial['memory'].shape == (C, 1, width)
+  state = dict(initial, step=jnp.array(0))
 
   @jax.jit
   def step(params, batch, state):
     outputs = model.apply({'params': params}, batch['features'], batch['mask'], train=True,
                           rngs={'dropout': jax.random.PRNGKey(1)})
-    return dfe.loss_fn(outputs, batch, state, config, jax.random.PRNGKey(2))[1]['state']
+    return dfe.loss_fn(outputs, batch, state, config, jax.random.PRNGKey(2))[1]
 
-  new = step(params, batch, state)
-  assert set(new) == {'x_ref', 'memory', 'filled'}
+  aux = step(params, batch, state)
+  new = aux['state']
+  assert set(new) == set(initial)
   present = batch['labels'].max(0) > 0
   np.testing.assert_array_equal(new['filled'], present)
   assert np.all(np.abs(np.asarray(new['memory'])[present]).sum(-1) > 0)
   np.testing.assert_allclose(np.linalg.norm(new['memory'][present], axis=-1), 1.0, rtol=1e-5)
-  assert np.any(np.asarray(new['x_ref']) != 0)  # D2-Net's x_ref is still updated.
+  for name in BASE_STATE[base]:  # The base's state is still updated.
+    assert np.any(np.asarray(new[name]) != np.asarray(initial[name])), name
+  if base == 'sal':  # SAL's terms, mix-up included, are in the local loss.
+    assert float(aux['loss_mix']) > 0 and float(aux['global_loss_mix']) > 0
+    assert float(aux['kd_att']) == 0.0  # a comes from the raw features: the same in both.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,9 +347,10 @@ def test_distillation_does_not_train_the_teacher():
 # Padding, inference export, configuration.
 
 
-@pytest.mark.parametrize('kind', ['self_attention', 'dilated_conv'])
-def test_training_loss_ignores_padding(kind):
-  config = _config(**{'lfe.kind': kind, 'lfe.window': 3})
+@pytest.mark.parametrize('kind,base', [('self_attention', 'd2net'), ('dilated_conv', 'd2net'),
+                                       ('self_attention', 'sal')])
+def test_training_loss_ignores_padding(kind, base):
+  config = _config(base, **{'lfe.kind': kind, 'lfe.window': 3})
   model, params, batch = _init(config)
   rng = np.random.default_rng(0)
   state = dict(dfe.init_state(config, C, D), step=jnp.array(5))
@@ -351,25 +369,39 @@ def test_training_loss_ignores_padding(kind):
   np.testing.assert_allclose(loss_p, loss, rtol=1e-5)
   for name in ('kd_cas', 'kd_feat', 'loss_local', 'loss_global'):
     np.testing.assert_allclose(aux_p[name], aux[name], rtol=1e-5, atol=1e-7, err_msg=name)
-  for name in ('memory', 'x_ref'):
+  for name in ('memory',) + BASE_STATE[base]:
     np.testing.assert_allclose(aux_p['state'][name], aux['state'][name], rtol=1e-5, atol=1e-6)
 
 
-def test_local_only_export_equals_the_full_models_local_branch():
-  config = _config()
+# The base's inference arrays: per snippet, and per video.
+INFERENCE_KEYS = {'d2net': ({'tcam', 'attention'}, set()),
+                  'sal': ({'cas', 'a_f', 'a_r', 'tcam', 'attention'}, {'sc'})}
+
+
+@pytest.mark.parametrize('base', ['d2net', 'sal'])
+def test_local_only_export_equals_the_full_models_local_branch(base):
+  config = _config(base)
   model, params, batch = _init(config)
-  state = dict(dfe.init_state(config, C, D), x_ref=jnp.ones((D // 2,)))
+  state = dfe.init_state(config, C, D)
+  if base == 'd2net':
+    state['x_ref'] = jnp.ones((D // 2,))
   state['memory'] = jnp.ones_like(state['memory'])
   state['filled'] = jnp.array([True, True, True])
   small_params, small_state = dfe.export_inference(params, state)
   assert 'gfe' not in small_params and 'memory' not in small_state
   full = model.apply({'params': params}, batch['features'], batch['mask'], train=False)
   args = (batch['features'], batch['mask'], config)
-  snippet, _ = dfe.inference_outputs(model, small_params, small_state, *args)
-  np.testing.assert_allclose(snippet['tcam'], full['tcam'], rtol=1e-6, atol=1e-7)
-  full_snippet, _ = dfe.inference_outputs(model, params, state, *args)
-  for name in ('tcam', 'attention'):
+  snippet, video = dfe.inference_outputs(model, small_params, small_state, *args)
+  assert (set(snippet), set(video)) == INFERENCE_KEYS[base]
+  shared = set(snippet) & set(full)  # d2net: tcam; sal: cas, a_f, a_r.
+  assert shared
+  for name in shared:
+    np.testing.assert_allclose(snippet[name], full[name], rtol=1e-6, atol=1e-7, err_msg=name)
+  full_snippet, full_video = dfe.inference_outputs(model, params, state, *args)
+  for name in snippet:
     np.testing.assert_allclose(snippet[name], full_snippet[name], rtol=1e-6, atol=1e-7)
+  for name in video:
+    np.testing.assert_allclose(video[name], full_video[name], rtol=1e-6, atol=1e-7)
   # The 'global' ablation reads GFE and the memory: different numbers; equal when memory empty.
   config.dfe.inference_branch = 'global'
   global_snippet, _ = dfe.inference_outputs(model, params, state, *args)
@@ -391,10 +423,16 @@ def test_lfe_attention_mask_and_positions():
 
 
 def test_bases_out_of_scope_fail_in_one_line():
-  for name, words in (('sal', 'not written yet'), ('co2net', 'later issue')):
-    config = _config(base=name)
-    with pytest.raises(ValueError, match=f"config.dfe.base='{name}'.*{words}"):
-      methods.get('dfe').validate_config(config)
+  config = _config()
+  config.dfe.base = 'co2net'
+  for check in (methods.get('dfe').validate_config, methods.resolve_localizer):
+    with pytest.raises(ValueError, match="config.dfe.base='co2net'.*later issue"):
+      check(config)
+  methods.get('dfe').validate_config(_config('sal'))
+  config = _config('sal')
+  config.dfe.lfe.num_heads = 3  # E = sal.hidden = 8, not D = 16.
+  with pytest.raises(ValueError, match=r"num_heads=3: must divide the feature width E=8 of base"):
+    methods.get('dfe').validate_config(config)
 
 
 def test_preset_argument_sets_the_base():
@@ -406,5 +444,5 @@ def test_preset_argument_sets_the_base():
   spec.loader.exec_module(preset)
   assert preset.get_config('dfe').dfe.base == 'd2net'
   assert preset.get_config('dfe,base=sal,smoke').dfe.base == 'sal'
-  with pytest.raises(ValueError, match="base=sal does not apply to method 'mil'"):
+  with pytest.raises(ValueError, match="synthetic.py: base=sal does not apply to method 'mil'"):
     preset.get_config('mil,base=sal')

@@ -146,6 +146,26 @@ def test_compare_methods_variants_and_configs():
     assert anet.train.learning_rate == got.train.learning_rate  # The schedule stays the demo's.
 
 
+def test_dfe_ablation_over_sal_configs():
+  """--base sal: each variant trains with SAL's synthetic settings (resampling, sal.hidden, the
+  'oic' localizer), the base alone as method 'sal', the others as DFE over SAL."""
+  sys.path.insert(0, str(ROOT / 'experiments'))
+  try:
+    import dfe_ablation  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
+  from d2net_jax.data import sampling  # pylint: disable=import-outside-toplevel
+  args = dfe_ablation.parse_args(['--mode', 'smoke', '--base', 'sal', '--out', '/nonexistent'])
+  base = dfe_ablation.ablation_config(args)
+  for variant in dfe_ablation.TRAINED:
+    config = dfe_ablation.variant_config(base, variant, args.base, seed=1)
+    assert config.method == ('sal' if variant == 'base' else 'dfe'), variant
+    assert (config.dfe.base, config.sal.hidden) == ('sal', 64), variant
+    assert methods.resolve_localizer(config) == 'oic', variant
+    assert sampling.resolve_sampling(config) == 'resample', variant
+
+
 def test_dfe_ablation_smoke(tmp_path, shared):
   out = tmp_path / 'dfe_ablation'
   stdout = run_script('dfe_ablation', out, '--steps', '3', '--variants', 'base,dfe_global',

@@ -1,6 +1,7 @@
 """Every registered method through the shared trainer: the checks a new method gets by registering.
 
-For each method of `d2net_jax.methods.names()` on a tiny config (its `smoke_overrides` applied):
+For each method of `d2net_jax.methods.names()`, and DFE over its other bases (VARIANTS), on a tiny
+config (its `smoke_overrides` and those of the method it wraps applied):
 one training step compiles once; pmap and jit over 4 simulated devices give the single-device
 update (params, optimizer state, method state, metrics) over 3 steps; a run checkpointed after
 step 1 and restored continues exactly as an uninterrupted one; the inference forward ignores
@@ -22,7 +23,12 @@ from d2net_jax import train
 import train_fixtures
 
 NUM_STEPS = 3
-METHODS = methods.names()
+# Preset arguments (configs/<preset>.py:<arg>): every method, and DFE over its non-default bases.
+# Such a combination gets the checks the combination can break: pmap over 4 devices (SAL's mix-up
+# pairs and running statistics next to DFE's memory, over the global batch) and inference
+# (padding, its base's localizer); the trace, resume, jit and bfloat16 checks run the same code
+# as its method's and its base's own variants, and are skipped to keep the suite short.
+VARIANTS = methods.names() + ('dfe,base=sal',)
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -33,14 +39,23 @@ def fast_compile():
   jax.config.update('jax_disable_most_optimizations', previous)
 
 
-def _config(name):
+def _config(variant):
   config = train_fixtures.tiny_config()
-  config.method = name
-  method = methods.get(name)
-  config_lib.apply_overrides(config, method.smoke_overrides)
+  config.preset = f'tests/test_methods.py:{variant}'
+  config.method, _, values = config_lib.parse_preset_arg(variant, 'tests/test_methods.py',
+                                                         keys=config_lib.PRESET_KEYS)
+  config_lib.apply_preset_values(config, values, 'tests/test_methods.py')
+  config_lib.apply_overrides(config, methods.resolve_smoke_overrides(config))
   # Dropout masks differ between device counts by construction: compare without dropout.
-  config_lib.apply_overrides(config, {field: 0.0 for field in method.dropout_fields})
+  config_lib.apply_overrides(config, {f: 0.0 for f in methods.resolve_dropout_fields(config)})
   return config
+
+
+def _skip_combination(config, check: str):
+  """Skips `check` for the VARIANTS that are combinations (see VARIANTS)."""
+  variant = config.preset.partition(':')[2]
+  if variant not in methods.names():
+    pytest.skip(f'{check} of {variant}: the same code as its method\'s and base\'s variants')
 
 
 def _batches(config):
@@ -70,7 +85,7 @@ def _close(actual, expected, what, rtol=2e-5, atol=1e-6):
                                err_msg=f'{what} {jax.tree_util.keystr(path)}')
 
 
-@pytest.fixture(scope='module', params=METHODS)
+@pytest.fixture(scope='module', params=VARIANTS, ids=lambda v: v.replace(',base=', '_over_'))
 def method_run(request):
   """(config, step_fn, initial state, batches, single-device result) of one method."""
   config = _config(request.param)
@@ -85,6 +100,8 @@ def method_run(request):
 @pytest.mark.parametrize('parallelism', ['pmap', 'jit'])
 def test_four_devices_match_single_device(method_run, parallelism):
   config, _, step_fn, state, batches, (expected, expected_metrics) = method_run
+  if parallelism == 'jit':
+    _skip_combination(config, 'jit over 4 devices')
   runner = parallel.StepRunner(step_fn, parallelism, devices=jax.devices()[:4])
   assert runner.num_devices == 4
   actual, metrics = _run(runner, state, batches)
@@ -104,7 +121,8 @@ def test_four_devices_match_single_device(method_run, parallelism):
 
 
 def test_step_compiles_once(method_run):
-  _, _, step_fn, state, batches, _ = method_run
+  config, _, step_fn, state, batches, _ = method_run
+  _skip_combination(config, 'one trace')
 
   traces = []  # Python runs only while tracing: one entry per trace.
 
@@ -119,6 +137,7 @@ def test_step_compiles_once(method_run):
 def test_exact_resume(method_run, tmp_path):
   """Checkpoint after step 1, restore into a fresh template, continue: bit-identical."""
   config, _, step_fn, state, batches, (expected, _) = method_run
+  _skip_combination(config, 'exact resume')
   runner = parallel.StepRunner(step_fn, 'jit', devices=jax.devices()[:1])
   first, _ = _run(runner, state, batches[:1])
   checkpointer = checkpointing.Checkpointer(tmp_path, async_save=False)
@@ -134,7 +153,6 @@ def test_exact_resume(method_run, tmp_path):
 
 def test_inference_ignores_padding_and_localizes(method_run):
   config, model, _, _, batches, (trained, _) = method_run
-  method = methods.get(config.method)
   forward = inference.make_forward(model, config)
   batch = batches[0]
   length = train_fixtures.LENGTH
@@ -154,7 +172,7 @@ def test_inference_ignores_padding_and_localizes(method_run):
     np.testing.assert_allclose(padded_video[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
   s = int(batch['mask'][0].sum())
   found = localize.localize_outputs(
-      method.localizer, {k: v[0, :s] for k, v in snippet.items()},
+      methods.resolve_localizer(config), {k: v[0, :s] for k, v in snippet.items()},
       {k: v[0] for k, v in video.items()}, 0.64, config)
   assert isinstance(found, localize.Detections)
   assert np.all(found.end > found.start) and np.all(found.start >= 0)
@@ -181,6 +199,7 @@ BF16_GRAD_COSINE = 0.98
 
 def test_bfloat16_step_stays_close_to_float32(method_run):
   config, model, _, state, batches, _ = method_run
+  _skip_combination(config, 'bfloat16')
   loss_fn = methods.get(config.method).loss_fn
   results = {}
   for dtype in ('float32', 'bfloat16'):

@@ -61,7 +61,7 @@ def main(argv) -> int:
                                       dataset.num_classes)
     found = inference.detect(outputs, [video], config)[video.video_id]
     tcam, attention = outputs[0].tcam, outputs[0].attention
-    localizer = methods.get(config.method).localizer
+    localizer = methods.resolve_localizer(config)
     relevant = localize.relevant_classes_of(localizer, outputs[0].snippet, outputs[0].video,
                                             config)
     ground_truth = [(int(c), float(s), float(e)) for (s, e), c

@@ -4,7 +4,8 @@
   tcam.py    D2-Net's Sec. 3.3 localizer ('tcam'): refined TCAM, outer-inner contrast, hard NMS
   oic.py     SAL's localizer ('oic', BaS-Net lineage): x24 upsampling, OIC score, BaS-Net soft-NMS
 
-A method names its localizer (`Method.localizer`); `localize_outputs` runs it. Each entry of
+A method names its localizer (`Method.localizer`; a wrapper such as DFE takes its base's:
+`methods.resolve_localizer(config)`); `localize_outputs` runs it. Each entry of
 `LOCALIZERS` is fn(snippet, video, seconds_per_snippet, config) -> Detections, where `snippet`
 holds one video's (s, ...) arrays, `video` its per-video arrays, and `config` is the whole config
 (each localizer reads its own part of `config.localize`). The names of the modules are re-exported

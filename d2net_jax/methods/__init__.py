@@ -6,10 +6,14 @@
   dfe/     DFE (ICASSP 2023): local / global feature enhancement over a base method
 
 `get(config.method)` returns a `Method` (see base.py for the interface); `names()` lists them.
-Importing this package registers the built-in methods.
+The per-method defaults that may come from a wrapped method (DFE's base) are read per config:
+`resolve_localizer`, `resolve_sampling`, `preset_overrides`, `resolve_smoke_overrides`,
+`resolve_dropout_fields`. Importing this package registers the built-in methods.
 """
 
-from d2net_jax.methods.base import Method, all_methods, get, names, register  # noqa: F401
+from d2net_jax.methods.base import (  # noqa: F401
+    Method, all_methods, get, method_chain, names, preset_overrides, register,
+    resolve_dropout_fields, resolve_localizer, resolve_sampling, resolve_smoke_overrides)
 
 # Registration order = the order of tables and `--help` texts.
 from d2net_jax.methods import d2net  # noqa: F401,E402  pylint: disable=wrong-import-position

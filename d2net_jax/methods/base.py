@@ -16,10 +16,15 @@ The flow a method plugs into:
     -> inference_outputs(...)                  per-snippet (B, T, ...) and per-video (B, ...) arrays
     -> localizer (by name)                     d2net_jax.localize.LOCALIZERS
     -> evaluator                               d2net_jax.evaluation
+
+A method may wrap another (DFE wraps a base method, `config.dfe.base`): `Method.wraps` names the
+wrapped method under a config, and the framework's per-method defaults then come from the chain
+of methods (`method_chain`): `resolve_localizer`, `resolve_sampling`, `preset_overrides`,
+`resolve_smoke_overrides` and `resolve_dropout_fields`. Read those, never the fields directly.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import ml_collections
 
@@ -52,9 +57,11 @@ class Method:
       of arrays, per snippet (B, T, ...) and per video (B, ...). Traced under jit. `snippet` must
       hold 'tcam' (B, T, C) class scores and 'attention' (B, T), which `d2net-jax plot` draws.
     localizer: name of the localizer in `d2net_jax.localize.LOCALIZERS` that turns one video's
-      outputs into detections.
+      outputs into detections; None: the wrapped method's (`wraps`). Read it with
+      `resolve_localizer(config)`.
     sampling: default training sampling of `data.sampling='auto'`: 'crop' (random contiguous crop
-      and pad, D2-Net) or 'resample' (every video resampled to `data.num_segments` snippets).
+      and pad, D2-Net) or 'resample' (every video resampled to `data.num_segments` snippets);
+      None: the wrapped method's. Read it with `resolve_sampling(config)`.
     progress_metrics: aux names shown on the training progress bar.
     smoke_overrides: {'section.field': value} that shrink the method for the smoke presets and
       the per-method tests (e.g. a smaller hidden size); applied after the smoke settings.
@@ -66,6 +73,11 @@ class Method:
       them to 0: dropout masks differ between device counts by construction.
     validate_config: optional (config) -> None raising ValueError (one line naming the field)
       for settings of its sections the method cannot run with.
+    wraps: optional (config) -> the registry name of the method this one wraps under `config`
+      (DFE: `config.dfe.base`), or None; raises ValueError (one line) for a base that cannot run.
+      The wrapped method's presets, smoke_overrides and dropout_fields then apply before (and
+      together with) this method's own, and its localizer and sampling where this method's are
+      None; the wrapper's `validate_config` validates the wrapped method's sections itself.
   """
   name: str
   description: str
@@ -74,13 +86,14 @@ class Method:
   init_state: Callable[..., Any]
   loss_fn: LossFn
   inference_outputs: Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]
-  localizer: str = 'tcam'
-  sampling: str = 'crop'
+  localizer: Optional[str] = 'tcam'
+  sampling: Optional[str] = 'crop'
   progress_metrics: Tuple[str, ...] = ('loss',)
   smoke_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   dropout_fields: Tuple[str, ...] = ()
   validate_config: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+  wraps: Optional[Callable[[ml_collections.ConfigDict], Optional[str]]] = None
 
 
 _REGISTRY: Dict[str, Method] = {}
@@ -110,3 +123,65 @@ def get(name: str) -> Method:
 
 def all_methods() -> Tuple[Method, ...]:
   return tuple(_REGISTRY.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-config resolution of the per-method defaults, through the methods a method wraps.
+
+
+def method_chain(config) -> Tuple[Method, ...]:
+  """`config.method`'s Method and the methods it wraps, innermost first: (sal, dfe) for DFE with
+  dfe.base='sal', (d2net,) for D2-Net. ValueError (one line) for an unknown or cyclic name."""
+  chain = [get(config.method)]
+  while chain[-1].wraps is not None:
+    name = chain[-1].wraps(config)
+    if name is None:
+      break
+    if any(m.name == name for m in chain):
+      raise ValueError(f'config.method={config.method!r}: method {chain[-1].name!r} wraps '
+                       f'{name!r}, which is already in the chain')
+    chain.append(get(name))
+  return tuple(reversed(chain))
+
+
+def _outermost(config, field: str) -> str:
+  for method in reversed(method_chain(config)):
+    value = getattr(method, field)
+    if value is not None:
+      return value
+  raise ValueError(f'config.method={config.method!r}: no method of its chain sets a {field}')
+
+
+def resolve_localizer(config) -> str:
+  """The localizer name of `config.method` (a wrapper without its own: the wrapped method's)."""
+  return _outermost(config, 'localizer')
+
+
+def resolve_sampling(config) -> str:
+  """`config.method`'s default training sampling (`data.sampling='auto'`), through the chain."""
+  return _outermost(config, 'sampling')
+
+
+def preset_overrides(config, preset: str) -> Dict[str, Any]:
+  """{'section.field': value} of dataset preset `preset` for `config.method`: the presets of
+  the methods it wraps first, then its own (DFE over SAL on 'synthetic': SAL's, then DFE's)."""
+  overrides = {}
+  for method in method_chain(config):
+    overrides.update(method.presets.get(preset, {}))
+  return overrides
+
+
+def resolve_smoke_overrides(config) -> Dict[str, Any]:
+  """The smoke overrides of `config.method` and of the methods it wraps (innermost first)."""
+  overrides = {}
+  for method in method_chain(config):
+    overrides.update(method.smoke_overrides)
+  return overrides
+
+
+def resolve_dropout_fields(config) -> Tuple[str, ...]:
+  """The dropout fields of `config.method` and of the methods it wraps, without repeats."""
+  fields = []
+  for method in method_chain(config):
+    fields += [f for f in method.dropout_fields if f not in fields]
+  return tuple(fields)

@@ -8,14 +8,21 @@ computes, the base, the losses' form, every default) is OUR design, spec section
 (../shared/methods/SAL-DFE-spec.md), one config field each in the `dfe` section (config.py).
 
   bases.py    what DFE needs of a base (encode / heads / loss / inference); 'd2net'
+  sal_base.py the 'sal' base: SAL split at its encoder's features
   modules.py  LFE (masked temporal self-attention, dilated convolutions) and GFE
   memory.py   the class memory's update and the distillation terms
   model.py    the Flax network: base.encode -> LFE -> heads (local), -> GFE -> heads (global)
 
+Bases (`dfe.base`): 'd2net' and 'sal'. DFE wraps its base (`Method.wraps`): the localizer
+('tcam' over D2-Net, 'oic' over SAL), the training sampling ('crop' / 'resample'), the dataset
+presets (`configs/<preset>.py:dfe,base=sal` applies SAL's settings, then DFE's), the smoke
+overrides and the dropout fields are the base method's, with DFE's own added.
+
 Method state: the base's state plus {'memory' (C, S, E), 'filled' (C,)}. Loss (spec 3.4):
   L = w_local L_base(out_L) + w_global L_base(out_G) + lambda_kd on(step) L_kd(sg out_G -> out_L)
-The base's state (D2-Net's x_ref) is updated from the local branch; the memory from the local
-branch's stop-gradient features after GFE has read the old memory.
+The base's state (D2-Net's x_ref, SAL's running mean and variance) is updated from the local
+branch; the memory from the local branch's stop-gradient features after GFE has read the old
+memory.
 """
 
 import jax
@@ -138,7 +145,7 @@ def export_inference(params, state):
 
 def _validate(config):
   c = config.dfe
-  bases.get(c.base)  # One-line error for 'sal' (not merged) and 'co2net' (later issue).
+  base = bases.get(c.base)  # One-line error for 'co2net' (a later issue) and unknown names.
   checks = {
       'dfe.inference_branch': (c.inference_branch, ('local', 'global')),
       'dfe.lfe.kind': (c.lfe.kind, ('self_attention', 'dilated_conv', 'none')),
@@ -153,7 +160,7 @@ def _validate(config):
       extra = (" ('learned' of the spec is not implemented)" if field == 'dfe.gmm.update'
                else '')
       raise ValueError(f'config.{field}={value!r}: must be one of {allowed}{extra}')
-  if c.gmm.source == 'attention' and not bases.get(c.base).has_attention:
+  if c.gmm.source == 'attention' and not base.has_attention:
     raise ValueError(f"config.dfe.gmm.source='attention': base {c.base!r} has no attention head")
   for field in ('lfe.attn_dropout', 'lfe.dropout', 'gfe.dropout'):
     section, key = field.split('.')
@@ -161,11 +168,11 @@ def _validate(config):
       raise ValueError(f'config.dfe.{field}={c[section][key]}: must be in [0, 1)')
   if not 0 <= c.gmm.momentum < 1:
     raise ValueError(f'config.dfe.gmm.momentum={c.gmm.momentum}: must be in [0, 1)')
-  if c.lfe.kind == 'self_attention':
-    width = config.data.feature_dim
-    if width > 0 and width % c.lfe.num_heads:
+  if c.lfe.kind == 'self_attention' and config.data.feature_dim > 0:
+    width = base.feature_width(config, config.data.feature_dim)  # E: D (d2net), sal.hidden.
+    if width % c.lfe.num_heads:
       raise ValueError(f'config.dfe.lfe.num_heads={c.lfe.num_heads}: must divide the feature '
-                       f'width {width}')
+                       f'width E={width} of base {c.base!r}')
   if c.gmm.slots_per_class < 1:
     raise ValueError(f'config.dfe.gmm.slots_per_class={c.gmm.slots_per_class}: must be >= 1')
   base_method = base_lib.get(c.base)
@@ -181,13 +188,13 @@ METHOD = base_lib.register(base_lib.Method(
     init_state=init_state,
     loss_fn=loss_fn,
     inference_outputs=inference_outputs,
-    localizer='tcam',
-    sampling='crop',
+    localizer=None,  # The base's ('tcam' over D2-Net, 'oic' over SAL): `wraps`.
+    sampling=None,  # The base's ('crop' / 'resample').
     progress_metrics=('loss', 'loss_local', 'loss_global', 'loss_kd'),
     smoke_overrides={'dfe.lfe.num_heads': 2, 'dfe.gfe.proj_dim': 8},
     presets={'activitynet12': {'dfe.gmm.momentum': 0.99},  # Spec 3.5: 0.99 on ActivityNet.
              'activitynet13': {'dfe.gmm.momentum': 0.99}},
-    dropout_fields=('model.dropout_rate', 'dfe.lfe.attn_dropout', 'dfe.lfe.dropout',
-                    'dfe.gfe.dropout'),
+    dropout_fields=('dfe.lfe.attn_dropout', 'dfe.lfe.dropout', 'dfe.gfe.dropout'),
     validate_config=_validate,
+    wraps=lambda config: bases.get(config.dfe.base).name,
 ))

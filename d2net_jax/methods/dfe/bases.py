@@ -1,4 +1,4 @@
-"""Base methods DFE wraps: what DFE needs of a base, and the adapters ('d2net'; 'sal' pending).
+"""Base methods DFE wraps: what DFE needs of a base, and the adapters 'd2net' and 'sal'.
 
 A base is split at its feature map F (B, T, E) (spec section 3.2):
 
@@ -7,22 +7,25 @@ A base is split at its feature map F (B, T, E) (spec section 3.2):
     module.heads(F, context, mask, train) -> outputs dict, what the base's loss reads
     context: a dict of the base's outputs that do not come from F (D2-Net: none; SAL: the
     actionness branches on the raw features), handed unchanged to both branches' heads
-  base.init_state(config, C, D)          -> the base's method state (D2-Net: {'x_ref'})
+  base.init_state(config, C, D)          -> the base's method state (D2-Net: {'x_ref'}; SAL:
+                                            {'prob_max_mu', 'prob_max_var'})
   base.loss(outputs, batch, state, config, key, axis_name) -> (loss, aux with aux['state'])
   base.inference(outputs, state, mask, config) -> (snippet, video), the base's inference arrays
   base.kd_view(outputs) -> {'cas': (B, T, C') class logits, 'att': (B, T) or None}: what the
     distillation (spec 3.4) and the memory's top-k (spec 3.3) read
 
 DFE runs encode -> LFE -> heads (local branch) and encode -> LFE -> GFE -> heads (global branch)
-with the same head parameters. Adding a base is one `Base` record in `BASES`.
+with the same head parameters. Adding a base is one `Base` record in `BASES`; a base's name is
+also the registered method whose localizer, sampling, dataset presets, smoke overrides and
+dropout fields DFE takes (`Method.wraps`, methods/base.py), and whose `validate_config` checks
+its sections.
 
-The 'sal' adapter (to write; spec 3.2): encode = SAL's encoder e (F, E = sal.hidden)
-with context = the actionness branches on the raw features (a, a_f, a_r, the mix-up a_*_mix,
-sc_rgb, sc_flow); heads(F, context) = s = bilinear(F), e' = F + a fc1(s), cas = cls(e'),
-cas_bg = cas (1 - a), sc = fc(s), with SAL's parameter names; loss = `sal_loss`; inference =
-SAL's 'oic' arrays; kd_view = {'cas': cas, 'att': a}. Two framework points remain: the localizer
-('oic') and the sampling ('resample') must follow the base, while `Method.localizer` is one name
-per method (a config-dependent localizer, or data.sampling='resample' in the DFE-over-SAL presets).
+  'd2net'  below: F = concat(rgb, flow) after layer 2 (E = D); heads = the layer-3 classifiers.
+  'sal'    sal_base.py: F = SAL's encoder output e (E = sal.hidden); context = the actionness
+           branches on the raw features (a, a_f, a_r, the mix-up a_*_mix, sc_rgb, sc_flow);
+           heads = s = bilinear(F), e' = F + a fc1(s), cas = cls(e'), cas_bg = cas (1 - a),
+           sc = fc(s), with SAL's parameter names; loss = `sal_loss`; inference = SAL's 'oic'
+           arrays; kd_view = {'cas': cas, 'att': a}.
 """
 
 import dataclasses
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 
 from d2net_jax.methods.d2net import losses as d2net_losses
 from d2net_jax.methods.d2net import model as d2net_model
+from d2net_jax.methods.dfe import sal_base
 
 
 _conv_init = d2net_model._conv_init  # pylint: disable=protected-access
@@ -168,10 +172,11 @@ def _d2net_kd_view(outputs):
 BASES = {
     'd2net': Base('d2net', _d2net_build, lambda config, dim: dim, _d2net_init_state,
                   _d2net_loss, _d2net_inference, _d2net_kd_view, has_attention=False),
+    'sal': Base('sal', sal_base.build, sal_base.feature_width, sal_base.init_state,
+                sal_base.loss, sal_base.inference, sal_base.kd_view, has_attention=True),
 }
 UNAVAILABLE = {
-    'sal': 'not written yet (SAL is a method of the package; its DFE adapter is not)',
-    'co2net': 'the CO2-Net base is not implemented (a later issue); use base=d2net',
+    'co2net': 'the CO2-Net base is not implemented (a later issue); use base=d2net or base=sal',
 }
 
 

@@ -7,7 +7,7 @@ design (spec section 3.2-3.5), one field each, defaulting to the spec's value.
 
 The spec writes `model.dfe.X` and `loss.dfe.X`; here they are `dfe.X` and `dfe.loss.X` (the
 `model` and `loss` sections belong to D2-Net, which is also DFE's default base, so
-`--config.model.*` / `--config.loss.*` keep configuring the base).
+`--config.model.*` / `--config.loss.*` keep configuring the base; over SAL, `--config.sal.*`).
 """
 
 import ml_collections
@@ -16,8 +16,9 @@ import ml_collections
 def dfe_config() -> ml_collections.ConfigDict:
   """The `dfe` section: base, LFE, GMM, GFE and the loss weights."""
   c = ml_collections.ConfigDict()
-  # The wrapped base method: 'd2net' (its `model` / `loss` sections), 'sal' (SAL issue; not
-  # merged yet), 'co2net' (the spec's default; a later issue). The paper's base is unknown.
+  # The wrapped base method: 'd2net' (its `model` / `loss` sections), 'sal' (its `sal` section),
+  # 'co2net' (the spec's default; a later issue). The paper's base is unknown. The base's
+  # localizer, sampling and dataset presets apply (`configs/synthetic.py:dfe,base=sal`).
   c.base = 'd2net'
   c.inference_branch = 'local'  # 'local' (the abstract: GFE removed) or 'global' (upper bound).
   c.shared_heads = True  # The global branch uses the base's heads (only True is implemented).

@@ -77,17 +77,24 @@ def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
   return losses.sal_loss(outputs, batch, state, config.sal, axis_name=axis_name)
 
 
-def inference_outputs(model, params, state, features, mask, config):
-  """Per snippet: 'cas' (B, T, C) raw logits, 'a_f', 'a_r' (B, T) actionness, for the 'oic'
-  localizer; for plotting 'tcam' = softmax(cas) over classes (B, T, C) and 'attention' = the fused
-  actionness a = (1 - rgb_weight) a_f + rgb_weight a_r (B, T), all zero at padding. Per video:
-  'sc' (B, C) second-order class logits."""
-  del state, config
-  out = model.apply({'params': params}, features, mask, train=False)
+def inference_arrays(out, mask):
+  """(snippet, video) of SAL's outputs `out` (the model's dict) for the 'oic' localizer.
+
+  Per snippet: 'cas' (B, T, C) raw logits, 'a_f', 'a_r' (B, T) actionness; for plotting 'tcam' =
+  softmax(cas) over classes (B, T, C) and 'attention' = the fused actionness a = (1 - rgb_weight)
+  a_f + rgb_weight a_r (B, T), all zero at padding. Per video: 'sc' (B, C) second-order class
+  logits. DFE over SAL hands its local branch's outputs here too (methods/dfe/sal_base.py).
+  """
   m = mask.astype(out['cas'].dtype)
   snippet = {'cas': out['cas'], 'a_f': out['a_f'], 'a_r': out['a_r'],
              'tcam': jax.nn.softmax(out['cas'], -1) * m[..., None], 'attention': out['a']}
   return snippet, {'sc': out['sc']}
+
+
+def inference_outputs(model, params, state, features, mask, config):
+  """`inference_arrays` of the network in eval mode (no dropout, no mix-up)."""
+  del state, config
+  return inference_arrays(model.apply({'params': params}, features, mask, train=False), mask)
 
 
 def _validate(config):
