@@ -4,8 +4,9 @@ r"""One fair comparison of every registered method on the synthetic THUMOS14 and
   python experiments/compare_methods.py --mode smoke    # seconds; what the tests run
   python experiments/compare_methods.py --methods d2net,mil --datasets thumos14_like
 
-Variants: every method of `d2net_jax.methods.names()` on the `i3d_like` features; a method whose
-config section has a `base` field (DFE: `dfe.base`) once on every other method as its base;
+Variants: every method of `d2net_jax.methods.names()` on the `i3d_like` features; a method that
+wraps another (`Method.wraps`, DFE) once over every method it accepts as its base
+(`configs/synthetic.py:dfe,base=d2net`, `...:dfe,base=sal`: the base's own synthetic settings);
 D2-Net and `mil` also on the `gaussian` features, so the effect of the feature geometry shows.
 
 Same protocol for every variant: the config is `configs/synthetic.py:<method>` (the demo's data,
@@ -74,13 +75,20 @@ def _preset(name: str, arg: str):
                              f'd2net_configs_{name}').get_config(arg)
 
 
-def dataset_overrides(method: str, dataset: str) -> Dict[str, Any]:
+def preset_arg(method: str, base: str = '') -> str:
+  """The preset argument of a variant: 'METHOD' or 'METHOD,base=BASE' (a wrapper's base)."""
+  return f'{method},base={base}' if base else method
+
+
+def dataset_overrides(method: str, dataset: str, base: str = '') -> Dict[str, Any]:
   """The settings in which the dataset's real-data preset differs from THUMOS14's, for `method`
-  (empty for thumos14_like); the schedule and the data shapes are left out (_KEEP, train.*)."""
+  (over `base`; empty for thumos14_like); the schedule and the data shapes are left out (_KEEP,
+  train.*)."""
   real = DATASETS[dataset][1]
   if real == 'thumos14':
     return {}
-  target, thumos = _flatten(_preset(real, method)), _flatten(_preset('thumos14', method))
+  arg = preset_arg(method, base)
+  target, thumos = _flatten(_preset(real, arg)), _flatten(_preset('thumos14', arg))
   return {k: v for k, v in target.items()
           if thumos.get(k) != v and k not in _KEEP
           and (not k.startswith('train.') or k == 'train.selection_iou')}
@@ -89,8 +97,9 @@ def dataset_overrides(method: str, dataset: str) -> Dict[str, Any]:
 def variant_config(method: str, base: str, features: str, dataset: str, args):
   """configs/synthetic.py:<method>[,smoke] on `dataset`, sized by the mode (module docstring)."""
   size = SIZES[args.mode]
-  config = _preset('synthetic', method + (',smoke' if args.mode == 'smoke' else ''))
-  overrides = dict(dataset_overrides(method, dataset))
+  config = _preset('synthetic', preset_arg(method, base)
+                   + (',smoke' if args.mode == 'smoke' else ''))
+  overrides = dict(dataset_overrides(method, dataset, base))
   num_train, num_test = size['videos'][dataset]
   steps = args.steps or size['steps']
   overrides.update({
@@ -100,22 +109,33 @@ def variant_config(method: str, base: str, features: str, dataset: str, args):
       'train.num_steps': steps, 'train.eval_every': max(1, steps // size['evaluations']),
       'train.checkpoint_every': steps, 'train.log_every': max(1, min(25, steps)),
       'train.tensorboard': False, 'loss.pdmi_start_step': steps // 4})
-  if base:
-    overrides[f'{method}.base'] = base
   return _common.apply_overrides(config, overrides)
 
 
+def bases_of(method: str, candidates: List[str]) -> List[str]:
+  """The candidates `method` can wrap: those whose 'METHOD,base=B' synthetic preset builds."""
+  out = []
+  for b in candidates:
+    try:
+      _preset('synthetic', preset_arg(method, b))
+    except ValueError:
+      continue
+    out.append(b)
+  return out
+
+
 def variants(selected: List[str]) -> List[Tuple[str, str, str]]:
-  """(method, base, features) of every compared variant, in table order."""
+  """(method, base, features) of every compared variant, in table order: a method that wraps
+  another (Method.wraps, DFE) once over every method it accepts as its base."""
   from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   names = list(methods.names())
-  wrappers = [m for m in names if 'base' in _preset('synthetic', m).get(m, {})]
+  wrappers = [m for m in names if methods.get(m).wraps is not None]
   out = []
   for m in names:
     if m not in selected:
       continue
     if m in wrappers:
-      out += [(m, b, 'i3d_like') for b in names if b not in wrappers]
+      out += [(m, b, 'i3d_like') for b in bases_of(m, [n for n in names if n not in wrappers])]
     else:
       out.append((m, '', 'i3d_like'))
   out += [(m, '', 'gaussian') for m in BOTH_FEATURES if m in selected]

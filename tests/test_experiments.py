@@ -133,14 +133,21 @@ def test_compare_methods_variants_and_configs():
   variants = compare_methods.variants(list(methods.names()))
   assert {m for m, _, _ in variants} == set(methods.names())
   assert ('d2net', '', 'gaussian') in variants and ('mil', '', 'gaussian') in variants
+  # A wrapper runs over each base it accepts, with the base's synthetic settings.
+  assert ('dfe', 'd2net', 'i3d_like') in variants and ('dfe', 'sal', 'i3d_like') in variants
+  assert not any(m == 'dfe' and b in ('mil', 'dfe') for m, b, _ in variants)
   args = argparse.Namespace(mode='smoke', steps=None, data_dir=pathlib.Path('/nonexistent'))
-  for method in methods.names():
-    expected = compare_methods._flatten(compare_methods._preset('synthetic', method + ',smoke'))
-    got = compare_methods.variant_config(method, '', 'i3d_like', 'thumos14_like', args)
+  for method, base, _ in [v for v in variants if v[2] == 'i3d_like']:
+    arg = compare_methods.preset_arg(method, base)
+    expected = compare_methods._flatten(compare_methods._preset('synthetic', arg + ',smoke'))
+    got = compare_methods.variant_config(method, base, 'i3d_like', 'thumos14_like', args)
     flat = compare_methods._flatten(got)
-    for dotted in methods.get(method).presets.get('synthetic', {}):
-      assert flat[dotted] == expected[dotted], dotted
-    anet = compare_methods.variant_config(method, '', 'gaussian', 'activitynet12_like', args)
+    for name in filter(None, (base, method)):
+      for dotted in methods.get(name).presets.get('synthetic', {}):
+        assert flat[dotted] == expected[dotted], (arg, dotted)
+    if base:
+      assert flat[f'{method}.base'] == base
+    anet = compare_methods.variant_config(method, base, 'gaussian', 'activitynet12_like', args)
     assert anet.data.num_classes == 100 and anet.data.synthetic.features == 'gaussian'
     assert anet.evaluation.tiou_thresholds[0] == 0.5 and len(anet.evaluation.tiou_thresholds) == 10
     assert anet.train.learning_rate == got.train.learning_rate  # The schedule stays the demo's.
