@@ -126,11 +126,16 @@ def score(dataset: Dataset, videos: Sequence[VideoRecord], detections, config
     raise ValueError(f"evaluation.protocol={config.evaluation.protocol!r}: must be one of "
                      f"{evaluation_official.PROTOCOLS}")
   scored = dataclasses.replace(dataset, videos=list(videos))
-  ambiguous = dataset.ambiguous if config.evaluation.use_ambiguous else None
+  ids = {v.video_id for v in videos}
+  source = f'the ground truth of dataset {dataset.name!r}'
+  ambiguous, note = evaluation.choose_ambiguous(
+      {v: r for v, r in (dataset.ambiguous or {}).items() if v in ids},
+      config.evaluation.use_ambiguous, source, 'evaluation.use_ambiguous=False')
   return evaluation.evaluate_detections(
       scored, detections, config.evaluation.tiou_thresholds,
-      subset=sorted({v.subset for v in videos}), ambiguous=ambiguous or None,
-      class_names=list(dataset.class_names), unknown_videos=config.evaluation.unknown_videos)
+      subset=sorted({v.subset for v in videos}), ambiguous=ambiguous, ambiguous_source=source,
+      ambiguous_note=note, class_names=list(dataset.class_names),
+      unknown_videos=config.evaluation.unknown_videos)
 
 
 def process_videos(videos: Sequence[VideoRecord], process_index: int, process_count: int
