@@ -3,6 +3,7 @@
 Each command module has `main(argv: list[str]) -> int`, with argv excluding the command name.
 """
 
+import difflib
 import importlib
 import sys
 
@@ -16,7 +17,7 @@ COMMANDS = {
     'check': ('d2net_jax.data_check', 'read and validate every video of a config\'s data'),
     'convert': ('d2net_jax.data.convert', 'convert W-TALC / STPN features to the HDF5 store'),
     'import': ('d2net_jax.data.own_data', 'import your own .npy features + labels to HDF5'),
-    'synthetic': ('d2net_jax.data.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),
+    'synthetic': ('d2net_jax.commands.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),
 }
 
 
@@ -33,10 +34,22 @@ def main(argv=None) -> int:
     return 0 if argv else 2
   name, rest = argv[0], argv[1:]
   if name not in COMMANDS:
-    print(f'd2net-jax: unknown command {name!r}\n\n{usage()}', file=sys.stderr)
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    hint = f'did you mean {close[0]!r}? ' if close else ''
+    print(f'd2net-jax: error: unknown command {name!r} ({hint}commands: {", ".join(COMMANDS)})',
+          file=sys.stderr)
     return 2
-  module = importlib.import_module(COMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  try:
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+  except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed.
+    if isinstance(e.code, str):
+      print(e.code, file=sys.stderr)
+      return 1
+    return int(e.code or 0)
+  except KeyboardInterrupt:  # Ctrl-C anywhere outside train's step loop (imports, compiling).
+    print(f'd2net-jax {name}: interrupted', file=sys.stderr)
+    return 130
 
 
 if __name__ == '__main__':

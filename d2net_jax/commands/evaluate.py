@@ -27,13 +27,14 @@ import sys
 from d2net_jax import config as config_lib
 from d2net_jax import evaluation
 from d2net_jax import evaluation_official
+from d2net_jax.commands import argparse_cli
 from d2net_jax.data import ground_truth as ground_truth_lib
 from d2net_jax.data.records import DataError
 
 
 def _parser() -> argparse.ArgumentParser:
   defaults = config_lib.evaluation_config()
-  parser = argparse.ArgumentParser(
+  parser = argparse_cli.ArgumentParser(
       prog='d2net-jax evaluate',
       description='Detection mAP (ActivityNet eval_detection semantics) of a results JSON.')
   parser.add_argument('--ground-truth', required=True,

@@ -16,6 +16,7 @@ import collections
 import pathlib
 import sys
 
+from d2net_jax.commands import argparse_cli
 from d2net_jax.data import ground_truth, hdf5_store, stpn, validation, wtalc
 from d2net_jax.data.records import DataError, Dataset
 
@@ -103,7 +104,7 @@ def run_command(prog: str, body) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = argparse_cli.ArgumentParser(
       prog='d2net-jax convert', description='Convert W-TALC or STPN features to the HDF5 store.',
       epilog=__doc__.split('\n\n')[1] if __doc__ else None,
       formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 
+from d2net_jax.commands import argparse_cli
 from d2net_jax.data import convert, ground_truth, stpn, validation
 from d2net_jax.data.records import DataError, Dataset
 
@@ -259,7 +260,7 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = argparse_cli.ArgumentParser(
       prog='d2net-jax import',
       description='Import your own per-video .npy features and labels into the HDF5 store.',
       epilog=__doc__.split('\n\n', 1)[1] if __doc__ else None,
