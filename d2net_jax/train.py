@@ -11,8 +11,6 @@ import dataclasses
 import functools
 import json
 import pathlib
-import signal
-import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -158,12 +156,13 @@ class Evaluator:
   videos: list
   config: ml_collections.ConfigDict
   split: str
+  progress: Optional[bool] = None  # A bar for passes over 2 s (None: on a terminal).
 
   def run(self, state):
     """(EvaluationResult, {video_id: Detections})."""
     params, method_state = jax.device_get((state.params, state.method_state))
     return inference.evaluate(self.forward, params, method_state, self.dataset, self.videos,
-                              self.config)
+                              self.config, progress=self.progress)
 
 
 def _best_or_final(checkpointer, final_state, selection, log):
@@ -187,34 +186,6 @@ def _best_or_final(checkpointer, final_state, selection, log):
 
 # ---------------------------------------------------------------------------------------------
 # The loop.
-
-
-class _StopFlag:
-  """Ctrl-C or SIGTERM (preemption) sets the flag (the loop saves a checkpoint and stops); a
-  second Ctrl-C interrupts. `signal_name` says which signal stopped the run."""
-
-  def __init__(self):
-    self.stop = False
-    self.signal_name = None
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGINT, signal.SIGTERM):
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.stop and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    self.stop = True
-    self.signal_name = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for signum, previous in self._previous.items():
-      signal.signal(signum, previous)
-    self._previous = {}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
@@ -243,7 +214,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
                                     per_class)
     except BaseException as e:
       if started and is_main:
-        run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
+        with contextlib.suppress(OSError):  # Disk full: the first error is the one to report.
+          run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
       raise
     if is_main:
       run_dir.append_history(workdir, 'end', outcome=summary.get('interrupted') or 'finished',
@@ -291,7 +263,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
       f'{jax.devices()[0].platform} devices, global batch {c.batch_size}.')
   state = runner.put_state(state)
   evaluator = Evaluator(inference.make_forward(model, config), dataset, select_videos, config,
-                        protocol)
+                        protocol, progress)
   best = checkpointer.best_selection() or {}
   last_eval_step = None
   writer = run_log.MetricWriter(workdir, tensorboard=c.tensorboard and is_main)
@@ -325,7 +297,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Each process builds only its own rows of the global batch (all of them on one host).
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
   batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
-  with _StopFlag() as interrupt, batches:
+  with run_dir.StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
         state, metrics = runner(state, runner.put_batch(batch, local=True))

@@ -52,13 +52,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--trust-pickle', action='store_true',
                       help='allow unpickling the annotation .npy files (trusted files only)')
   parser.add_argument('--force', action='store_true', help='rebuild even if the store exists')
+  parser.add_argument('--no-progress', action='store_true',
+                      help='no progress bar (default: one on a terminal, for passes > 2 s)')
   args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
   if args.feature_dim < 2 or args.feature_dim % 2:
     parser.error(f'--feature-dim {args.feature_dim} must be even and >= 2')
   try:
-    path = synthetic.ensure_store(_data_config(args), force=args.force)
+    path = synthetic.ensure_store(_data_config(args), force=args.force,
+                                  progress=False if args.no_progress else None)
   except DataError as e:
-    print(f'd2net-jax synthetic: {e}', file=sys.stderr)
+    print(f'd2net-jax synthetic: error: {e}', file=sys.stderr)
+    return 1
+  except OSError as e:  # Disk full, read-only folder: the path and the cause.
+    print(f'd2net-jax synthetic: error: {e.filename or args.out}: {e.strerror or e}',
+          file=sys.stderr)
     return 1
   dataset = hdf5_store.read_store(path)
   stats = synthetic.annotation_statistics(dataset.videos)

@@ -51,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -286,13 +285,15 @@ def _stored_parameters(path: pathlib.Path) -> Optional[Dict[str, Any]]:
     return None
 
 
-def ensure_store(data_config, cache_dir=None, *, force: bool = False) -> pathlib.Path:
+def ensure_store(data_config, cache_dir=None, *, force: bool = False,
+                 progress: Optional[bool] = None) -> pathlib.Path:
   """Builds the synthetic HDF5 store (and its gt.json) once; returns the store's path.
 
   The file is `<dir>/<store_name(params)>.h5` with `<dir>` = `data_config.path` if set, else
   `cache_dir`. A store whose recorded parameters differ (or that is incomplete) is rebuilt;
   `force` rebuilds regardless. The store is written to a temporary file and renamed, so an
-  interrupted build leaves nothing that looks valid.
+  interrupted build leaves nothing that looks valid. progress: the bar of
+  `hdf5_store.write_store` (None: on a terminal).
   """
   from d2net_jax.data import ground_truth, hdf5_store  # pylint: disable=import-outside-toplevel
   params = store_parameters(data_config)
@@ -308,15 +309,8 @@ def ensure_store(data_config, cache_dir=None, *, force: bool = False) -> pathlib
     return path
   dataset = build_dataset(params, trust_pickle=bool(_setting(data_config, 'trust_pickle', False)))
   folder.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.stem}.building-{os.getpid()}.h5')
-  try:
-    hdf5_store.write_store(tmp, dataset)
-    import h5py  # pylint: disable=import-outside-toplevel
-    with h5py.File(tmp, 'a') as f:
-      f.attrs[_PARAMETERS_ATTR] = json.dumps(params, sort_keys=True)
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
+  hdf5_store.write_store(path, dataset, progress=progress,
+                         attrs={_PARAMETERS_ATTR: json.dumps(params, sort_keys=True)})
   ground_truth.export_ground_truth(dataset, gt_path)
   return path
 
