@@ -5,7 +5,11 @@ Each command module has `main(argv: list[str]) -> int`, with argv excluding the 
 
 import difflib
 import importlib
+import os
+import signal
 import sys
+
+from d2net_jax import interrupts
 
 COMMANDS = {
     'train': ('d2net_jax.commands.train', 'train (and evaluate) from a config'),
@@ -28,6 +32,7 @@ def usage() -> str:
 
 
 def main(argv=None) -> int:
+  from_command_line = argv is None
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] in ('-h', '--help', 'help'):
     print(usage())
@@ -39,17 +44,36 @@ def main(argv=None) -> int:
     print(f'd2net-jax: error: unknown command {name!r} ({hint}commands: {", ".join(COMMANDS)})',
           file=sys.stderr)
     return 2
+  interrupts.install()  # A Ctrl-C is never swallowed (interrupts.py).
   try:
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    with interrupts.deferred():
+      module = importlib.import_module(COMMANDS[name][0])
+    code = int(module.main(rest) or 0)
+    interrupts.check()  # One that JAX's garbage collection swallowed.
   except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed.
     if isinstance(e.code, str):
       print(e.code, file=sys.stderr)
       return 1
     return int(e.code or 0)
+  except Exception:  # pylint: disable=broad-except
+    if not interrupts.pending():
+      raise
+    code = _interrupted(name)  # Ctrl-C during an import: numpy turns it into an ImportError.
   except KeyboardInterrupt:  # Ctrl-C anywhere outside train's step loop (imports, compiling).
-    print(f'd2net-jax {name}: interrupted', file=sys.stderr)
-    return 130
+    code = _interrupted(name)
+  if from_command_line:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The work is over: a late Ctrl-C is ignored.
+    if code in (130, 143):  # Interrupted, maybe while XLA compiles in its threads: skip the
+      sys.stdout.flush()    # interpreter's teardown, which could crash under them (segfault).
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
+  return code
+
+
+def _interrupted(name: str) -> int:
+  interrupts.clear()
+  print(f'd2net-jax {name}: interrupted', file=sys.stderr)
+  return 130
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ from d2net_jax import data_check
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
+from d2net_jax import interrupts
 from d2net_jax import layers
 from d2net_jax import methods
 from d2net_jax import parallel
@@ -233,6 +234,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Data: every video of every subset read once (data_check.py), so a bad test video stops now.
   dataset = load_data(config, workdir)
   data_check.check_for_run(config, dataset, workdir, log)
+  interrupts.check()  # Ctrl-C during set-up stops here if JAX swallowed it (interrupts.py).
   train_videos, select_videos, protocol = selection_videos(config, dataset)
   if not select_videos:
     raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')
@@ -242,6 +244,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
 
   # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
   model, optimizer, state = build(config, dataset.num_classes, dataset.feature_dim)
+  interrupts.check()
   checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
   if restored is not None:
@@ -297,6 +300,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Each process builds only its own rows of the global batch (all of them on one host).
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
   batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
+  interrupts.check()
   with run_dir.StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
