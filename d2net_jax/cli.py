@@ -44,12 +44,29 @@ def main(argv=None) -> int:
     print(f'd2net-jax: error: unknown command {name!r} ({hint}commands: {", ".join(COMMANDS)})',
           file=sys.stderr)
     return 2
-  interrupts.install()  # A Ctrl-C is never swallowed (interrupts.py).
+  restore = interrupts.install()  # A Ctrl-C is never swallowed (interrupts.py).
+  try:
+    code = _run(name, rest)
+  finally:
+    if not from_command_line:
+      restore()
+  if from_command_line:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The work is over: a late Ctrl-C is ignored.
+    if code in (130, 143):  # Interrupted, maybe while XLA compiles in its threads: skip the
+      sys.stdout.flush()    # interpreter's teardown, which could crash under them (segfault).
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
+  return code
+
+
+def _run(name: str, argv) -> int:
+  """The exit status of command `name` on `argv`."""
   try:
     with interrupts.deferred():
       module = importlib.import_module(COMMANDS[name][0])
-    code = int(module.main(rest) or 0)
+    code = int(module.main(argv) or 0)
     interrupts.check()  # One that JAX's garbage collection swallowed.
+    return code
   except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed.
     if isinstance(e.code, str):
       print(e.code, file=sys.stderr)
@@ -58,16 +75,9 @@ def main(argv=None) -> int:
   except Exception:  # pylint: disable=broad-except
     if not interrupts.pending():
       raise
-    code = _interrupted(name)  # Ctrl-C during an import: numpy turns it into an ImportError.
+    return _interrupted(name)  # Ctrl-C during an import: numpy turns it into an ImportError.
   except KeyboardInterrupt:  # Ctrl-C anywhere outside train's step loop (imports, compiling).
-    code = _interrupted(name)
-  if from_command_line:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The work is over: a late Ctrl-C is ignored.
-    if code in (130, 143):  # Interrupted, maybe while XLA compiles in its threads: skip the
-      sys.stdout.flush()    # interpreter's teardown, which could crash under them (segfault).
-      sys.stderr.flush()
-      os._exit(code)  # pylint: disable=protected-access
-  return code
+    return _interrupted(name)
 
 
 def _interrupted(name: str) -> int:

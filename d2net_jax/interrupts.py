@@ -23,6 +23,7 @@ import threading
 
 _pending = False
 _deferring = 0
+_previous_hook = None
 
 
 def _on_sigint(signum, frame):
@@ -45,17 +46,27 @@ def deferred():
   check()
 
 
-def _unraisable(unraisable, default=sys.unraisablehook):
+def _unraisable(unraisable):
   if isinstance(unraisable.exc_value, KeyboardInterrupt):
     return  # Remembered by _on_sigint; raised again by check().
-  default(unraisable)
+  (_previous_hook or sys.__unraisablehook__)(unraisable)
 
 
-def install() -> None:
-  """Installs the handler and the quiet hook (main thread only; idempotent)."""
-  if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGINT, _on_sigint)
+def install():
+  """Installs the handler and the quiet hook (main thread only); returns a function that puts
+  back what was there (for a command run inside another program, e.g. the tests)."""
+  global _previous_hook
+  if threading.current_thread() is not threading.main_thread():
+    return lambda: None
+  handler, hook = signal.signal(signal.SIGINT, _on_sigint), sys.unraisablehook
+  if hook is not _unraisable:
+    _previous_hook = hook
     sys.unraisablehook = _unraisable
+
+  def restore():
+    signal.signal(signal.SIGINT, handler)
+    sys.unraisablehook = hook
+  return restore
 
 
 def check() -> None:
