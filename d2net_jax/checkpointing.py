@@ -13,7 +13,6 @@ and the previous one is tried.
 
 import json
 import logging
-import os
 import pathlib
 import shutil
 import warnings
@@ -22,6 +21,8 @@ from typing import Any, Optional
 from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
+
+from d2net_jax import atomic_write
 
 
 def _abstract(tree):
@@ -36,6 +37,12 @@ def _signature(tree):
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint in the workdir holds arrays of other shapes than the current config's state."""
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (disk full, read-only workdir): `filename` is its folder,
+  `strerror` the cause in one line. Orbax's temporary folders are removed; the checkpoints written
+  before stay valid."""
 
 
 class BestCheckpointError(ValueError):
@@ -70,11 +77,22 @@ def _restore(manager, step: int, template, where: pathlib.Path):
   return template.replace(method_state={'x_ref': restored['x_ref']}, **fields)
 
 
+class _NoOrbaxTraceback(logging.Filter):
+  """Orbax logs a failed background save with its traceback; the error itself reaches the caller
+  (CheckpointWriteError, one line), so the log keeps orbax's message line only."""
+
+  def filter(self, record):
+    if record.exc_info and 'orbax' in record.pathname:
+      record.exc_info, record.exc_text = None, None
+    return True
+
+
+_NO_ORBAX_TRACEBACK = _NoOrbaxTraceback()
+
+
 def _write_json(path: pathlib.Path, value) -> None:
   """Writes JSON atomically (write, then rename)."""
-  tmp = path.with_suffix(path.suffix + '.tmp')
-  tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-  os.replace(tmp, path)
+  atomic_write.write_text(path, json.dumps(value, indent=2, sort_keys=True))
 
 
 class Checkpointer:
@@ -83,6 +101,8 @@ class Checkpointer:
   def __init__(self, workdir, keep: int = 3, async_save: bool = True, read_only: bool = False):
     self.workdir = pathlib.Path(workdir).absolute()
     self.read_only = read_only
+    self._saving = None  # The step of the latest asynchronous save (error messages).
+    logging.getLogger('absl').addFilter(_NO_ORBAX_TRACEBACK)  # Added once (the same object).
     options = dict(create=not read_only, read_only=read_only,
                    enable_async_checkpointing=async_save)
     level = absl_logging.get_verbosity()
@@ -98,14 +118,33 @@ class Checkpointer:
     finally:
       absl_logging.set_verbosity(level)
 
+  def _write_failed(self, folder: pathlib.Path, step: int, error: Exception) -> OSError:
+    """After a failed save: the managers closed (no writer thread left), orbax's temporary
+    folders removed, and the one-line CheckpointWriteError to raise."""
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except
+      pass  # The save's own error is the one to report.
+    for parent in (self.workdir / 'checkpoints', self.workdir / 'best'):
+      for tmp in parent.glob('*.orbax-checkpoint-tmp*'):
+        shutil.rmtree(tmp, ignore_errors=True)
+    failed = atomic_write.write_failed(folder, error, f'checkpoint (saving step {step})')
+    return CheckpointWriteError(failed.errno, failed.strerror, failed.filename)
+
   # Latest.
 
   def save(self, state, force: bool = False) -> bool:
-    """Saves `state` under its step (asynchronously); False if that step is already saved."""
+    """Saves `state` under its step (asynchronously); False if that step is already saved.
+
+    Raises CheckpointWriteError when this save, or the asynchronous one before it, failed."""
     step = int(jax.device_get(state.step))
-    if step in self._latest.all_steps():
-      return False
-    return self._latest.save(step, args=ocp.args.StandardSave(state), force=force)
+    try:
+      if step in self._latest.all_steps():
+        return False
+      self._saving = step
+      return self._latest.save(step, args=ocp.args.StandardSave(state), force=force)
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_failed(self._latest.directory, step, e) from e
 
   def latest_step(self) -> Optional[int]:
     return self._latest.latest_step()
@@ -158,10 +197,13 @@ class Checkpointer:
   def save_best(self, state, selection: dict) -> None:
     """Saves `state` as the best one; `selection` (step, metric, value, protocol) goes to JSON."""
     step = int(jax.device_get(state.step))
-    self._best.wait_until_finished()
-    if step not in self._best.all_steps():
-      self._best.save(step, args=ocp.args.StandardSave(state), force=True)
+    try:
       self._best.wait_until_finished()
+      if step not in self._best.all_steps():
+        self._best.save(step, args=ocp.args.StandardSave(state), force=True)
+        self._best.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_failed(self._best.directory, step, e) from e
     if jax.process_index() == 0:
       _write_json(self.workdir / 'best' / 'selection.json', dict(selection, step=step))
 
@@ -207,8 +249,12 @@ class Checkpointer:
     raise FileNotFoundError(f'no checkpoint under {self.workdir}')
 
   def wait(self) -> None:
-    self._latest.wait_until_finished()
-    self._best.wait_until_finished()
+    """Waits for the asynchronous saves; CheckpointWriteError if one failed."""
+    for manager in (self._latest, self._best):
+      try:
+        manager.wait_until_finished()
+      except Exception as e:  # pylint: disable=broad-except
+        raise self._write_failed(manager.directory, self._saving, e) from e
 
   def close(self) -> None:
     self._latest.close()

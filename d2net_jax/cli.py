@@ -3,8 +3,13 @@
 Each command module has `main(argv: list[str]) -> int`, with argv excluding the command name.
 """
 
+import difflib
 import importlib
+import os
+import signal
 import sys
+
+from d2net_jax import interrupts
 
 COMMANDS = {
     'train': ('d2net_jax.commands.train', 'train (and evaluate) from a config'),
@@ -16,7 +21,7 @@ COMMANDS = {
     'check': ('d2net_jax.data_check', 'read and validate every video of a config\'s data'),
     'convert': ('d2net_jax.data.convert', 'convert W-TALC / STPN features to the HDF5 store'),
     'import': ('d2net_jax.data.own_data', 'import your own .npy features + labels to HDF5'),
-    'synthetic': ('d2net_jax.data.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),
+    'synthetic': ('d2net_jax.commands.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),
 }
 
 
@@ -27,16 +32,58 @@ def usage() -> str:
 
 
 def main(argv=None) -> int:
+  from_command_line = argv is None
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] in ('-h', '--help', 'help'):
     print(usage())
     return 0 if argv else 2
   name, rest = argv[0], argv[1:]
   if name not in COMMANDS:
-    print(f'd2net-jax: unknown command {name!r}\n\n{usage()}', file=sys.stderr)
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    hint = f'did you mean {close[0]!r}? ' if close else ''
+    print(f'd2net-jax: error: unknown command {name!r} ({hint}commands: {", ".join(COMMANDS)})',
+          file=sys.stderr)
     return 2
-  module = importlib.import_module(COMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  restore = interrupts.install()  # A Ctrl-C is never swallowed (interrupts.py).
+  try:
+    code = _run(name, rest)
+  finally:
+    if not from_command_line:
+      restore()
+  if from_command_line:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The work is over: a late Ctrl-C is ignored.
+    if code in (130, 143):  # Interrupted, maybe while XLA compiles in its threads: skip the
+      sys.stdout.flush()    # interpreter's teardown, which could crash under them (segfault).
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
+  return code
+
+
+def _run(name: str, argv) -> int:
+  """The exit status of command `name` on `argv`."""
+  try:
+    with interrupts.deferred():
+      module = importlib.import_module(COMMANDS[name][0])
+    code = int(module.main(argv) or 0)
+    interrupts.check()  # One that JAX's garbage collection swallowed.
+    return code
+  except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed.
+    if isinstance(e.code, str):
+      print(e.code, file=sys.stderr)
+      return 1
+    return int(e.code or 0)
+  except Exception:  # pylint: disable=broad-except
+    if not interrupts.pending():
+      raise
+    return _interrupted(name)  # Ctrl-C during an import: numpy turns it into an ImportError.
+  except KeyboardInterrupt:  # Ctrl-C anywhere outside train's step loop (imports, compiling).
+    return _interrupted(name)
+
+
+def _interrupted(name: str) -> int:
+  interrupts.clear()
+  print(f'd2net-jax {name}: interrupted', file=sys.stderr)
+  return 130
 
 
 if __name__ == '__main__':

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from d2net_jax import atomic_write
 from d2net_jax.data.records import DataError
 
 RESULTS_VERSION = 'VERSION 1.3'  # The ActivityNet results format version string.
@@ -171,12 +172,7 @@ def write_detections(path: str | os.PathLike,
       'results': to_results(detections, class_names, source=str(path)),
       'external_data': dict(external_data or {}),
   }
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + '.tmp')
-  with open(tmp, 'w') as f:
-    json.dump(document, f)
-  os.replace(tmp, path)
-  return path
+  return atomic_write.write_text(path, json.dumps(document))
 
 
 def read_detections(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:

@@ -37,7 +37,7 @@ from d2net_jax.data.records import DataError
 from d2net_jax.evaluation_report import EvaluationResult, format_table, save_metrics  # noqa: F401
 from d2net_jax.evaluation_gt import (  # noqa: F401  (re-exported)
     GroundTruth, _database_from_dataset, _as_subsets, load_ground_truth, parse_ambiguous,
-    _as_regions, ambiguous_mask)
+    _as_regions, ambiguous_mask, choose_ambiguous, ground_truth_ambiguous)
 
 THUMOS14_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 ACTIVITYNET_TIOU = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
@@ -205,6 +205,8 @@ def evaluate_detections(ground_truth: Any,
                         *,
                         subset: str | Iterable[str] | None = None,
                         ambiguous: Any = None,
+                        ambiguous_source: str | None = None,
+                        ambiguous_note: str = '',
                         class_names: Sequence[str] | None = None,
                         unknown_videos: str = 'false_positive') -> EvaluationResult:
   """Detection mAP per tIoU threshold (module docstring: the semantics).
@@ -217,6 +219,8 @@ def evaluate_detections(ground_truth: Any,
     subset: GT subset(s) to score (see `load_ground_truth`).
     ambiguous: None, an `Ambiguous_test.txt` path or {video: (R, 2) seconds}: detections that
       overlap a region of their video are dropped before scoring (THUMOS14 D2-Net protocol).
+    ambiguous_source: how the protocol line names the regions (default: the file name).
+    ambiguous_note: said in the protocol line after 'no ambiguous-region filtering' (why not).
     class_names: the model's classes (needed for class indices in `detections`).
     unknown_videos: detections of videos that are not in the scored GT:
       'false_positive' (what the reference does), 'drop', or 'error'. Always counted.
@@ -310,12 +314,14 @@ def evaluate_detections(ground_truth: Any,
 
   protocol = ['ActivityNet eval_detection semantics (greedy highest-tIoU matching, '
               'VOC interpolated AP, tied scores in input order)']
-  if regions is not None:
-    num_regions = sum(len(r) for r in regions.values())
-    protocol.append(f'ambiguous regions from {regions_name} ({num_regions} regions): detections '
-                    'overlapping one in the same video dropped')
+  if regions is not None:  # Counted in the scored videos (a file may cover more).
+    num_regions = sum(len(r) for v, r in regions.items() if v in video_of)
+    protocol.append(f'ambiguous regions from {ambiguous_source or regions_name} ({num_regions} '
+                    'regions in the scored videos): detections overlapping one in the same video '
+                    'dropped')
   else:
-    protocol.append('no ambiguous-region filtering')
+    protocol.append('no ambiguous-region filtering' +
+                    (f' ({ambiguous_note})' if ambiguous_note else ''))
   protocol.append({'false_positive': 'detections in videos outside the GT count as FP',
                    'drop': 'detections in videos outside the GT dropped',
                    'error': 'detections in videos outside the GT are an error'}[unknown_videos])

@@ -195,6 +195,39 @@ def _as_regions(ambiguous) -> tuple[dict[str, np.ndarray], str] | tuple[None, No
           'given regions')
 
 
+def ground_truth_ambiguous(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+  """The "ambiguous" regions {video: (R, 2) seconds} an ActivityNet GT JSON carries (the files
+  `d2net-jax convert --gt-out` writes for THUMOS14), or None when it carries none."""
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None  # load_ground_truth reports the file.
+  regions = data.get('ambiguous') if isinstance(data, Mapping) else None
+  if not isinstance(regions, Mapping):
+    return None
+  try:
+    return {str(v): np.asarray(r, dtype=np.float64).reshape(-1, 2) for v, r in regions.items()}
+  except (TypeError, ValueError) as e:
+    raise DataError(f'{path}: "ambiguous" is not {{video: [[start_s, end_s], ...]}} ({e}).') from e
+
+
+def choose_ambiguous(regions: Mapping[str, np.ndarray] | None, use: bool, source: str,
+                     switch: str) -> tuple[Mapping[str, np.ndarray] | None, str]:
+  """(the regions to filter with or None, a note for the protocol line when there are none).
+
+  The one rule of `d2net-jax evaluate` and of train / localize: the ground truth's ambiguous
+  regions are used when it carries them, unless switched off (`switch` names how, e.g.
+  'evaluation.use_ambiguous=False'); the protocol line says which.
+  """
+  if regions and use:
+    return regions, ''
+  if regions:
+    count = sum(np.asarray(r).reshape(-1, 2).shape[0] for r in regions.values())
+    return None, f'{source} carries {count} regions, not used: {switch}'
+  return None, f'{source} carries none'
+
+
 def ambiguous_mask(video_ids: np.ndarray, segments: np.ndarray,
                    regions: Mapping[str, np.ndarray]) -> np.ndarray:
   """(N,) bool: the detection overlaps (intersection > 0 s) an ambiguous region of its video.

@@ -186,6 +186,7 @@ def _voc_ap(flags: np.ndarray, num_positives: int) -> float:
 def evaluate_official(ground_truth: OfficialGroundTruth, detections: Any,
                       tiou_thresholds=OFFICIAL_THUMOS14_TIOU, *,
                       ambiguous: Mapping[str, np.ndarray] | None = None,
+                      ambiguous_note: str = '',
                       zero_ap_after_empty_class: bool = True,
                       class_names: Sequence[str] | None = None) -> evaluation.EvaluationResult:
   """Detection mAP as the official getLocMAP (module docstring: the procedure).
@@ -196,6 +197,7 @@ def evaluate_official(ground_truth: OfficialGroundTruth, detections: Any,
       a `DetectionArrays`.
     tiou_thresholds: (K,) thresholds (official: 0.1:0.5 THUMOS14, 0.5:0.95 ActivityNet1.2).
     ambiguous: {video: (R, 2) seconds}: the THUMOS14 ambiguous-region filter (None: none).
+    ambiguous_note: said in the protocol line after 'no ambiguous-region filter' (why not).
     zero_ap_after_empty_class: reproduce the official index bug (see the module docstring).
     class_names: the model's classes, needed when detections give class indices.
   """
@@ -255,7 +257,8 @@ def evaluate_official(ground_truth: OfficialGroundTruth, detections: Any,
   protocol = ('the official D2-Net detectionMAP.getLocMAP (snippet grid of '
               f'{gt.frames} frames at {gt.fps:g} fps, first GT over the threshold, VOC AP, '
               'ranking np.argsort(-score)); '
-              + ('ambiguous regions dropped' if ambiguous else 'no ambiguous-region filter')
+              + ('ambiguous regions dropped' if ambiguous else 'no ambiguous-region filter'
+                 + (f' ({ambiguous_note})' if ambiguous_note else ''))
               + '; detections outside the scored videos dropped; '
               + ('a class without detections zeroes every later class (official bug)'
                  if zero_ap_after_empty_class else 'a class without detections: AP 0 only')
@@ -298,7 +301,10 @@ def score_dataset(dataset, videos, detections, config) -> evaluation.EvaluationR
   """
   e = config.evaluation
   grid = (float(e.official_fps), int(e.official_frames_per_snippet))
-  ambiguous = (dataset.ambiguous or None) if e.use_ambiguous else None
+  ids = {v.video_id for v in videos}
+  ambiguous, note = evaluation.choose_ambiguous(
+      {v: r for v, r in (dataset.ambiguous or {}).items() if v in ids}, e.use_ambiguous,
+      f'the ground truth of dataset {dataset.name!r}', 'evaluation.use_ambiguous=False')
   all_test = all(v.subset == dataset.test_subset for v in videos)
   if e.official_gt == 'thumos14_npy' and all_test:
     scored = [v for v in videos if np.asarray(v.segments).size]
@@ -311,5 +317,5 @@ def score_dataset(dataset, videos, detections, config) -> evaluation.EvaluationR
       source += ' (non-test videos: test_gt_segments.npy covers the test set only)'
     gt = annotations_ground_truth(videos, list(dataset.class_names), *grid, source)
   return evaluate_official(gt, detections, e.tiou_thresholds, ambiguous=ambiguous,
-                           zero_ap_after_empty_class=e.zero_ap_after_empty_class,
+                           ambiguous_note=note, zero_ap_after_empty_class=e.zero_ap_after_empty_class,
                            class_names=list(dataset.class_names))

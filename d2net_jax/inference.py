@@ -23,6 +23,7 @@ from d2net_jax import evaluation_official
 from d2net_jax import layers
 from d2net_jax import localize
 from d2net_jax import methods
+from d2net_jax import run_log
 from d2net_jax.data import batching
 from d2net_jax.data.records import Dataset, VideoRecord
 
@@ -79,35 +80,42 @@ def eval_batches(videos: Sequence[VideoRecord], config, num_classes: int):
 
 
 def video_outputs(forward, params, state, videos: Sequence[VideoRecord], config,
-                  num_classes: int) -> List[VideoOutputs]:
-  """A `VideoOutputs` per video, in the order of `videos`."""
+                  num_classes: int, progress: Optional[bool] = None) -> List[VideoOutputs]:
+  """A `VideoOutputs` per video, in the order of `videos`.
+
+  progress: a bar on stderr for a pass over 2 s (None: when stderr is a terminal; `run_log`).
+  """
   results: List[Any] = [None] * len(videos)
-  for batch in eval_batches(videos, config, num_classes):
-    snippet, video = jax.device_get(forward(params, state, batch['features'], batch['mask']))
-    fed = np.asarray(batch['mask']).sum(axis=1).astype(int)
-    for row, index in enumerate(np.asarray(batch['video_index'])):
-      if index < 0:
-        continue
-      s, record = fed[row], videos[index]
-      seconds = record.seconds_per_snippet
-      if s != record.num_snippets:  # Resampled: s fed snippets span the video's num_snippets.
-        seconds = seconds * record.num_snippets / s
-      results[index] = VideoOutputs(
-          snippet={k: np.asarray(v[row, :s]) for k, v in snippet.items()},
-          video={k: np.asarray(v[row]) for k, v in video.items()},
-          seconds_per_snippet=seconds)
+  with run_log.progress_bar(desc='network outputs', total=len(videos), enable=progress) as bar:
+    for batch in eval_batches(videos, config, num_classes):
+      snippet, video = jax.device_get(forward(params, state, batch['features'], batch['mask']))
+      bar.update(int((np.asarray(batch['video_index']) >= 0).sum()))
+      fed = np.asarray(batch['mask']).sum(axis=1).astype(int)
+      for row, index in enumerate(np.asarray(batch['video_index'])):
+        if index < 0:
+          continue
+        s, record = fed[row], videos[index]
+        seconds = record.seconds_per_snippet
+        if s != record.num_snippets:  # Resampled: s fed snippets span the video's num_snippets.
+          seconds = seconds * record.num_snippets / s
+        results[index] = VideoOutputs(
+            snippet={k: np.asarray(v[row, :s]) for k, v in snippet.items()},
+            video={k: np.asarray(v[row]) for k, v in video.items()},
+            seconds_per_snippet=seconds)
   missing = [videos[i].video_id for i, r in enumerate(results) if r is None]
   if missing:
     raise RuntimeError(f'eval_batches left out {len(missing)} videos, e.g. {missing[:3]}')
   return results
 
 
-def detect(outputs: Sequence[VideoOutputs], videos: Sequence[VideoRecord], config
-           ) -> Dict[str, localize.Detections]:
-  """{video_id: Detections} from `video_outputs`, by `config.method`'s localizer."""
+def detect(outputs: Sequence[VideoOutputs], videos: Sequence[VideoRecord], config,
+           progress: Optional[bool] = None) -> Dict[str, localize.Detections]:
+  """{video_id: Detections} from `video_outputs`, by `config.method`'s localizer (progress: as
+  `video_outputs`)."""
   name = methods.resolve_localizer(config)
   found = {}
-  for out, video in zip(outputs, videos):
+  for out, video in run_log.progress_bar(zip(outputs, videos), 'localizing', total=len(videos),
+                                         enable=progress):
     try:
       found[video.video_id] = localize.localize_outputs(name, out.snippet, out.video,
                                                         out.seconds_per_snippet, config)
@@ -126,11 +134,16 @@ def score(dataset: Dataset, videos: Sequence[VideoRecord], detections, config
     raise ValueError(f"evaluation.protocol={config.evaluation.protocol!r}: must be one of "
                      f"{evaluation_official.PROTOCOLS}")
   scored = dataclasses.replace(dataset, videos=list(videos))
-  ambiguous = dataset.ambiguous if config.evaluation.use_ambiguous else None
+  ids = {v.video_id for v in videos}
+  source = f'the ground truth of dataset {dataset.name!r}'
+  ambiguous, note = evaluation.choose_ambiguous(
+      {v: r for v, r in (dataset.ambiguous or {}).items() if v in ids},
+      config.evaluation.use_ambiguous, source, 'evaluation.use_ambiguous=False')
   return evaluation.evaluate_detections(
       scored, detections, config.evaluation.tiou_thresholds,
-      subset=sorted({v.subset for v in videos}), ambiguous=ambiguous or None,
-      class_names=list(dataset.class_names), unknown_videos=config.evaluation.unknown_videos)
+      subset=sorted({v.subset for v in videos}), ambiguous=ambiguous, ambiguous_source=source,
+      ambiguous_note=note, class_names=list(dataset.class_names),
+      unknown_videos=config.evaluation.unknown_videos)
 
 
 def process_videos(videos: Sequence[VideoRecord], process_index: int, process_count: int
@@ -155,27 +168,29 @@ def allgather_objects(value: Any) -> List[Any]:
 
 
 def local_detections(forward, params, state, videos: Sequence[VideoRecord], config,
-                     num_classes: int, process_index: int = 0, process_count: int = 1
-                     ) -> Dict[str, localize.Detections]:
+                     num_classes: int, process_index: int = 0, process_count: int = 1,
+                     progress: Optional[bool] = None) -> Dict[str, localize.Detections]:
   """{video_id: Detections} of this process's share of `videos` (`process_videos`)."""
   mine = process_videos(videos, process_index, process_count)
-  return detect(video_outputs(forward, params, state, mine, config, num_classes), mine, config)
+  return detect(video_outputs(forward, params, state, mine, config, num_classes, progress), mine,
+                config, progress)
 
 
 def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRecord], config, *,
              process_index: Optional[int] = None, process_count: Optional[int] = None,
-             allgather: Callable[[Any], List[Any]] = allgather_objects
+             allgather: Callable[[Any], List[Any]] = allgather_objects,
+             progress: Optional[bool] = None
              ) -> Tuple[evaluation.EvaluationResult, Dict[str, localize.Detections]]:
   """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring).
 
   With several processes each runs the network on its share (`process_videos`) and the
   detections of all are gathered (`allgather`), so every process returns the result of all
-  videos, in the order of `videos`.
+  videos, in the order of `videos`. progress: as `video_outputs`.
   """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   found = local_detections(forward, params, state, videos, config, dataset.num_classes,
-                           process_index, process_count)
+                           process_index, process_count, progress)
   if process_count > 1:
     merged = {}
     for part in allgather(found):

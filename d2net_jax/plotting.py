@@ -7,6 +7,10 @@
   * bottom panel: one row per chosen class, the ground-truth instances as green bars in the upper
     half and the detections as blue bars in the lower half whose height is the score relative to
     the best detection drawn (as in Fig. 4).
+Ground-truth classes and predicted-only ones (drawn for the model's scores or detections, with no
+ground truth in the video) are told apart in the legend and the class rows. `window` draws a part
+of a long video. The file format follows the extension of the path: .png, .pdf or .svg
+(`check_output`, also called by `d2net-jax plot` before any work).
 
 Matplotlib's Agg canvas is used directly (no pyplot, no global backend switch), so it runs
 headless and in threads.
@@ -21,6 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from d2net_jax import config as config_lib
 from d2net_jax import localize
@@ -56,18 +61,54 @@ def _segments(rows: Iterable[Any], class_names: Sequence[str], what: str, with_s
   return out
 
 
-def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarray,
-               seconds_per_snippet: float, class_names: Sequence[str],
-               classes: Sequence[str | int] | None = None,
-               ground_truth: Iterable[Any] | None = None,
-               detections: localize.Detections | Iterable[Any] | None = None,
-               title: str | None = None, localize_config: Any = None,
-               localizer: str = 'tcam', relevant_classes: Sequence[int] | None = None,
-               dpi: int = 120) -> pathlib.Path:
-  """Writes the figure of one video to `path` (PNG) and returns the path.
+FORMATS = ('png', 'pdf', 'svg')
+
+
+def check_output(path: str | os.PathLike) -> str:
+  """The format of an output path from its extension; ValueError for any other extension."""
+  suffix = pathlib.Path(path).suffix.lower().lstrip('.')
+  if suffix not in FORMATS:
+    got = '.' + suffix if suffix else 'none'
+    raise ValueError(f'{path}: the figure format follows the extension, one of '
+                     f'{", ".join("." + f for f in FORMATS)} (got {got})')
+  return suffix
+
+
+def check_window(window: Sequence[float] | None, duration: float | None = None
+                 ) -> tuple[float, float] | None:
+  """(start_s, end_s) with 0 <= start < end (end may be inf: the end of the video), and start
+  before `duration`; None stays None."""
+  if window is None:
+    return None
+  start, end = (float(x) for x in window)
+  if not (np.isfinite(start) and 0 <= start < end):
+    raise ValueError(f'window: need 0 <= start < end seconds, got start={start:g}, end={end:g}')
+  if duration is not None and start >= duration:
+    raise ValueError(f'window: start={start:g} s is past the end of the video ({duration:g} s)')
+  return start, end
+
+
+def plot_video(path: str | os.PathLike, **kwargs) -> pathlib.Path:
+  """Writes `figure(**kwargs)` to `path` (format from the extension: `check_output`) and returns
+  the path; missing parent folders are created."""
+  fmt = check_output(path)
+  fig = figure(**kwargs)
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, format=fmt, bbox_inches='tight')
+  return path
+
+
+def figure(*, tcam: np.ndarray, attention: np.ndarray, seconds_per_snippet: float,
+           class_names: Sequence[str], classes: Sequence[str | int] | None = None,
+           ground_truth: Iterable[Any] | None = None,
+           detections: localize.Detections | Iterable[Any] | None = None,
+           title: str | None = None, localize_config: Any = None, localizer: str = 'tcam',
+           relevant_classes: Sequence[int] | None = None,
+           window: Sequence[float] | None = None, dpi: int = 120) -> Figure:
+  """The figure of one video (module docstring).
 
   Args:
-    path: output file; missing parent folders are created.
     tcam: (s, C) class activations T.
     attention: (s,) bottom-up attention lambda'.
     seconds_per_snippet: snippet t covers [t, t + 1) * seconds_per_snippet.
@@ -84,6 +125,8 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
       derives classes from Sec. 3.3; any other draws `tcam` and `attention` as given.
     relevant_classes: class indices the localizer localized (e.g. `localize.oic` selection),
       drawn by default.
+    window: (start_s, end_s): draw this part of the video only (default classes: those with
+      ground truth or detections in it, and the relevant ones).
     dpi: resolution.
   """
   tcam = np.asarray(tcam, np.float64)
@@ -96,6 +139,7 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
     raise ValueError(f'{len(class_names)} class names for a tcam of {tcam.shape[1]} classes')
   if not seconds_per_snippet > 0:
     raise ValueError(f'seconds_per_snippet must be > 0, got {seconds_per_snippet}')
+  window = check_window(window, tcam.shape[0] * float(seconds_per_snippet))
 
   if localize_config is None:
     localize_config = config_lib.localize_config()
@@ -105,19 +149,24 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
   if isinstance(detections, localize.Detections):
     detections = detections.to_list()
   det = _segments(detections or (), class_names, 'detections', with_score=True)
+  gt_classes = {g[0] for g in gt}  # Of the whole video.
+  if window is not None:  # Only what overlaps the window.
+    gt = [g for g in gt if g[2] >= window[0] and g[1] <= window[1]]
+    det = [d for d in det if d[2] >= window[0] and d[1] <= window[1]]
 
+  if relevant_classes is not None:
+    relevant = {_class_index(int(c), class_names, 'relevant_classes') for c in relevant_classes}
+  elif d2net:
+    scores = localize.video_class_scores(tcam, attention, localize_config)
+    relevant = set(np.flatnonzero(localize.relevant_classes(scores, localize_config)).tolist())
+  else:
+    relevant = set()
+  predicted = relevant | {d[0] for d in det}
   if classes is not None:
     drawn = [_class_index(c, class_names, 'classes') for c in classes]
     drawn = list(dict.fromkeys(drawn))
   else:
-    if relevant_classes is not None:
-      relevant = {_class_index(int(c), class_names, 'relevant_classes') for c in relevant_classes}
-    elif d2net:
-      scores = localize.video_class_scores(tcam, attention, localize_config)
-      relevant = set(np.flatnonzero(localize.relevant_classes(scores, localize_config)).tolist())
-    else:
-      relevant = set()
-    drawn = sorted(relevant | {g[0] for g in gt} | {d[0] for d in det})
+    drawn = sorted(predicted | {g[0] for g in gt})
   if not drawn:
     raise ValueError('no class to draw: pass `classes`')
 
@@ -128,7 +177,12 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
   def steps(values):
     return edges, np.append(values, values[-1])
 
-  duration = s * sps
+  x_range = (window[0], min(window[1], s * sps)) if window else (0.0, s * sps)
+  shown = slice(int(x_range[0] // sps), max(int(np.ceil(x_range[1] / sps)), 1))  # Snippets drawn.
+
+  def kind(c):  # How the legend and the class rows tell classes apart.
+    return (' (ground truth)' if c in gt_classes else ' (predicted only)' if c in predicted
+            else '')
 
   fig = Figure(figsize=(12, 3.2 + 0.45 * len(drawn)), dpi=dpi)
   FigureCanvasAgg(fig)
@@ -139,14 +193,15 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
 
   for color, c in zip(colors, drawn):
     top.plot(*steps(tcam[:, c]), color=color, lw=1.2, drawstyle='steps-post',
-             label=f"{'T' if d2net else 'tcam'}: {class_names[c]}")
+             label=f"{'T' if d2net else 'tcam'}: {class_names[c]}{kind(c)}")
     if d2net:
       top.plot(*steps(refined[:, c]), color=color, lw=1.0, ls=':', drawstyle='steps-post',
                label=f"λ'·T: {class_names[c]}")
   top.plot(*steps(attention), color='black', lw=1.0, ls='--', drawstyle='steps-post',
            label="λ' (bottom-up attention)" if d2net else 'attention')
   top.set_ylabel('activation')
-  top.set_ylim(0, max(1.05, float(np.max(attention)) * 1.05, float(np.max(tcam[:, drawn])) * 1.05))
+  top.set_ylim(0, max(1.05, float(np.max(attention[shown], initial=0)) * 1.05,
+                      float(np.max(tcam[shown][:, drawn], initial=0)) * 1.05))
   top.legend(loc='upper left', bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
   top.grid(alpha=0.3)
   top.tick_params(labelbottom=False)
@@ -164,15 +219,15 @@ def plot_video(path: str | os.PathLike, *, tcam: np.ndarray, attention: np.ndarr
       bottom.broken_barh([(start, end - start)], (y + 0.03, max(height, 0.02)),
                          color='tab:blue', alpha=0.55, edgecolor='navy', linewidth=0.4)
   bottom.set_ylim(0, len(drawn))
-  bottom.set_yticks(np.arange(len(drawn)) + 0.5, [class_names[c] for c in drawn[::-1]], fontsize=8)
+  bottom.set_yticks(np.arange(len(drawn)) + 0.5,
+                    [class_names[c] + kind(c) for c in drawn[::-1]], fontsize=8)
   for y in range(1, len(drawn)):
     bottom.axhline(y, color='grey', lw=0.5)
-  bottom.set_xlim(0, duration)
+  bottom.set_xlim(*x_range)
   bottom.set_xlabel('time (s)    [green: ground truth; blue: detections, height = score / best]')
+  bottom.legend(handles=[Patch(color='tab:green', alpha=0.8, label='ground truth'),
+                         Patch(color='tab:blue', alpha=0.55, label='detections')],
+                loc='upper left', bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
   if title:
-    top.set_title(title)
-
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, format='png', bbox_inches='tight')
-  return path
+    top.set_title(title + (f' [{x_range[0]:g} s, {x_range[1]:g} s]' if window else ''))
+  return fig

@@ -1,4 +1,5 @@
-"""The run folder as a record: config history, resume-config checks, a lock, provenance.
+"""The run folder as a record: config history, resume-config checks, a lock, provenance, and
+the flag Ctrl-C / SIGTERM set so that the loop saves a checkpoint and stops (`StopFlag`).
 
 Files it owns under a workdir:
   config.json     the resolved config of the run; written only once the run has started (data
@@ -19,12 +20,16 @@ import functools
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import ml_collections
+
+from d2net_jax import atomic_write
 
 # Fields that cannot change what a run has computed so far: a resume may change them (recorded in
 # history.jsonl). train.num_steps only upwards (extending the run).
@@ -144,14 +149,7 @@ def append_history(workdir, event: str, **fields) -> None:
 
 def write_json_atomic(path, value) -> None:
   """Writes JSON to `path` through a temporary file and a rename (never half-written)."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-  try:
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + '\n')
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
+  atomic_write.write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + '\n')
 
 
 def commit_config(workdir, config: ml_collections.ConfigDict, argv: Optional[Sequence[str]],
@@ -234,3 +232,31 @@ class Lock:
       fcntl.flock(self._file, fcntl.LOCK_UN)
       self._file.close()
       self._file = None
+
+
+class StopFlag:
+  """Ctrl-C or SIGTERM (preemption) sets the flag (the loop saves a checkpoint and stops); a
+  second Ctrl-C interrupts. `signal_name` says which signal stopped the run."""
+
+  def __init__(self):
+    self.stop = False
+    self.signal_name = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.stop and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.stop = True
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}

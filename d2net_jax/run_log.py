@@ -73,6 +73,22 @@ class MetricWriter:
       self._tb = None
 
 
+PROGRESS_DELAY_S = 2.0  # A pass shorter than this shows no bar.
+
+
+def progress_bar(iterable=None, desc: str = '', *, total: Optional[int] = None,
+                 enable: Optional[bool] = None, unit: str = 'video'):
+  """`iterable` wrapped in a tqdm bar on stderr, shown once the pass has taken PROGRESS_DELAY_S
+  and removed when it ends (`convert`, `import`, `synthetic`, evaluation passes).
+
+  enable: None shows it only when stderr is a terminal (never in logs); False never.
+  """
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  disable = not sys.stderr.isatty() if enable is None else not enable
+  return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=disable,
+              delay=PROGRESS_DELAY_S, leave=False, dynamic_ncols=True)
+
+
 class Progress:
   """A tqdm progress bar (step, losses, steps/s), or plain log lines when stderr is no terminal."""
 

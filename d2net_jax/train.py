@@ -11,8 +11,6 @@ import dataclasses
 import functools
 import json
 import pathlib
-import signal
-import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -28,6 +26,7 @@ from d2net_jax import data_check
 from d2net_jax import detections as detections_lib
 from d2net_jax import evaluation
 from d2net_jax import inference
+from d2net_jax import interrupts
 from d2net_jax import layers
 from d2net_jax import methods
 from d2net_jax import parallel
@@ -158,12 +157,13 @@ class Evaluator:
   videos: list
   config: ml_collections.ConfigDict
   split: str
+  progress: Optional[bool] = None  # A bar for passes over 2 s (None: on a terminal).
 
   def run(self, state):
     """(EvaluationResult, {video_id: Detections})."""
     params, method_state = jax.device_get((state.params, state.method_state))
     return inference.evaluate(self.forward, params, method_state, self.dataset, self.videos,
-                              self.config)
+                              self.config, progress=self.progress)
 
 
 def _best_or_final(checkpointer, final_state, selection, log):
@@ -187,34 +187,6 @@ def _best_or_final(checkpointer, final_state, selection, log):
 
 # ---------------------------------------------------------------------------------------------
 # The loop.
-
-
-class _StopFlag:
-  """Ctrl-C or SIGTERM (preemption) sets the flag (the loop saves a checkpoint and stops); a
-  second Ctrl-C interrupts. `signal_name` says which signal stopped the run."""
-
-  def __init__(self):
-    self.stop = False
-    self.signal_name = None
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGINT, signal.SIGTERM):
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.stop and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    self.stop = True
-    self.signal_name = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for signum, previous in self._previous.items():
-      signal.signal(signum, previous)
-    self._previous = {}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
@@ -243,7 +215,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
                                     per_class)
     except BaseException as e:
       if started and is_main:
-        run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
+        with contextlib.suppress(OSError):  # Disk full: the first error is the one to report.
+          run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
       raise
     if is_main:
       run_dir.append_history(workdir, 'end', outcome=summary.get('interrupted') or 'finished',
@@ -261,6 +234,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Data: every video of every subset read once (data_check.py), so a bad test video stops now.
   dataset = load_data(config, workdir)
   data_check.check_for_run(config, dataset, workdir, log)
+  interrupts.check()  # Ctrl-C during set-up stops here if JAX swallowed it (interrupts.py).
   train_videos, select_videos, protocol = selection_videos(config, dataset)
   if not select_videos:
     raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')
@@ -270,6 +244,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
 
   # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
   model, optimizer, state = build(config, dataset.num_classes, dataset.feature_dim)
+  interrupts.check()
   checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
   if restored is not None:
@@ -291,7 +266,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
       f'{jax.devices()[0].platform} devices, global batch {c.batch_size}.')
   state = runner.put_state(state)
   evaluator = Evaluator(inference.make_forward(model, config), dataset, select_videos, config,
-                        protocol)
+                        protocol, progress)
   best = checkpointer.best_selection() or {}
   last_eval_step = None
   writer = run_log.MetricWriter(workdir, tensorboard=c.tensorboard and is_main)
@@ -325,7 +300,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Each process builds only its own rows of the global batch (all of them on one host).
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
   batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
-  with _StopFlag() as interrupt, batches:
+  interrupts.check()
+  with run_dir.StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
         state, metrics = runner(state, runner.put_batch(batch, local=True))

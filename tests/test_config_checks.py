@@ -107,7 +107,8 @@ def test_bad_preset_argument_names_the_valid_ones(capsys):
     ('train', ('--workdir', '--config', '--[no]progress', '--[no]allow-config-change',
                '--[no]print-config')),
     ('localize', ('--workdir', '--data', '--subset', '--output', '--checkpoint')),
-    ('plot', ('--workdir', '--video', '--data', '--output', '--classes', '--checkpoint')),
+    ('plot', ('--workdir', '--video', '--data', '--output', '--classes', '--checkpoint',
+              '--start', '--end')),
     ('check', ('--config', '--workdir')),
 ])
 def test_help_lists_every_flag_and_config_field(command, flags, capsys):
@@ -143,6 +144,9 @@ def fake_run(tmp_path):
      "unknown config field 'loss.btea'"),
     (['plot', '--workdir', '{run}', '--video', 'v', '--colour=red'],
      "Unknown command line flag 'colour'"),
+    (['plot', '--workdir', '{run}', '--video', 'v', '--output', 'v.jpg'],
+     'one of .png, .pdf, .svg (got .jpg)'),
+    (['plot', '--workdir', '{run}', '--video', 'v', '--start', '9', '--end', '3'], 'start < end'),
     (['check', '--config', SMOKE, '--config.data.pth=x'], "unknown config field 'data.pth'"),
     (['check', '--config', SMOKE, '--config.data.kind=hdf5', '--config.data.path=/no/such.h5'],
      "config.data.path='/no/such.h5': no such file or folder"),

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from d2net_jax import cli
 from d2net_jax import detections as detections_lib
@@ -84,3 +85,54 @@ def test_errors_exit_nonzero_with_a_message(tmp_path, capsys):
   assert 'v9' in capsys.readouterr().err
   assert cli.main(['evaluate', '--ground-truth', str(tmp_path / 'missing.json'),
                    '--detections', str(det)]) == 1
+
+
+def _dataset_with_ambiguous_regions():
+  """Two test videos; v1's region [45, 46] overlaps the Run detection of `_DETECTIONS`."""
+  from d2net_jax.data import validation  # pylint: disable=import-outside-toplevel
+  from d2net_jax.data.records import Dataset  # pylint: disable=import-outside-toplevel
+  names = ['Jump', 'Run']
+  videos = [validation.annotation_record(
+      video_id=vid, subset='test', labels=np.ones(2, np.float32),
+      segments=np.asarray(seg, np.float64), segment_classes=np.asarray(cls, np.int32),
+      duration=60.0, seconds_per_snippet=0.64, source='test')
+      for vid, seg, cls in [('v1', [[0, 10], [40, 50]], [0, 1]), ('v2', [[5, 15]], [1])]]
+  return Dataset(name='tiny', class_names=names, videos=videos, train_subset='validation',
+                 test_subset='test', feature_dim=0, ambiguous={'v1': np.array([[45.0, 46.0]])})
+
+
+_DETECTIONS = {'v1': [('Jump', 0.0, 10.0, 0.9), ('Run', 41.0, 50.0, 0.8)],
+               'v2': [('Run', 5.0, 15.0, 0.7)]}
+
+
+@pytest.mark.parametrize('use', [True, False])
+@pytest.mark.parametrize('protocol', ['activitynet', 'd2net_official'])
+def test_evaluate_and_train_agree_on_the_ground_truths_ambiguous_regions(tmp_path, capsys, use,
+                                                                         protocol):
+  """train / localize (inference.score, evaluation.use_ambiguous) and `evaluate` on the exported
+  GT JSON (--no-ambiguous) drop the same detections, and both protocol lines say so."""
+  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from d2net_jax import inference  # pylint: disable=import-outside-toplevel
+  from d2net_jax.data import ground_truth  # pylint: disable=import-outside-toplevel
+  dataset = _dataset_with_ambiguous_regions()
+  config = config_lib.base_config()
+  config.evaluation.use_ambiguous = use
+  config.evaluation.protocol = protocol
+  config.evaluation.official_gt = 'annotations'
+  in_training = inference.score(dataset, dataset.videos, _DETECTIONS, config)
+  gt = ground_truth.export_ground_truth(dataset, tmp_path / 'gt.json')
+  det = detections_lib.write_detections(tmp_path / 'det.json', _DETECTIONS)
+  out = tmp_path / 'metrics.json'
+  tiou = ','.join(f'{t:g}' for t in config.evaluation.tiou_thresholds)
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(det), '--tiou',
+                   tiou, '--protocol', protocol, '--output', str(out)]
+                  + ([] if use else ['--no-ambiguous'])) == 0
+  capsys.readouterr()
+  metrics = json.loads(out.read_text())
+  assert metrics['num_ambiguous_removed'] == in_training.num_ambiguous_removed == int(use)
+  np.testing.assert_allclose(metrics['mAP'], in_training.mAP)
+  for line in (metrics['protocol'], in_training.protocol):
+    if use:
+      assert 'ambiguous regions' in line and 'no ambiguous' not in line, line
+    else:
+      assert 'carries 1 regions, not used' in line, line

@@ -105,3 +105,44 @@ def test_relevant_classes_of_the_oic_localizer():
   assert localize.relevant_classes_of('tcam', snippet, video, config) is None
   found = localize.localize_outputs('oic', snippet, video, SPS, config)
   assert set(found.class_index.tolist()) == {1}
+
+
+@pytest.mark.parametrize('suffix,magic', [('png', b'\x89PNG'), ('pdf', b'%PDF'), ('svg', b'<?xml')])
+def test_format_follows_the_extension(tmp_path, suffix, magic):
+  tcam, attention = _video()
+  path = plotting.plot_video(tmp_path / f'v.{suffix}', tcam=tcam, attention=attention,
+                             seconds_per_snippet=SPS, class_names=NAMES, classes=['Diving'])
+  assert path.read_bytes().startswith(magic)
+
+
+def test_other_formats_are_refused_before_any_work(tmp_path, monkeypatch):
+  monkeypatch.setattr(plotting, 'figure', lambda **kwargs: pytest.fail('drew a figure'))
+  with pytest.raises(ValueError, match=r'one of \.png, \.pdf, \.svg \(got \.jpg\)'):
+    plotting.plot_video(tmp_path / 'v.jpg', tcam=np.zeros((4, 3)), attention=np.zeros(4),
+                        seconds_per_snippet=SPS, class_names=NAMES)
+  assert not list(tmp_path.iterdir())
+
+
+def test_window_and_legend_tell_ground_truth_from_predicted_only_classes():
+  tcam, attention = _video()  # Diving at 6.4-12.8 s, Shotput at 22.4-28.8 s (relevant).
+  fig = plotting.figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
+                        class_names=NAMES, ground_truth=[('Diving', 6.4, 12.8)],
+                        detections=[('Shotput', 22.4, 28.8, 0.8)], window=(5.0, 30.0))
+  top, bottom = fig.axes
+  assert bottom.get_xlim() == (5.0, 30.0)
+  labels = [t.get_text() for t in top.get_legend().get_texts()]
+  assert 'T: Diving (ground truth)' in labels and 'T: Shotput (predicted only)' in labels
+  rows = [t.get_text() for t in bottom.get_yticklabels()]
+  assert rows == ['Shotput (predicted only)', 'Diving (ground truth)']
+  assert [t.get_text() for t in bottom.get_legend().get_texts()] == ['ground truth', 'detections']
+  # A window after Diving's instance: Diving (relevant by its scores) is still a GT class.
+  fig = plotting.figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
+                        class_names=NAMES, ground_truth=[('Diving', 6.4, 12.8)],
+                        window=(20.0, float('inf')))
+  assert fig.axes[1].get_xlim() == (20.0, 60 * SPS)
+  assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [
+      'Shotput (predicted only)', 'Diving (ground truth)']
+  for window, says in [((10.0, 5.0), 'start < end'), ((100.0, 200.0), 'past the end')]:
+    with pytest.raises(ValueError, match=says):
+      plotting.figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
+                      class_names=NAMES, window=window)

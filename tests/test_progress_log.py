@@ -1,7 +1,10 @@
 """The training bar and log lines do not overwrite each other (issue 14, section 5)."""
 
 import contextlib
+import io
+import sys
 
+import numpy as np
 import tqdm
 
 from d2net_jax import run_log
@@ -25,3 +28,47 @@ def test_log_lines_clear_the_progress_bar(monkeypatch):
   plain = run_log.Progress(0, 10, disable=True)
   assert plain.wrap(print) is print
   plain.close()
+
+
+class _Terminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_store_writes_and_evaluation_passes_show_a_bar_on_a_terminal_only(tmp_path, monkeypatch):
+  """convert / import / synthetic (all write through write_store) and the evaluation passes show
+  a tqdm bar on stderr when it is a terminal and the pass is long, never in logs or with the flag
+  off."""
+  from d2net_jax import cli  # pylint: disable=import-outside-toplevel
+  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from d2net_jax import inference  # pylint: disable=import-outside-toplevel
+  from d2net_jax.data import hdf5_store  # pylint: disable=import-outside-toplevel
+  from test_data_readers import tiny_dataset  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(run_log, 'PROGRESS_DELAY_S', 0.0)  # Every pass counts as long.
+
+  def stderr_of(fn, terminal=True):
+    stream = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, 'stderr', stream)
+    fn()
+    return stream.getvalue()
+
+  dataset = tiny_dataset()
+  assert 'writing a.h5' in stderr_of(lambda: hdf5_store.write_store(tmp_path / 'a.h5', dataset))
+  assert not stderr_of(lambda: hdf5_store.write_store(tmp_path / 'b.h5', dataset),
+                       terminal=False)
+  assert not stderr_of(lambda: hdf5_store.write_store(tmp_path / 'c.h5', dataset,
+                                                      progress=False))
+  feats = tmp_path / 'feats'
+  feats.mkdir()
+  np.save(feats / 'clip0.npy', np.ones((4, 2), np.float32))
+  (tmp_path / 'labels.csv').write_text('video,labels\nclip0,A\n')
+  argv = ['import', '--features', str(feats), '--labels', str(tmp_path / 'labels.csv'), '--out',
+          str(tmp_path / 'd.h5')]
+  assert 'writing d.h5' in stderr_of(lambda: cli.main(argv))
+  assert 'writing d.h5' not in stderr_of(lambda: cli.main(argv + ['--no-progress']))
+  # An evaluation pass: the localizer over every video.
+  outputs = [inference.VideoOutputs({'tcam': np.full((5, 3), 0.5, np.float32),
+                                     'attention': np.ones(5, np.float32)}, {}, 0.64)] * 2
+  config = config_lib.base_config()
+  assert 'localizing' in stderr_of(lambda: inference.detect(outputs, dataset.videos, config))
+  assert not stderr_of(lambda: inference.detect(outputs, dataset.videos, config, progress=False))

@@ -295,3 +295,17 @@ def test_fields_added_to_the_schema_since_the_run_are_no_change(tmp_path):
   config.localize.nms_threshold = 0.5  # Not the default: a change.
   with pytest.raises(run_dir.RunDirError, match='localize.nms_threshold'):
     run_dir.check_resume(tmp_path, config)
+
+
+def test_localize_and_plot_print_no_library_warnings(finished_run, tmp_path, capfd):
+  """Section 5: no orbax read-only or other library warnings on every localize / plot."""
+  import warnings  # pylint: disable=import-outside-toplevel
+  video = next(iter(_detections(finished_run / 'detections_test.json')))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    assert cli.main(['localize', '--workdir', str(finished_run), '--output',
+                     str(tmp_path / 'd.json')]) == 0
+    assert cli.main(['plot', '--workdir', str(finished_run), '--video', video, '--output',
+                     str(tmp_path / 'v.png')]) == 0
+  err = capfd.readouterr().err
+  assert not [str(w.message) for w in caught] and not err.strip(), (err, caught)

@@ -89,6 +89,10 @@ def test_localize_and_plot_reuse_the_trained_run(demo_run, capsys):
   video = next(iter(json.loads(output.read_text())['results']))
   assert cli.main(['plot', '--workdir', str(workdir), '--video', video]) == 0
   assert (workdir / 'plots' / f'{video}.png').stat().st_size > 1000
+  window = workdir / 'window.svg'  # A window of the video, in the format of the extension.
+  assert cli.main(['plot', '--workdir', str(workdir), '--video', video, '--output', str(window),
+                   '--start', '1', '--end', '5']) == 0
+  assert b'<svg' in window.read_bytes()
   assert cli.main(['plot', '--workdir', str(workdir), '--video', 'no-such-video']) == 1
   assert 'no video' in capsys.readouterr().err
 

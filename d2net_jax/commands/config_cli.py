@@ -124,9 +124,21 @@ def parse_run(prog: str, argv: Sequence[str], extra_flags=()) -> Tuple[ml_collec
       workdir = arg.split('=', 1)[1]
     elif arg == '--workdir' and i + 1 < len(argv):
       workdir = argv[i + 1]
-  if not workdir:
-    raise UsageError('--workdir RUN is required (a folder written by `d2net-jax train`)')
   full = [prog] + list(argv)
+  if not workdir:  # A misspelt flag (--workdri) is named first, checked on the base schema.
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_dict('config', config_lib.base_config(), flag_values=fv,
+                                    sys_argv=full)
+    flags.DEFINE_string('workdir', None, 'Run folder.', flag_values=fv)
+    for define in extra_flags:
+      define(fv)
+    try:
+      fv(full)
+    except flags.UnrecognizedFlagError as e:
+      raise UsageError(_first_line(e)) from e
+    except (flags.Error, AttributeError, ValueError, TypeError):
+      pass
+    raise UsageError('--workdir RUN is required (a folder written by `d2net-jax train`)')
   fv = flags.FlagValues()
   config = run_config(workdir)
   unknown = _unknown_field(argv, config)

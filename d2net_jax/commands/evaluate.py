@@ -1,7 +1,7 @@
 """`d2net-jax evaluate`: score an ActivityNet results JSON against an ActivityNet GT JSON.
 
   d2net-jax evaluate --ground-truth gt.json --detections det.json [--tiou 0.1:0.7:0.1]
-      [--subset test] [--ambiguous Ambiguous_test.txt] [--output metrics.json]
+      [--subset test] [--ambiguous Ambiguous_test.txt | --no-ambiguous] [--output metrics.json]
       [--protocol activitynet|d2net_official] [--official-gt-file test_gt_segments.npy]
       [--keep-later-classes] [--official-fps 25] [--official-frames 16]
 
@@ -9,6 +9,11 @@
 (d2net_jax/evaluation_official.py; default tIoU 0.1:0.5): with `--official-gt-file` its THUMOS14
 branch (that file's instances; gt.json gives the scored videos, their durations and the classes),
 else its ActivityNet1.2 branch (gt.json's instances on the snippet grid).
+
+Ambiguous regions (THUMOS14): the ground truth's own ("ambiguous" in the JSON, as `convert
+--gt-out` writes them) are used when it carries them, as `train` and `localize` do
+(evaluation.use_ambiguous); `--ambiguous FILE` uses that file's instead, `--no-ambiguous` none.
+The protocol line says which.
 
 Prints the mAP table (percent) with the number of videos and instances scored, the TP/FP counts per
 threshold and the per-class AP; `--output` writes the metrics JSON (fractions in [0, 1]).
@@ -22,13 +27,14 @@ import sys
 from d2net_jax import config as config_lib
 from d2net_jax import evaluation
 from d2net_jax import evaluation_official
+from d2net_jax.commands import argparse_cli
 from d2net_jax.data import ground_truth as ground_truth_lib
 from d2net_jax.data.records import DataError
 
 
 def _parser() -> argparse.ArgumentParser:
   defaults = config_lib.evaluation_config()
-  parser = argparse.ArgumentParser(
+  parser = argparse_cli.ArgumentParser(
       prog='d2net-jax evaluate',
       description='Detection mAP (ActivityNet eval_detection semantics) of a results JSON.')
   parser.add_argument('--ground-truth', required=True,
@@ -42,8 +48,13 @@ def _parser() -> argparse.ArgumentParser:
                       'the config (THUMOS14 0.1:0.7:0.1). ActivityNet: 0.5:0.95:0.05.')
   parser.add_argument('--subset', action='append', default=None,
                       help='GT subset to score (repeatable); needed when the GT holds several.')
-  parser.add_argument('--ambiguous', default=None,
-                      help='THUMOS14 Ambiguous_test.txt: drop detections overlapping its regions.')
+  regions = parser.add_mutually_exclusive_group()
+  regions.add_argument('--ambiguous', default=None,
+                       help='THUMOS14 Ambiguous_test.txt: drop detections overlapping its regions '
+                       "(default: the ground truth's own regions, if it carries any).")
+  regions.add_argument('--no-ambiguous', action='store_true',
+                       help="ignore the ground truth's ambiguous regions (train / localize: "
+                       '--config.evaluation.use_ambiguous=False).')
   parser.add_argument('--unknown-videos', default=defaults.unknown_videos,
                       choices=evaluation.UNKNOWN_VIDEO_POLICIES,
                       help='detections in videos outside the scored GT (default: %(default)s, '
@@ -89,9 +100,15 @@ def _official(args) -> evaluation.EvaluationResult:
   else:
     gt = evaluation_official.annotations_ground_truth(videos, list(dataset.class_names), *grid,
                                                       str(args.ground_truth))
-  ambiguous = evaluation.parse_ambiguous(args.ambiguous) if args.ambiguous else None
+  if args.ambiguous:
+    ambiguous, note = evaluation.parse_ambiguous(args.ambiguous), ''
+  else:
+    ids = {v.video_id for v in videos}
+    ambiguous, note = evaluation.choose_ambiguous(
+        {v: r for v, r in (dataset.ambiguous or {}).items() if v in ids},
+        not args.no_ambiguous, str(args.ground_truth), '--no-ambiguous')
   return evaluation_official.evaluate_official(
-      gt, args.detections, tiou, ambiguous=ambiguous,
+      gt, args.detections, tiou, ambiguous=ambiguous, ambiguous_note=note,
       zero_ap_after_empty_class=not args.keep_later_classes,
       class_names=list(dataset.class_names))
 
@@ -104,9 +121,15 @@ def main(argv: list[str]) -> int:
     else:
       tiou = (evaluation.parse_tiou(args.tiou) if args.tiou is not None
               else evaluation.check_tiou(config_lib.evaluation_config().tiou_thresholds))
+      ambiguous, source, note = args.ambiguous, None, ''
+      if not args.ambiguous:
+        source = str(args.ground_truth)
+        ambiguous, note = evaluation.choose_ambiguous(
+            evaluation.ground_truth_ambiguous(args.ground_truth), not args.no_ambiguous, source,
+            '--no-ambiguous')
       result = evaluation.evaluate_detections(
-          args.ground_truth, args.detections, tiou, subset=args.subset,
-          ambiguous=args.ambiguous, unknown_videos=args.unknown_videos)
+          args.ground_truth, args.detections, tiou, subset=args.subset, ambiguous=ambiguous,
+          ambiguous_source=source, ambiguous_note=note, unknown_videos=args.unknown_videos)
   except (DataError, ValueError, OSError) as e:
     print(f'd2net-jax evaluate: error: {e}', file=sys.stderr)
     return 1

@@ -27,6 +27,7 @@ import sys
 
 from absl import flags
 
+from d2net_jax import interrupts
 from d2net_jax.commands import config_cli
 from d2net_jax.data.records import DataError
 
@@ -57,10 +58,11 @@ def main(argv) -> int:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
   # pylint: disable=import-outside-toplevel
-  from d2net_jax import detections as detections_lib
-  from d2net_jax import evaluation
-  from d2net_jax import inference
-  from d2net_jax import train
+  with interrupts.deferred():  # Ctrl-C during the imports: raised after them.
+    from d2net_jax import detections as detections_lib
+    from d2net_jax import evaluation
+    from d2net_jax import inference
+    from d2net_jax import train
   # pylint: enable=import-outside-toplevel
   workdir = pathlib.Path(fv.workdir)
   try:

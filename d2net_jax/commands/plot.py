@@ -1,8 +1,11 @@
-"""`d2net-jax plot --workdir RUN --video ID [--output FILE.png]`.
+"""`d2net-jax plot --workdir RUN --video ID [--output FILE.png|.pdf|.svg] [--start S --end S]`.
 
 Draws one video's TCAM, bottom-up attention lambda', ground truth and detections (Fig. 4) from a
 trained checkpoint (another method: its 'tcam' and 'attention' outputs and the classes its localizer
-selected) (the selected best one by default); default output RUN/plots/<ID>.png.
+selected) (the selected best one by default); default output RUN/plots/<ID>.png. The format
+follows the extension of --output (png, pdf, svg; any other is refused before any work);
+--start/--end (seconds) draw a window of a long video. The legend and the class rows say which
+classes have ground truth in the video and which are predicted only.
 """
 
 import pathlib
@@ -10,6 +13,7 @@ import sys
 
 from absl import flags
 
+from d2net_jax import interrupts
 from d2net_jax.commands import config_cli
 from d2net_jax.data.records import DataError
 
@@ -20,8 +24,11 @@ def _define(fv):
   flags.DEFINE_string('video', None, 'Video id.', flag_values=fv)
   flags.DEFINE_string('data', None, 'Apply the model to this data (an HDF5 store, whatever the '
                       "run's data.kind; see localize --help).", flag_values=fv)
-  flags.DEFINE_string('output', None, 'PNG file (default: RUN/plots/<video>.png).',
-                      flag_values=fv)
+  flags.DEFINE_string('output', None, 'Figure file, .png, .pdf or .svg (default: '
+                      'RUN/plots/<video>.png).', flag_values=fv)
+  flags.DEFINE_float('start', None, 'Window start, seconds (default: 0).', flag_values=fv)
+  flags.DEFINE_float('end', None, 'Window end, seconds (default: the end of the video).',
+                     flag_values=fv)
   flags.DEFINE_list('classes', None, 'Classes to draw (default: relevant, GT and detected).',
                     flag_values=fv)
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.', flag_values=fv)
@@ -38,15 +45,21 @@ def main(argv) -> int:
     config_checks.validate_config(config, check_data_path=not fv.data)
     if not fv.video:
       raise config_cli.UsageError('--video ID is required')
+    from d2net_jax import plotting  # pylint: disable=import-outside-toplevel
+    if fv.output:
+      plotting.check_output(fv.output)
+    window = None
+    if fv.start is not None or fv.end is not None:
+      window = plotting.check_window((fv.start or 0.0, float('inf') if fv.end is None else fv.end))
   except (config_cli.UsageError, ValueError) as e:  # ValueError: config_checks.ConfigError.
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
   # pylint: disable=import-outside-toplevel
-  from d2net_jax import inference
-  from d2net_jax import localize
-  from d2net_jax import methods
-  from d2net_jax import plotting
-  from d2net_jax import train
+  with interrupts.deferred():  # Ctrl-C during the imports: raised after them.
+    from d2net_jax import inference
+    from d2net_jax import localize
+    from d2net_jax import methods
+    from d2net_jax import train
   # pylint: enable=import-outside-toplevel
   workdir = pathlib.Path(fv.workdir)
   try:
@@ -71,7 +84,7 @@ def main(argv) -> int:
         output, tcam=tcam, attention=attention, seconds_per_snippet=outputs[0].seconds_per_snippet,
         class_names=list(dataset.class_names), classes=fv.classes, ground_truth=ground_truth,
         detections=found, localize_config=config.localize, localizer=localizer,
-        relevant_classes=relevant,
+        relevant_classes=relevant, window=window,
         title=f'{video.video_id} ({video.subset}), {which} checkpoint, step {int(state.step)}')
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)

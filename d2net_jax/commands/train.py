@@ -30,6 +30,7 @@ import sys
 
 from absl import flags
 
+from d2net_jax import interrupts
 from d2net_jax.commands import config_cli
 from d2net_jax.data.records import DataError
 
@@ -59,9 +60,10 @@ def main(argv) -> int:
       return 0
     if not fv.workdir:
       raise config_cli.UsageError('--workdir is required')
-    from d2net_jax import checkpointing  # pylint: disable=import-outside-toplevel
-    from d2net_jax import run_dir  # pylint: disable=import-outside-toplevel
-    from d2net_jax import train  # pylint: disable=import-outside-toplevel
+    with interrupts.deferred():  # Ctrl-C during the imports: raised after them (interrupts.py).
+      from d2net_jax import checkpointing  # pylint: disable=import-outside-toplevel
+      from d2net_jax import run_dir  # pylint: disable=import-outside-toplevel
+      from d2net_jax import train  # pylint: disable=import-outside-toplevel
     train.validate_config(config)
   except (config_cli.UsageError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
@@ -82,6 +84,7 @@ def main(argv) -> int:
           file=sys.stderr)
     return 1
   except KeyboardInterrupt:  # Before the step loop (loading, building): nothing to save.
+    interrupts.clear()
     print(f'{PROG}: interrupted (before training started, or a second Ctrl-C); nothing saved '
           'since the last checkpoint', file=sys.stderr)
     return 130

@@ -5,8 +5,10 @@
   d2net-jax convert --layout stpn --root /data/THUMOS14 --out thumos14.h5
 
 Prints the videos per subset, the feature dim, every issue found (clipped segments, feature
-timing mismatches, ...) and the config flags to train on the store. A bad input stops it with one
-line naming the file and the video, and exit status 1.
+timing mismatches, ...) and the config flags to train on the store. Every bad file or video is
+reported in one pass (one line each, naming the file and the video), then it fails with exit
+status 1 and writes nothing; so does a failed write (disk full, read-only folder), in one line
+naming the path. A progress bar shows on a terminal when writing takes more than a few seconds.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import collections
 import pathlib
 import sys
 
+from d2net_jax.commands import argparse_cli
 from d2net_jax.data import ground_truth, hdf5_store, stpn, validation, wtalc
-from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.data.records import DataError, DataErrors, Dataset
 
 TRUST_PICKLE_HELP = (
     'allow loading pickled .npy files (the W-TALC features and annotation lists are pickled '
@@ -51,6 +54,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--timing-tolerance-fraction', type=float, default=0.02)
   parser.add_argument('--compression', choices=hdf5_store.COMPRESSIONS, default='none',
                       help='compression of the feature arrays in the store')
+  parser.add_argument('--no-progress', action='store_true',
+                      help='no progress bar (default: one on a terminal, for passes > 2 s)')
 
 
 def timing_options(args) -> dict:
@@ -72,9 +77,12 @@ def summary_lines(dataset: Dataset) -> list[str]:
   return lines
 
 
-def write_outputs(dataset: Dataset, args, report: validation.Report) -> None:
-  """Writes the store (and ground truth), then prints the summary, the issues and the flags."""
-  path = hdf5_store.write_store(args.out, dataset, compression=args.compression)
+def write_outputs(dataset: Dataset, args, report: validation.Report, problems=()) -> None:
+  """Writes the store (and ground truth), then prints the summary, the issues and the flags.
+
+  problems: the bad videos the reader left out; with the store's own they fail it (DataErrors)."""
+  path = hdf5_store.write_store(args.out, dataset, compression=args.compression,
+                                progress=False if args.no_progress else None, problems=problems)
   print('\n'.join(summary_lines(dataset)))
   print(f'wrote {path}')
   if args.gt_out:
@@ -93,17 +101,27 @@ def write_outputs(dataset: Dataset, args, report: validation.Report) -> None:
 
 
 def run_command(prog: str, body) -> int:
-  """Runs `body()`; a DataError becomes one line on stderr and exit status 1."""
+  """Runs `body()`; exit status 1 after a DataError (one line), DataErrors (one line per problem,
+  then the summary) or a failed write (one line naming the path)."""
   try:
     body()
+  except DataErrors as e:
+    for problem in e.problems:
+      print(f'{prog}: {problem}', file=sys.stderr)
+    print(f'{prog}: error: {e.summary} (listed above)', file=sys.stderr)
+    return 1
   except DataError as e:
     print(f'{prog}: error: {e}', file=sys.stderr)
+    return 1
+  except OSError as e:
+    where = f'{e.filename}: ' if e.filename else ''
+    print(f'{prog}: error: {where}{e.strerror or e}', file=sys.stderr)
     return 1
   return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = argparse_cli.ArgumentParser(
       prog='d2net-jax convert', description='Convert W-TALC or STPN features to the HDF5 store.',
       epilog=__doc__.split('\n\n')[1] if __doc__ else None,
       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,10 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def read(args, report: validation.Report) -> Dataset:
+def read(args, report: validation.Report, collect: list[str]) -> Dataset:
+  """The dataset of the layout; bad videos left out and their problems appended to `collect`."""
   options = dict(feature_dim=args.feature_dim, seconds_per_snippet=args.seconds_per_snippet,
                  train_subset=args.train_subset, test_subset=args.test_subset, report=report,
-                 **timing_options(args))
+                 collect=collect, **timing_options(args))
   if args.layout == 'wtalc':
     return wtalc.read_dataset(args.root, args.name or 'Thumos14reduced',
                               trust_pickle=args.trust_pickle, video_labels=args.video_labels, ambiguous_file=args.ambiguous,
@@ -145,9 +164,9 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
 
   def body():
-    report = validation.Report()
-    dataset = read(args, report)
-    write_outputs(dataset, args, report)
+    report, problems = validation.Report(), []
+    dataset = read(args, report, problems)  # Every bad file found here and while writing,
+    write_outputs(dataset, args, report, problems)  # then reported together.
 
   return run_command('d2net-jax convert', body)
 

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from d2net_jax import atomic_write
 from d2net_jax.data import validation
 from d2net_jax.data.records import DataError, Dataset
 
@@ -45,12 +46,7 @@ def ground_truth_dict(dataset: Dataset,
 def export_ground_truth(dataset: Dataset, path,
                         subsets: Iterable[str] | str | None = None) -> pathlib.Path:
   """Writes `ground_truth_dict(dataset, subsets)` as JSON to `path`."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(json.dumps(ground_truth_dict(dataset, subsets), indent=1))
-  tmp.replace(path)
-  return path
+  return atomic_write.write_text(path, json.dumps(ground_truth_dict(dataset, subsets), indent=1))
 
 
 def load_json(path) -> dict:

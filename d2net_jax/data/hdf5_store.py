@@ -30,13 +30,16 @@ import functools
 import os
 import pathlib
 import threading
+from typing import Sequence
 import urllib.parse
 
 import h5py
 import numpy as np
 
+from d2net_jax import atomic_write
+from d2net_jax import run_log
 from d2net_jax.data import validation
-from d2net_jax.data.records import DataError, Dataset, VideoRecord
+from d2net_jax.data.records import DataError, Dataset, VideoRecord, raise_problems
 
 FORMAT = 'd2net_jax.store'
 FORMAT_VERSION = 1
@@ -58,26 +61,34 @@ def video_id_of_key(key: str) -> str:
 
 
 def write_store(path, dataset: Dataset, *, compression: str | None = None,
-                chunk_snippets: int = 256) -> pathlib.Path:
+                chunk_snippets: int = 256, progress: bool | None = None,
+                attrs: dict | None = None, problems: Sequence[str] = ()) -> pathlib.Path:
   """Writes `dataset` to an HDF5 store at `path` (atomically) and returns the path.
 
   Every video's features are loaded once, checked (shape, feature dim, finite values) and written.
+  Every bad video is reported in one pass: one DataError listing them all (`DataErrors`), and no
+  store. A failed write (disk full, read-only folder) raises an OSError naming `path`; either way
+  the temporary file is removed and an existing store at `path` is left as it was.
 
   Args:
     path: the .h5 file to (over)write.
     dataset: the videos; `VideoRecord.load` is called once per video.
     compression: None / 'none', 'gzip' or 'lzf' for the feature arrays.
     chunk_snippets: rows per HDF5 chunk of a feature array.
+    progress: a progress bar on stderr (None: when it is a terminal; `run_log.progress_bar`).
+    attrs: extra attributes of the file's root (e.g. the synthetic generation parameters).
+    problems: bad videos a reader already left out (`collect`): reported with the store's own,
+      and then no store is written.
   """
   compression = None if compression in (None, '', 'none') else compression
   if compression is not None and compression not in COMPRESSIONS:
     raise ValueError(f'compression must be one of {COMPRESSIONS}, got {compression!r}')
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}-{threading.get_ident()}')
+  tmp = atomic_write.temporary_path(path)
   num_classes = len(dataset.class_names)
   source = f'{path} (writing {dataset.name!r})'
   try:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(tmp, 'w') as f:
       f.attrs['format'] = FORMAT
       f.attrs['format_version'] = FORMAT_VERSION
@@ -92,15 +103,24 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
       f.create_dataset('class_names', data=np.array(list(dataset.class_names), dtype=object),
                        dtype=strings)
       videos = f.create_group('videos')
-      ids = []
-      for video in dataset.videos:
-        key = video_key(video.video_id)
-        if key in videos:
-          raise DataError(f'{source}: video {video.video_id!r} appears twice')
-        _write_video(videos.create_group(key), video, num_classes=num_classes,
-                     feature_dim=dataset.feature_dim, compression=compression,
-                     chunk_snippets=chunk_snippets, source=source)
-        ids.append(video.video_id)
+      earlier = len(problems)
+      ids, seen, problems = [], set(), list(problems)
+      for video in run_log.progress_bar(dataset.videos, f'writing {path.name}', enable=progress):
+        try:  # After a bad video the others are still read and checked, no longer written.
+          key = video_key(video.video_id)
+          if key in seen:
+            raise DataError(f'{source}: video {video.video_id!r} appears twice')
+          seen.add(key)
+          arrays = _checked_video(video, num_classes=num_classes,
+                                  feature_dim=dataset.feature_dim, source=source)
+          if not problems:
+            _write_video(videos.create_group(key), video, arrays, compression=compression,
+                         chunk_snippets=chunk_snippets)
+          ids.append(video.video_id)
+        except DataError as e:
+          problems.append(str(e))
+      raise_problems(problems, f'{path}: {len(problems)} of {len(dataset.videos) + earlier} '
+                     'videos cannot be written (no store written)')
       f.create_dataset('video_ids', data=np.array(ids, dtype=object), dtype=strings)
       _write_index(f.create_group('index'), dataset.videos, num_classes)
       if dataset.ambiguous:
@@ -108,10 +128,13 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
         for video_id, regions in dataset.ambiguous.items():
           group.create_dataset(video_key(video_id),
                                data=np.asarray(regions, np.float64).reshape(-1, 2))
+      f.attrs.update(attrs or {})
       f.attrs['complete'] = True
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     tmp.unlink(missing_ok=True)
+    if isinstance(e, OSError):  # h5py: disk full, read-only folder, quota.
+      raise atomic_write.write_failed(path, e, 'store') from e
     raise
   return path
 
@@ -132,8 +155,9 @@ def _write_index(group, videos, num_classes):
   group['segment_offsets'] = np.cumsum([0] + [len(x) for x in segments]).astype(np.int64)
 
 
-def _write_video(group, video: VideoRecord, *, num_classes, feature_dim, compression,
-                 chunk_snippets, source):
+def _checked_video(video: VideoRecord, *, num_classes, feature_dim, source):
+  """(features (T, D), labels (C,), segments (N, 2), segment classes (N,)) of `video`, checked;
+  DataError naming the video otherwise."""
   features = validation.check_features(video.features(), source=source,
                                        video_id=video.video_id, feature_dim=feature_dim)
   if features.shape[0] != video.num_snippets:
@@ -149,6 +173,11 @@ def _write_video(group, video: VideoRecord, *, num_classes, feature_dim, compres
                                        (classes.min() < 0 or classes.max() >= num_classes)):
     raise DataError(f'{validation.where(source, video.video_id)}: {len(segments)} segments '
                     f'with segment classes {classes.tolist()} for {num_classes} classes')
+  return features, labels, segments, classes
+
+
+def _write_video(group, video: VideoRecord, arrays, *, compression, chunk_snippets):
+  features, labels, segments, classes = arrays
   # fletcher32: a checksum per chunk, so a damaged file fails to read instead of giving garbage.
   group.create_dataset('features', data=features, compression=compression, fletcher32=True,
                        chunks=(min(features.shape[0], chunk_snippets), features.shape[1]))

@@ -19,8 +19,9 @@ Inputs:
                         labels found); a label outside it is an error.
 
 Every listed video needs a feature file and every feature file a label entry; a mismatch, an
-unknown label, a bad value or unreadable file stops the import with one line naming the file and
-the video.
+unknown label, a bad value or an unreadable file is reported with one line naming the file and the
+video, all of them in one pass (NaN / inf values too, found while the store is written), then the
+import fails and writes nothing.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ import sys
 
 import numpy as np
 
+from d2net_jax.commands import argparse_cli
 from d2net_jax.data import convert, ground_truth, stpn, validation
-from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.data.records import DataError, Dataset, raise_problems
 
 
 def _read_csv(path: pathlib.Path, required: list[str]) -> list[dict]:
@@ -167,8 +169,13 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
                   separator: str = ';', segment_policy: str = 'clip',
                   timing_check: str = 'warn', timing_tolerance_snippets: float = 2.0,
                   timing_tolerance_fraction: float = 0.02,
-                  report: validation.Report | None = None, **columns) -> Dataset:
-  """A `Dataset` of your own features and labels (module docstring); features load lazily."""
+                  report: validation.Report | None = None,
+                  collect: list[str] | None = None, **columns) -> Dataset:
+  """A `Dataset` of your own features and labels (module docstring); features load lazily.
+
+  Every bad file or entry is found in one pass: DataErrors lists them all; with `collect` they are
+  appended to it and the bad videos left out instead.
+  """
   features_dir = pathlib.Path(features_dir)
   if not features_dir.is_dir():
     raise DataError(f'{features_dir}: missing features folder')
@@ -177,24 +184,22 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   entries = read_labels(labels_path, default_subset=default_subset or train_subset,
                         separator=separator, **columns)
   allowed = sorted({train_subset, test_subset, default_subset or train_subset})
-  odd = next((e for e in entries.values() if e.subset not in allowed), None)
-  if odd is not None:
-    raise DataError(f'{labels_path}, video {odd.video_id!r}: subset {odd.subset!r} is not one of '
-                    f'{allowed} (--train-subset / --test-subset name the subsets)')
+  # Every problem of the pass is collected, then reported together.
+  problems = [f'{labels_path}, video {e.video_id!r}: subset {e.subset!r} is not one of '
+              f'{allowed} (--train-subset / --test-subset name the subsets)'
+              for e in entries.values() if e.subset not in allowed]
   if segments_path is not None:
     read_segments(segments_path, entries)
   files = {p.stem: p for p in sorted(features_dir.glob('*.npy'))}
-  unlabelled = sorted(set(files) - set(entries))
-  if unlabelled:
-    raise DataError(f'{files[unlabelled[0]]}, video {unlabelled[0]!r}: feature file without a '
-                    f'label entry in {labels_path} ({len(unlabelled)} such files)')
+  problems += [f'{files[v]}, video {v!r}: feature file without a label entry in {labels_path}'
+               for v in sorted(set(files) - set(entries))]
   if class_names is None:
     class_names = sorted({n for e in entries.values() for n in e.labels} |
                          {s[2] for e in entries.values() for s in e.segments})
   if not class_names:
     raise DataError(f'{labels_path}: no class labels at all')
   class_index = {c: i for i, c in enumerate(class_names)}
-  videos, problems = [], []
+  videos = []
 
   def one_video(video_id, entry):
     nonlocal feature_dim
@@ -239,15 +244,11 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
       videos.append(one_video(video_id, entry))
     except DataError as e:
       problems.append(str(e))
-  if len(problems) == 1:
-    raise DataError(problems[0])
-  if problems:
-    raise DataError(f'{len(problems)} of {len(entries)} videos cannot be imported:\n  ' +
-                    '\n  '.join(problems))
+  raise_problems(problems, f'{len(problems)} of {len(set(entries) | set(files))} videos cannot '
+                 'be imported', collect)
 
   if any(e.duration is not None for e in entries.values()):
-    validation.check_timing([v for v, e in zip(videos, entries.values())
-                             if e.duration is not None],
+    validation.check_timing([v for v in videos if entries[v.video_id].duration is not None],
                             tolerance_snippets=timing_tolerance_snippets,
                             tolerance_fraction=timing_tolerance_fraction, mode=timing_check,
                             source=labels_path, report=report)
@@ -259,7 +260,7 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = argparse_cli.ArgumentParser(
       prog='d2net-jax import',
       description='Import your own per-video .npy features and labels into the HDF5 store.',
       epilog=__doc__.split('\n\n', 1)[1] if __doc__ else None,
@@ -289,7 +290,7 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
 
   def body():
-    report = validation.Report()
+    report, problems = validation.Report(), []
     train_subset = args.train_subset or 'train'
     test_subset = args.test_subset or 'test'
     dataset = build_dataset(
@@ -300,8 +301,8 @@ def main(argv=None) -> int:
         default_subset=args.default_subset, separator=args.label_separator, report=report,
         video_column=args.video_column, labels_column=args.labels_column,
         subset_column=args.subset_column, duration_column=args.duration_column,
-        **convert.timing_options(args))
-    convert.write_outputs(dataset, args, report)
+        collect=problems, **convert.timing_options(args))
+    convert.write_outputs(dataset, args, report, problems)  # Reports them with the store's own.
     try:
       validation.check_subsets([v.subset for v in dataset.videos], train_subset, test_subset,
                                args.out)

@@ -18,6 +18,30 @@ class DataError(ValueError):
   """Bad input data; the message names the file and, where known, the video."""
 
 
+class DataErrors(DataError):
+  """Every problem of one pass over the data (all bad files or videos, not the first only).
+
+  `problems` holds one line each; the message is `summary` followed by all of them.
+  """
+
+  def __init__(self, summary: str, problems: Sequence[str]):
+    self.summary, self.problems = summary, list(problems)
+    super().__init__(f'{summary}: ' + '; '.join(self.problems))
+
+
+def raise_problems(problems: Sequence[str], summary: str,
+                   collect: list[str] | None = None) -> None:
+  """Raises nothing for no problem, a DataError for one, DataErrors for several; with `collect`
+  the problems are appended to it instead (a later pass reports them with its own)."""
+  if collect is not None:
+    collect.extend(problems)
+    return
+  if len(problems) == 1:
+    raise DataError(problems[0])
+  if problems:
+    raise DataErrors(summary, problems)
+
+
 @dataclasses.dataclass(frozen=True)
 class VideoRecord:
   """One video.

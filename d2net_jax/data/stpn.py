@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from d2net_jax.data import ground_truth, validation
-from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.data.records import DataError, Dataset, raise_problems
 
 SPLITS = ('train', 'test')
 STREAMS = ('rgb', 'flow')
@@ -76,8 +76,12 @@ def read_dataset(root, *, name: str = '', feature_dim: int | None = None,
                  test_subset: str | None = None, class_names: Sequence[str] | None = None,
                  segment_policy: str = 'clip', timing_check: str = 'warn',
                  timing_tolerance_snippets: float = 2.0, timing_tolerance_fraction: float = 0.02,
-                 report: validation.Report | None = None) -> Dataset:
+                 report: validation.Report | None = None,
+                 collect: list[str] | None = None) -> Dataset:
   """Reads the STPN / BaS-Net layout under `root` (module docstring).
+
+  Every bad video (missing or unreadable file, shape, dtype) is found in one pass: DataErrors
+  lists them all; with `collect` they are appended to it and left out of the dataset instead.
 
   Subset names default to the gt.json subset shared by a split's videos (e.g. THUMOS14's
   'validation' and 'test'), else 'train' and 'test'. The class list is `class_names`, else the
@@ -106,7 +110,35 @@ def read_dataset(root, *, name: str = '', feature_dim: int | None = None,
     raise DataError(f'{root}: training and test subsets share the name '
                     f'{subset_names["train"]!r}; name them (--train-subset/--test-subset)')
 
-  videos = []
+  def one_video(split, video_id, folders, split_file):
+    """(the video's record, its feature dim); DataError naming the file and the video."""
+    if video_id not in by_id:
+      raise DataError(f'{split_file}, video {video_id!r}: not in {gt_path} (no label)')
+    paths = [folder / f'{video_id}.npy' for folder in folders]
+    shapes = []
+    for path in paths:
+      if not path.is_file():
+        raise DataError(f'{path}, video {video_id!r}: missing feature file (listed in '
+                        f'{split_file})')
+      shape, dtype = validation.npy_header(path)
+      if dtype.hasobject or dtype.kind not in 'fiu':
+        raise DataError(f'{path}, video {video_id!r}: dtype {dtype}, expected floats')
+      shapes.append(validation.check_feature_shape(shape, source=path, video_id=video_id))
+    if shapes[0][0] != shapes[1][0]:
+      raise DataError(f'{paths[0]} and {paths[1]}, video {video_id!r}: {shapes[0][0]} RGB '
+                      f'snippets but {shapes[1][0]} flow snippets')
+    dim = shapes[0][1] + shapes[1][1]
+    if feature_dim is not None and feature_dim > 0 and dim != feature_dim:
+      raise DataError(f'{paths[0].parent.parent}, video {video_id!r}: feature dim {dim} '
+                      f'(RGB {shapes[0][1]} + flow {shapes[1][1]}) does not match the '
+                      f'configured feature_dim {feature_dim}')
+    num_snippets = shapes[0][0]
+    annotation = dataclasses.replace(by_id[video_id], subset=subset_names[split])
+    load = functools.partial(_load_two_streams, paths[0], paths[1], video_id, num_snippets,
+                             dim)
+    return validation.with_features(annotation, num_snippets, load), dim
+
+  videos, problems = [], []
   for split in SPLITS:
     split_file = root / f'split_{split}.txt'
     folders = [root / 'features' / split / stream for stream in STREAMS]
@@ -114,39 +146,22 @@ def read_dataset(root, *, name: str = '', feature_dim: int | None = None,
       if not folder.is_dir():
         raise DataError(f'{folder}: missing feature folder (STPN layout: '
                         'features/{train,test}/{rgb,flow}/<video>.npy)')
-    for video_id in splits[split]:
-      if video_id not in by_id:
-        raise DataError(f'{split_file}, video {video_id!r}: not in {gt_path} (no label)')
-      paths = [folder / f'{video_id}.npy' for folder in folders]
-      shapes = []
-      for path in paths:
-        if not path.is_file():
-          raise DataError(f'{path}, video {video_id!r}: missing feature file (listed in '
-                          f'{split_file})')
-        shape, dtype = validation.npy_header(path)
-        if dtype.hasobject or dtype.kind not in 'fiu':
-          raise DataError(f'{path}, video {video_id!r}: dtype {dtype}, expected floats')
-        shapes.append(validation.check_feature_shape(shape, source=path, video_id=video_id))
-      if shapes[0][0] != shapes[1][0]:
-        raise DataError(f'{paths[0]} and {paths[1]}, video {video_id!r}: {shapes[0][0]} RGB '
-                        f'snippets but {shapes[1][0]} flow snippets')
-      dim = shapes[0][1] + shapes[1][1]
-      if feature_dim is not None and feature_dim > 0 and dim != feature_dim:
-        raise DataError(f'{paths[0].parent.parent}, video {video_id!r}: feature dim {dim} '
-                        f'(RGB {shapes[0][1]} + flow {shapes[1][1]}) does not match the '
-                        f'configured feature_dim {feature_dim}')
-      feature_dim = dim
-      num_snippets = shapes[0][0]
-      annotation = dataclasses.replace(by_id[video_id], subset=subset_names[split])
-      load = functools.partial(_load_two_streams, paths[0], paths[1], video_id, num_snippets,
-                               dim)
-      videos.append(validation.with_features(annotation, num_snippets, load))
+    for video_id in splits[split]:  # Every bad video reported, then a failure.
+      try:
+        video, feature_dim = one_video(split, video_id, folders, split_file)
+      except DataError as e:
+        problems.append(str(e))
+        continue
+      videos.append(video)
     listed = set(splits[split])
     for path in sorted(folders[0].glob('*.npy')):
       if path.stem not in listed:
         report.add('unused_file', path, path.stem, f'not listed in {split_file}; not read')
-  validation.check_subsets([v.subset for v in videos], subset_names['train'],
-                           subset_names['test'], root)
+  raise_problems(problems, f'{root}: {len(problems)} of '
+                 f'{sum(len(v) for v in splits.values())} videos cannot be read', collect)
+  if not problems:
+    validation.check_subsets([v.subset for v in videos], subset_names['train'],
+                             subset_names['test'], root)
   validation.check_timing(videos, tolerance_snippets=timing_tolerance_snippets,
                           tolerance_fraction=timing_tolerance_fraction, mode=timing_check,
                           source=root / 'features', report=report)

@@ -48,18 +48,16 @@ of other videos does, and features are generated lazily per video (`VideoRecord.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from d2net_jax.data.records import DataError, Dataset, VideoRecord
+from d2net_jax.data.records import Dataset, VideoRecord
 # The presets and feature models live in their own modules; their public names are this
 # module's API too (synthetic.PRESETS, synthetic.FeatureWorld, ...).
 from d2net_jax.data.synthetic_features import FeatureWorld, I3DLike, stream_statistics
@@ -287,13 +285,15 @@ def _stored_parameters(path: pathlib.Path) -> Optional[Dict[str, Any]]:
     return None
 
 
-def ensure_store(data_config, cache_dir=None, *, force: bool = False) -> pathlib.Path:
+def ensure_store(data_config, cache_dir=None, *, force: bool = False,
+                 progress: Optional[bool] = None) -> pathlib.Path:
   """Builds the synthetic HDF5 store (and its gt.json) once; returns the store's path.
 
   The file is `<dir>/<store_name(params)>.h5` with `<dir>` = `data_config.path` if set, else
   `cache_dir`. A store whose recorded parameters differ (or that is incomplete) is rebuilt;
   `force` rebuilds regardless. The store is written to a temporary file and renamed, so an
-  interrupted build leaves nothing that looks valid.
+  interrupted build leaves nothing that looks valid. progress: the bar of
+  `hdf5_store.write_store` (None: on a terminal).
   """
   from d2net_jax.data import ground_truth, hdf5_store  # pylint: disable=import-outside-toplevel
   params = store_parameters(data_config)
@@ -309,86 +309,16 @@ def ensure_store(data_config, cache_dir=None, *, force: bool = False) -> pathlib
     return path
   dataset = build_dataset(params, trust_pickle=bool(_setting(data_config, 'trust_pickle', False)))
   folder.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.stem}.building-{os.getpid()}.h5')
-  try:
-    hdf5_store.write_store(tmp, dataset)
-    import h5py  # pylint: disable=import-outside-toplevel
-    with h5py.File(tmp, 'a') as f:
-      f.attrs[_PARAMETERS_ATTR] = json.dumps(params, sort_keys=True)
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
+  hdf5_store.write_store(path, dataset, progress=progress,
+                         attrs={_PARAMETERS_ATTR: json.dumps(params, sort_keys=True)})
   ground_truth.export_ground_truth(dataset, gt_path)
   return path
 
 
-def _data_config(args):
-  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
-  c = config_lib.data_config()
-  c.kind = 'synthetic'
-  c.path = str(args.out)
-  c.feature_dim = args.feature_dim
-  c.seconds_per_snippet = args.seconds_per_snippet
-  c.trust_pickle = args.trust_pickle
-  c.synthetic.preset = args.preset
-  c.synthetic.seed = args.seed
-  c.synthetic.num_train = args.num_train
-  c.synthetic.num_test = args.num_test
-  c.synthetic.annotations = args.annotations
-  c.synthetic.noise_scale = args.noise_scale
-  c.synthetic.features = args.features
-  return c
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """`d2net-jax synthetic`: writes the benchmark to DIR/<name>.h5 and DIR/<name>.gt.json."""
-  parser = argparse.ArgumentParser(
-      prog='d2net-jax synthetic',
-      description='Write the synthetic WTAL benchmark (HDF5 store + ActivityNet-style gt.json).')
-  parser.add_argument('--preset', default='thumos14_like', choices=sorted(PRESETS))
-  parser.add_argument('--out', required=True, help='output folder')
-  parser.add_argument('--feature-dim', type=int, default=2048,
-                      help='D (even): D/2 RGB then D/2 flow channels (I3D: 2048)')
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--num-train', type=int, default=-1, help="-1: the preset's count")
-  parser.add_argument('--num-test', type=int, default=-1, help="-1: the preset's count")
-  parser.add_argument('--noise-scale', type=float, default=1.0,
-                      help='multiplies the feature noise (harder > 1 > easier)')
-  parser.add_argument('--features', default='', choices=('',) + FEATURE_MODELS,
-                      help="feature model ('': the preset's, i3d_like)")
-  parser.add_argument('--seconds-per-snippet', type=float, default=0.64)
-  parser.add_argument('--annotations', default='',
-                      help='lay the features over this W-TALC annotation folder instead')
-  parser.add_argument('--trust-pickle', action='store_true',
-                      help='allow unpickling the annotation .npy files (trusted files only)')
-  parser.add_argument('--force', action='store_true', help='rebuild even if the store exists')
-  args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-  if args.feature_dim < 2 or args.feature_dim % 2:
-    parser.error(f'--feature-dim {args.feature_dim} must be even and >= 2')
-  try:
-    path = ensure_store(_data_config(args), force=args.force)
-  except DataError as e:
-    print(f'd2net-jax synthetic: {e}', file=sys.stderr)
-    return 1
-  from d2net_jax.data import hdf5_store  # pylint: disable=import-outside-toplevel
-  dataset = hdf5_store.read_store(path)
-  stats = annotation_statistics(dataset.videos)
-  print(f'{path}\n{ground_truth_path(path)}')
-  print(f'{dataset.name}: {len(dataset.train_videos())} {dataset.train_subset} + '
-        f'{len(dataset.test_videos())} {dataset.test_subset} videos, {dataset.num_classes} '
-        f'classes, D={dataset.feature_dim}')
-  targets = {} if args.annotations else get_preset(args.preset).targets
-  for key, value in stats.items():
-    target = f'  (real: {targets[key]:g})' if key in targets else ''
-    print(f'  {key:24s} {value:10.3f}{target}')
-  sample = dataset.train_videos()[:16]
-  features = stream_statistics([v.features() for v in sample], dataset.feature_dim)
-  print(f'features ({_stored_parameters(path)["features"]}, first {len(sample)} training videos; '
-        'targets: synthetic_features.I3DLike):')
-  print(f'  {"":24s} ' + ' '.join(f'{name:>10s}' for name in features))
-  for key in features['rgb']:
-    print(f'  {key:24s} ' + ' '.join(f'{features[name][key]:10.3f}' for name in features))
-  return 0
+  """`d2net-jax synthetic` (d2net_jax/commands/synthetic.py)."""
+  from d2net_jax.commands import synthetic as command  # pylint: disable=import-outside-toplevel
+  return command.main(argv)
 
 
 if __name__ == '__main__':

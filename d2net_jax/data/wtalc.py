@@ -24,7 +24,7 @@ import pathlib
 import numpy as np
 
 from d2net_jax.data import validation
-from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.data.records import DataError, Dataset, raise_problems
 
 FEATURES_SUFFIX = '-I3D-JOINTFeatures.npy'
 ANNOTATIONS_SUFFIX = '-Annotations'
@@ -130,8 +130,7 @@ def read_annotations(folder, *, trust_pickle: bool = False, name: str = '',
   if len(class_index) != len(class_names):
     raise DataError(f'{files["classlist"]}: class names listed more than once')
 
-  videos = []
-  for i, video_id in enumerate(video_ids):
+  def one_video(i, video_id):
     duration = validation.check_duration(per_video['duration'][i], source=files['duration'],
                                          video_id=video_id)
     instance_names = _as_list(per_video['labels'][i])
@@ -155,11 +154,19 @@ def read_annotations(folder, *, trust_pickle: bool = False, name: str = '',
     segments = validation.check_segments(raw_segments, duration, source=files['segments'],
                                          video_id=video_id, policy=segment_policy,
                                          report=report)
-    videos.append(validation.annotation_record(
+    return validation.annotation_record(
         video_id=video_id, subset=validation.as_str(per_video['subset'][i]),
         labels=validation.multi_hot(weak, len(class_names)), segments=segments,
         segment_classes=classes, duration=duration, seconds_per_snippet=seconds_per_snippet,
-        source=folder))
+        source=folder)
+
+  videos, problems = [], []
+  for i, video_id in enumerate(video_ids):  # Every bad video reported, then a failure.
+    try:
+      videos.append(one_video(i, video_id))
+    except DataError as e:
+      problems.append(str(e))
+  raise_problems(problems, f'{folder}: {len(problems)} of {count} videos have bad annotations')
 
   if ambiguous_file is None and (folder / AMBIGUOUS_FILE).is_file():
     ambiguous_file = folder / AMBIGUOUS_FILE
@@ -193,8 +200,12 @@ def read_dataset(root, name: str = 'Thumos14reduced', *, trust_pickle: bool = Fa
                  video_labels: str = 'labels_all', segment_policy: str = 'clip',
                  timing_check: str = 'warn', timing_tolerance_snippets: float = 2.0,
                  timing_tolerance_fraction: float = 0.02, ambiguous_file=None,
-                 report: validation.Report | None = None) -> Dataset:
+                 report: validation.Report | None = None,
+                 collect: list[str] | None = None) -> Dataset:
   """Reads features and annotations of the W-TALC layout under `root` (module docstring).
+
+  Every video with bad features is found in one pass: DataErrors lists them all; with `collect`
+  they are appended to it and left out of the dataset instead.
 
   Every video's features are checked here (the file holds them all in memory anyway). Subsets
   default to the field's convention for the names present (validation.infer_subsets).
@@ -216,15 +227,21 @@ def read_dataset(root, name: str = 'Thumos14reduced', *, trust_pickle: bool = Fa
     found = 'a scalar' if features.ndim == 0 else f'{len(features)} videos'
     raise DataError(f'{features_path}: {found}, but {annotations_dir / "videoname.npy"} lists '
                     f'{len(annotations.videos)} (features and annotations must be parallel)')
-  videos = []
-  for i, annotation in enumerate(annotations.videos):
-    array = validation.check_features(features[i], source=features_path,
-                                      video_id=annotation.video_id, feature_dim=feature_dim)
+  videos, problems = [], []
+  for i, annotation in enumerate(annotations.videos):  # Every bad video, then a failure.
+    try:
+      array = validation.check_features(features[i], source=features_path,
+                                        video_id=annotation.video_id, feature_dim=feature_dim)
+    except DataError as e:
+      problems.append(str(e))
+      continue
     feature_dim = array.shape[1]
     array.flags.writeable = False
     videos.append(validation.with_features(annotation, array.shape[0],
                                            functools.partial(_constant, array)))
   del features
+  raise_problems(problems, f'{features_path}: {len(problems)} of {len(annotations.videos)} '
+                 'videos have bad features', collect)
   validation.check_timing(videos, tolerance_snippets=timing_tolerance_snippets,
                           tolerance_fraction=timing_tolerance_fraction, mode=timing_check,
                           source=features_path, report=report)

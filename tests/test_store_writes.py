@@ -1,0 +1,163 @@
+"""Writing outputs (issue 14, section 4): every bad file or video of `convert` / `import` and every
+NaN / inf video of a store reported in one pass; a failed write (disk full, read-only folder) is one
+line naming the path and leaves no temporary file and nothing half-written that looks valid."""
+
+import errno
+import os
+
+import numpy as np
+import pytest
+
+from d2net_jax import atomic_write
+from d2net_jax import checkpointing
+from d2net_jax import cli
+from d2net_jax import detections as detections_lib
+from d2net_jax.data import hdf5_store
+from d2net_jax.data.records import DataErrors, VideoRecord
+
+from test_data_readers import D, VIDEOS, features_of, tiny_dataset, write_stpn, write_wtalc
+
+NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _with_features(dataset, changes):
+  """`dataset` whose video i loads `changes[i]`."""
+  for i, array in changes.items():
+    dataset.videos[i] = VideoRecord(**{**dataset.videos[i].__dict__, 'load': lambda a=array: a})
+  return dataset
+
+
+def test_store_lists_every_nan_or_inf_video_in_one_message(tmp_path):
+  nan, inf = features_of(0, 5), features_of(1, 5)
+  nan[2, 1], inf[4, 0] = np.nan, np.inf
+  dataset = _with_features(tiny_dataset(('a', 'b', 'c'), ('train', 'test', 'test')),
+                           {0: nan, 2: inf})
+  with pytest.raises(DataErrors) as e:
+    hdf5_store.write_store(tmp_path / 's.h5', dataset)
+  assert e.value.summary.endswith('2 of 3 videos cannot be written (no store written)')
+  assert len(e.value.problems) == 2 and "video 'a'" in str(e.value) and "video 'c'" in str(e.value)
+  assert 'NaN or Inf' in str(e.value) and len(str(e.value).splitlines()) == 1
+  assert not list(tmp_path.iterdir())  # No store, no temporary file.
+
+
+@pytest.mark.parametrize('layout', ['wtalc', 'stpn'])
+def test_convert_reports_every_bad_file_in_one_pass_then_fails(layout, tmp_path, capsys):
+  root = tmp_path / 'data'
+  bad = [features_of(i, t) for i, (_, _, t, _, _) in enumerate(VIDEOS)]
+  bad[1][3, 0] = np.nan
+  if layout == 'wtalc':
+    bad[3] = bad[3][:, :D - 2]  # Another feature dim.
+    write_wtalc(root, features=bad, name='Tiny')
+    argv = ['--layout', 'wtalc', '--root', str(root), '--name', 'Tiny', '--trust-pickle']
+  else:
+    write_stpn(root, features=bad)
+    (root / 'features/test/flow/video_test_02.npy').unlink()  # A missing file.
+    argv = ['--layout', 'stpn', '--root', str(root)]
+  out = tmp_path / 'out.h5'
+  assert cli.main(['convert', *argv, '--out', str(out)]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 3 and 'video_validation_02' in err[0] + err[1], err
+  assert 'video_test_02' in err[0] + err[1], err
+  assert err[2].startswith('d2net-jax convert: error: ') and '2 of 4 videos' in err[2], err
+  assert not out.exists() and not list(tmp_path.glob('.*'))
+
+
+def test_import_lists_every_nan_file_then_fails(tmp_path, capsys):
+  feats = tmp_path / 'feats'
+  feats.mkdir()
+  for i in range(3):
+    array = features_of(i, 6)
+    if i != 1:
+      array[0, 0] = np.nan
+    np.save(feats / f'clip{i}.npy', array)
+  (tmp_path / 'labels.csv').write_text('video,labels\nclip0,A\nclip1,A\nclip2,B\n')
+  assert cli.main(['import', '--features', str(feats), '--labels', str(tmp_path / 'labels.csv'),
+                   '--out', str(tmp_path / 'x.h5'), '--no-progress']) == 1
+  err = capsys.readouterr().err
+  assert "'clip0'" in err and "'clip2'" in err and '2 of 3 videos' in err
+  assert not (tmp_path / 'x.h5').exists()
+
+
+def test_disk_full_while_writing_a_store_is_one_line_and_leaves_the_old_store(tmp_path, capsys,
+                                                                              monkeypatch):
+  path = hdf5_store.write_store(tmp_path / 's.h5', tiny_dataset())
+  before = path.read_bytes()
+  written = []
+
+  def write_video(*args, **kwargs):
+    if written:
+      raise NO_SPACE
+    written.append(1)
+
+  monkeypatch.setattr(hdf5_store, '_write_video', write_video)
+  with pytest.raises(OSError) as e:
+    hdf5_store.write_store(path, tiny_dataset(('x', 'y')))
+  assert e.value.filename == str(path) and 'No space left on device' in e.value.strerror
+  assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['s.h5']
+  # The commands: one line naming the path.
+  write_stpn(tmp_path / 'data')
+  assert cli.main(['convert', '--layout', 'stpn', '--root', str(tmp_path / 'data'), '--out',
+                   str(tmp_path / 'new.h5')]) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and str(tmp_path / 'new.h5') in err
+  assert 'No space left on device' in err and not list(tmp_path.glob('.*'))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')
+def test_read_only_folder(tmp_path):
+  tmp_path.chmod(0o500)
+  try:
+    with pytest.raises(OSError) as e:
+      hdf5_store.write_store(tmp_path / 's.h5', tiny_dataset())
+    assert e.value.filename == str(tmp_path / 's.h5')
+    with pytest.raises(OSError) as e:
+      atomic_write.write_text(tmp_path / 'results.json', '{}')
+    assert e.value.filename == str(tmp_path / 'results.json')
+  finally:
+    tmp_path.chmod(0o700)
+
+
+def test_results_and_detections_are_never_half_written(tmp_path, monkeypatch):
+  path = detections_lib.write_detections(tmp_path / 'det.json', {'v': [('A', 0.0, 1.0, 0.5)]})
+  before = path.read_text()
+
+  def no_space(fd):
+    raise NO_SPACE
+
+  monkeypatch.setattr(os, 'fsync', no_space)
+  with pytest.raises(OSError) as e:
+    detections_lib.write_detections(path, {'v': [('A', 0.0, 2.0, 0.9)]})
+  assert e.value.filename == str(path) and 'No space left on device' in e.value.strerror
+  assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ['det.json']
+
+
+def test_disk_full_while_saving_a_checkpoint(tmp_path, monkeypatch):
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from d2net_jax.train_state import TrainState  # pylint: disable=import-outside-toplevel
+  state = TrainState(step=jnp.asarray(1), params={'w': jnp.ones(3)}, opt_state=(),
+                     method_state={}, key=jnp.zeros(2, jnp.uint32), num_skipped=jnp.asarray(0))
+  checkpointer = checkpointing.Checkpointer(tmp_path)
+  checkpointer.save(state)
+  checkpointer.wait()
+
+  class FailedWrite:  # A tensorstore write that fails in orbax's background commit.
+    def result(self, timeout=None):
+      raise NO_SPACE
+
+  async_save = ocp.StandardCheckpointHandler.async_save
+
+  async def no_space(*args, **kwargs):
+    return list(await async_save(*args, **kwargs) or []) + [FailedWrite()]
+
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', no_space)
+  with pytest.raises(checkpointing.CheckpointWriteError) as e:
+    checkpointer.save(state.replace(step=jnp.asarray(2)))
+    checkpointer.wait()
+  assert e.value.filename == str(tmp_path / 'checkpoints')
+  assert 'step 2' in e.value.strerror and 'No space left on device' in e.value.strerror
+  assert len(str(e.value).splitlines()) == 1
+  assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == ['1']  # No temporary.
+  monkeypatch.undo()
+  restored = checkpointing.Checkpointer(tmp_path).restore_latest(state)
+  assert int(restored.step) == 1
