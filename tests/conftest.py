@@ -21,3 +21,14 @@ def shared_data():
   if not SHARED_DATA.is_dir():
     pytest.skip('../shared/data is absent')
   return SHARED_DATA
+
+
+@pytest.fixture(scope='module')
+def fast_compile():
+  """For modules that only compare numbers: skip most XLA optimisations to compile quickly
+  (use with `pytestmark = pytest.mark.usefixtures('fast_compile')`)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)

@@ -14,12 +14,7 @@ from d2net_jax import train
 import train_fixtures
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compile():
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
 def _fresh(config):

@@ -26,12 +26,7 @@ import train_fixtures
 C, D, T = train_fixtures.NUM_CLASSES, train_fixtures.FEATURE_DIM, train_fixtures.LENGTH
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compile():
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
 @contextlib.contextmanager

@@ -21,12 +21,7 @@ from test_dfe import C, D, _config, _init
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compile():
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
 def test_sal_base_is_sal_with_the_same_parameters():

@@ -31,12 +31,7 @@ NUM_STEPS = 3
 VARIANTS = methods.names() + ('dfe,base=sal',)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compile():
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
 def _config(variant):

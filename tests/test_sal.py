@@ -19,12 +19,7 @@ from d2net_jax.methods.sal import model as model_lib
 B, T, D, C, H = 3, 12, 8, 4, 5
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compile():
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
 @pytest.fixture

@@ -17,13 +17,7 @@ import train_fixtures
 NUM_STEPS = 4  # pDMI is on at step 2 (start 1, every 2): the comparison covers both phases.
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compile():
-  """These tests only compare numbers: skip most XLA optimisations to compile quickly."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
 def _setup(**train_overrides):

@@ -112,6 +112,10 @@ class SAL(nn.Module):
   Outputs: 'cas', 'cas_bg' (B, T, C) logits; 'a_f', 'a_r' (B, T) sigmoid actionness; 'a' (B, T)
   the fused actionness; 'sc', 'sc_rgb', 'sc_flow' (B, C) second-order class logits; in training
   with mix-up also 'a_f_mix', 'a_r_mix' (B, T). Snippet outputs are zero at padded snippets.
+
+  __call__ = heads(*encode(...)): `encode` gives the encoder features e (B, T, H) and the context
+  SAL computes from the raw features (the actionness and sc_rgb / sc_flow); `heads` the rest from
+  e. DFE's 'sal' base (methods/dfe/sal_base.py) runs its feature enhancement between the two.
   """
   num_classes: int
   hidden: int = 512
@@ -123,58 +127,62 @@ class SAL(nn.Module):
   mixup: bool = True
   mixup_normalize: bool = False
 
-  @nn.compact
+  def setup(self):
+    block = lambda kernel: ConvBlock(self.hidden, kernel, self.dropout_rate)
+    self.encoder = block(self.encoder_kernel)
+    self.action_rgb = block(self.branch_kernel)
+    self.action_flow = block(self.branch_kernel)
+    self.cls_rgb = Head(1)
+    self.cls_flow = Head(1)
+    self.cls = Head(self.num_classes)
+    fc_kernel, fc_bias = _dense_init(self.hidden * self.hidden)
+    self.fc = nn.Dense(self.num_classes, kernel_init=fc_kernel, bias_init=fc_bias)
+    self.fc1 = nn.Dense(self.hidden,
+                        kernel_init=nn.initializers.variance_scaling(2.0, 'fan_in', 'normal'),
+                        bias_init=nn.initializers.zeros)
+
   def __call__(self, features, mask, train: bool = False) -> Dict[str, jax.Array]:
+    e, context = self.encode(features, mask, train)
+    return self.heads(e, context, mask, train)
+
+  def _actionness(self, features, m, train: bool):
+    """(h_r, h_f (B, T, H), a_r, a_f (B, T)) of the two streams of features (B, T, D)."""
+    half = features.shape[-1] // 2
+    h_r = self.action_rgb(features[..., :half], m, train)
+    h_f = self.action_flow(features[..., half:], m, train)
+    a_r = jax.nn.sigmoid(self.cls_rgb(h_r)[..., 0]) * m
+    a_f = jax.nn.sigmoid(self.cls_flow(h_f)[..., 0]) * m
+    return h_r, h_f, a_r, a_f
+
+  def _pool(self, x, m):
+    return bilinear_pool(x, m, self.bilinear_divisor)
+
+  def encode(self, features, mask, train: bool = False):
+    """(e (B, T, H) zero at padding, context: a_r, a_f, a, sc_rgb, sc_flow and in training with
+    mix-up a_r_mix, a_f_mix)."""
     dim = features.shape[-1]
     if dim % 2:
       raise ValueError(f'feature dimension must be even (RGB + flow halves), got {dim}')
     m = mask.astype(features.dtype)
-    rgb, flow = features[..., :dim // 2], features[..., dim // 2:]
-    blocks = {name: ConvBlock(self.hidden, self.branch_kernel, self.dropout_rate, name=name)
-              for name in ('action_rgb', 'action_flow')}
-    heads = {name: Head(1, name=name) for name in ('cls_rgb', 'cls_flow')}
-
-    def actionness(x_rgb, x_flow, x_mask):
-      h_r = blocks['action_rgb'](x_rgb, x_mask, train)
-      h_f = blocks['action_flow'](x_flow, x_mask, train)
-      a_r = jax.nn.sigmoid(heads['cls_rgb'](h_r)[..., 0]) * x_mask
-      a_f = jax.nn.sigmoid(heads['cls_flow'](h_f)[..., 0]) * x_mask
-      return h_r, h_f, a_r, a_f
-
-    h_r, h_f, a_r, a_f = actionness(rgb, flow, m)
-    out = {}
+    h_r, h_f, a_r, a_f = self._actionness(features, m, train)
+    context = {'a_r': a_r, 'a_f': a_f, 'a': (1.0 - self.rgb_weight) * a_f + self.rgb_weight * a_r,
+               'sc_rgb': self.fc(self._pool(h_r, m)), 'sc_flow': self.fc(self._pool(h_f, m))}
     if train and self.mixup:
       axis_name = bound_axis()
-      partner = global_roll(features, 1, axis_name)
-      partner_mask = global_roll(m, 1, axis_name)
-      mixed = features + partner
+      mixed = features + global_roll(features, 1, axis_name)
       if self.mixup_normalize:
         mixed = 0.5 * mixed
-      mix_mask = jnp.maximum(m, partner_mask)
-      _, _, out['a_r_mix'], out['a_f_mix'] = actionness(mixed[..., :dim // 2],
-                                                        mixed[..., dim // 2:], mix_mask)
-    a = (1.0 - self.rgb_weight) * a_f + self.rgb_weight * a_r
+      mix_mask = jnp.maximum(m, global_roll(m, 1, axis_name))
+      _, _, context['a_r_mix'], context['a_f_mix'] = self._actionness(mixed, mix_mask, train)
+    e = self.encoder(features, m, train)
+    return e * m[..., None], context
 
-    e = ConvBlock(self.hidden, self.encoder_kernel, self.dropout_rate, name='encoder')(
-        features, m, train)
-    fan_in = self.hidden * self.hidden
-    fc_kernel, fc_bias = _dense_init(fan_in)
-    fc = nn.Dense(self.num_classes, kernel_init=fc_kernel, bias_init=fc_bias, name='fc')
-    fc1 = nn.Dense(self.hidden, name='fc1',
-                   kernel_init=nn.initializers.variance_scaling(2.0, 'fan_in', 'normal'),
-                   bias_init=nn.initializers.zeros)
-    pool = lambda x: bilinear_pool(x, m, self.bilinear_divisor)
-    s = pool(e)
-    e_prop = e + a[..., None] * fc1(s)[:, None, :]
-    cas = Head(self.num_classes, name='cls')(e_prop) * m[..., None]
-    out.update(
-        cas=cas,
-        cas_bg=cas * (1.0 - a)[..., None],
-        a_f=a_f,
-        a_r=a_r,
-        a=a,
-        sc=fc(s),
-        sc_rgb=fc(pool(h_r)),
-        sc_flow=fc(pool(h_f)),
-    )
-    return out
+  def heads(self, e, context, mask, train: bool = False) -> Dict[str, jax.Array]:
+    """The outputs dict from e (B, T, H) and the context: s = bilinear(e), e' = e + a fc1(s),
+    cas = cls(e'), cas_bg = cas (1 - a), sc = fc(s)."""
+    del train  # No dropout after the encoder.
+    m = mask.astype(e.dtype)
+    a = context['a']
+    s = self._pool(e, m)
+    cas = self.cls(e + a[..., None] * self.fc1(s)[:, None, :]) * m[..., None]
+    return dict(context, cas=cas, cas_bg=cas * (1.0 - a)[..., None], sc=self.fc(s))
