@@ -293,12 +293,41 @@ def apply_overrides(config, overrides: Dict[str, Any]):
   return config
 
 
-def train_variant(config, workdir: pathlib.Path) -> Dict[str, Any]:
+def finished_summary(config, workdir: pathlib.Path) -> Optional[Dict[str, Any]]:
+  """The summary of a run of exactly `config` that already finished in `workdir` (its
+  results.json holds the same resolved config and its history ends 'finished'), rebuilt from the
+  workdir: 'test', 'selection', 'num_skipped' (last metrics row), 'metrics', and 'seconds' from
+  the history's start and end dates (1 s resolution); None when there is no such run."""
+  workdir = pathlib.Path(workdir)
+  try:
+    results = json.loads((workdir / 'results.json').read_text())
+    history = read_jsonl(workdir / 'history.jsonl')
+  except (OSError, ValueError):
+    return None
+  if (results.get('config') != json.loads(config.to_json()) or not history
+      or history[-1].get('outcome') != 'finished' or 'test' not in results):
+    return None
+  start = [h for h in history if h.get('event') == 'start'][-1]
+  seconds = (datetime.datetime.fromisoformat(history[-1]['date'])
+             - datetime.datetime.fromisoformat(start['date'])).total_seconds()
+  metrics = read_jsonl(workdir / 'metrics.jsonl')
+  skipped = [m['num_skipped'] for m in metrics if 'num_skipped' in m]
+  return {'test': results['test'], 'selection': results['selected_checkpoint'],
+          'num_skipped': int(skipped[-1]) if skipped else 0, 'metrics': metrics,
+          'seconds': seconds, 'reused': True}
+
+
+def train_variant(config, workdir: pathlib.Path, reuse: bool = False) -> Dict[str, Any]:
   """Trains and tests `config` from scratch in `workdir` (emptied first) with the library's
   `train.train_and_evaluate`; returns its summary plus 'seconds' and 'metrics' (the per-step
-  metrics.jsonl rows). Its progress lines go to `<workdir>.log`."""
+  metrics.jsonl rows). Its progress lines go to `<workdir>.log`. reuse: a run of the same config
+  that already finished there is read back (`finished_summary`) instead of trained again."""
   from d2net_jax import train  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
+  if reuse:
+    summary = finished_summary(config, workdir)
+    if summary is not None:
+      return summary
   if workdir.exists():
     shutil.rmtree(workdir)
   workdir.parent.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ def run_all(args, log) -> List[Dict[str, Any]]:
         if seed == 1:
           _common.prepare_data(config, log)
         name = f'{dataset}_{method}_{base or "-"}_{features}_seed{seed}'
-        summary = _common.train_variant(config, args.out / 'runs' / name)
+        summary = _common.train_variant(config, args.out / 'runs' / name, reuse=args.reuse)
         record = _common.test_record(
             key(method, base, features), seed, summary['test'], dataset=dataset, method=method,
             base=base, features=features, train_seconds=summary['seconds'],
@@ -223,6 +223,9 @@ def parse_args(argv):
   parser.add_argument('--out', type=pathlib.Path, default=None)
   parser.add_argument('--compilation-cache', type=pathlib.Path,
                       help="JAX's persistent compilation cache (default OUT/jax_cache)")
+  parser.add_argument('--reuse', action='store_true',
+                      help='read back the runs under OUT/runs that finished with the same config '
+                           '(an interrupted comparison picks up where it stopped)')
   args = parser.parse_args(argv)
   from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   args.seeds = args.seeds or SIZES[args.mode]['seeds']

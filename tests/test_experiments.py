@@ -118,6 +118,13 @@ def test_compare_methods_smoke(tmp_path, shared):
       ('activitynet12_like', 'i3d_like'), ('activitynet12_like', 'gaussian')]
   assert [len(r['mAP']) for r in runs] == [7, 7, 10, 10]  # THUMOS14 / ActivityNet tIoUs.
   assert all(r['train_seconds'] > 0 for r in runs)
+  # --reuse reads the finished runs back: the same numbers, nothing trained again.
+  stamps = {p: p.stat().st_mtime_ns for p in (out / 'runs').glob('*/results.json')}
+  run_script('compare_methods', out, '--methods', 'mil', '--steps', '2', '--reuse',
+             '--data-dir', str(shared / 'data'), '--compilation-cache', str(shared / 'jax_cache'))
+  again = json.loads((out / 'results.json').read_text())['runs']
+  assert [r['mAP'] for r in again] == [r['mAP'] for r in runs]
+  assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 def test_compare_methods_variants_and_configs():
