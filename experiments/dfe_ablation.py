@@ -81,7 +81,7 @@ def run_all(args, log) -> tuple[List[Dict[str, Any]], Any]:
     for seed in range(1, args.seeds + 1):
       config = variant_config(base, variant, args.base, seed)
       workdir = args.out / 'runs' / f'{variant}_seed{seed}'
-      summary = _common.train_variant(config, workdir)
+      summary = _common.train_variant(config, workdir, reuse=args.reuse)
       record = _common.test_record(variant, seed, summary['test'],
                                    train_seconds=summary['seconds'],
                                    selected_step=summary['selection']['step'],
@@ -116,6 +116,8 @@ def parse_args(argv):
   parser.add_argument('--out', type=pathlib.Path, default=None)
   parser.add_argument('--compilation-cache', type=pathlib.Path,
                       help="JAX's persistent compilation cache (default OUT/jax_cache)")
+  parser.add_argument('--reuse', action='store_true',
+                      help='read back the runs under OUT that finished with the same config')
   args = parser.parse_args(argv)
   size = _common.SIZES[args.mode]
   args.seeds = args.seeds or size['seeds']
