@@ -293,11 +293,33 @@ def apply_overrides(config, overrides: Dict[str, Any]):
   return config
 
 
+def run_seconds(history: Sequence[Dict[str, Any]]) -> float:
+  """Wall seconds a run trained, summed over its history's start -> end segments (a resumed
+  run counts each call; 1 s resolution); a start without an end counts nothing."""
+  total, start = 0.0, None
+  for row in history:
+    if row.get('event') == 'start':
+      start = datetime.datetime.fromisoformat(row['date'])
+    elif row.get('event') == 'end' and start is not None:
+      total += (datetime.datetime.fromisoformat(row['date']) - start).total_seconds()
+      start = None
+  return total
+
+
+def same_config(config, workdir: pathlib.Path) -> bool:
+  """Whether `workdir` holds a run (config.json) of exactly `config`."""
+  try:
+    return json.loads((pathlib.Path(workdir) / 'config.json').read_text()) == json.loads(
+        config.to_json())
+  except (OSError, ValueError):
+    return False
+
+
 def finished_summary(config, workdir: pathlib.Path) -> Optional[Dict[str, Any]]:
   """The summary of a run of exactly `config` that already finished in `workdir` (its
   results.json holds the same resolved config and its history ends 'finished'), rebuilt from the
-  workdir: 'test', 'selection', 'num_skipped' (last metrics row), 'metrics', and 'seconds' from
-  the history's start and end dates (1 s resolution); None when there is no such run."""
+  workdir: 'test', 'selection', 'num_skipped' (last metrics row), 'metrics', and 'seconds'
+  (`run_seconds`); None when there is no such run."""
   workdir = pathlib.Path(workdir)
   try:
     results = json.loads((workdir / 'results.json').read_text())
@@ -307,36 +329,44 @@ def finished_summary(config, workdir: pathlib.Path) -> Optional[Dict[str, Any]]:
   if (results.get('config') != json.loads(config.to_json()) or not history
       or history[-1].get('outcome') != 'finished' or 'test' not in results):
     return None
-  start = [h for h in history if h.get('event') == 'start'][-1]
-  seconds = (datetime.datetime.fromisoformat(history[-1]['date'])
-             - datetime.datetime.fromisoformat(start['date'])).total_seconds()
   metrics = read_jsonl(workdir / 'metrics.jsonl')
   skipped = [m['num_skipped'] for m in metrics if 'num_skipped' in m]
   return {'test': results['test'], 'selection': results['selected_checkpoint'],
           'num_skipped': int(skipped[-1]) if skipped else 0, 'metrics': metrics,
-          'seconds': seconds, 'reused': True}
+          'seconds': run_seconds(history), 'reused': True}
+
+
+class RunInterrupted(SystemExit):
+  """A variant's training was stopped by a signal; its checkpoint is kept for --reuse."""
 
 
 def train_variant(config, workdir: pathlib.Path, reuse: bool = False) -> Dict[str, Any]:
   """Trains and tests `config` from scratch in `workdir` (emptied first) with the library's
   `train.train_and_evaluate`; returns its summary plus 'seconds' and 'metrics' (the per-step
   metrics.jsonl rows). Its progress lines go to `<workdir>.log`. reuse: a run of the same config
-  that already finished there is read back (`finished_summary`) instead of trained again."""
+  that already finished there is read back (`finished_summary`) instead of trained again, and one
+  that was interrupted resumes from its checkpoint ('seconds' then sums every call). A signal
+  that stops the training raises RunInterrupted (one line: how to resume)."""
   from d2net_jax import train  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
-  if reuse:
+  resume = reuse and same_config(config, workdir)
+  if resume:
     summary = finished_summary(config, workdir)
     if summary is not None:
       return summary
-  if workdir.exists():
+  elif workdir.exists():
     shutil.rmtree(workdir)
   workdir.parent.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
-  with open(workdir.with_suffix('.log'), 'w') as log_file:
+  with open(workdir.with_suffix('.log'), 'a' if resume else 'w') as log_file:
     with contextlib.redirect_stderr(log_file):
       summary = train.train_and_evaluate(config, workdir, progress=False,
                                          log=lambda s: print(s, file=log_file))
-  summary['seconds'] = time.perf_counter() - start
+  if summary.get('interrupted'):
+    raise RunInterrupted(f'{workdir}: training interrupted ({summary["interrupted"]}) at step '
+                         f'{summary["step"]}; run the same command with --reuse to resume it')
+  summary['seconds'] = (run_seconds(read_jsonl(workdir / 'history.jsonl')) if resume
+                        else time.perf_counter() - start)
   summary['metrics'] = read_jsonl(workdir / 'metrics.jsonl')
   return summary
 

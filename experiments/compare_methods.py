@@ -224,8 +224,8 @@ def parse_args(argv):
   parser.add_argument('--compilation-cache', type=pathlib.Path,
                       help="JAX's persistent compilation cache (default OUT/jax_cache)")
   parser.add_argument('--reuse', action='store_true',
-                      help='read back the runs under OUT/runs that finished with the same config '
-                           '(an interrupted comparison picks up where it stopped)')
+                      help='read back the runs under OUT that finished with the same config and resume '
+                           'the interrupted ones from their checkpoints')
   args = parser.parse_args(argv)
   from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   args.seeds = args.seeds or SIZES[args.mode]['seeds']

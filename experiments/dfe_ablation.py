@@ -117,7 +117,8 @@ def parse_args(argv):
   parser.add_argument('--compilation-cache', type=pathlib.Path,
                       help="JAX's persistent compilation cache (default OUT/jax_cache)")
   parser.add_argument('--reuse', action='store_true',
-                      help='read back the runs under OUT that finished with the same config')
+                      help='read back the runs under OUT that finished with the same config and resume '
+                           'the interrupted ones from their checkpoints')
   args = parser.parse_args(argv)
   size = _common.SIZES[args.mode]
   args.seeds = args.seeds or size['seeds']

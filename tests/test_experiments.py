@@ -192,3 +192,44 @@ def test_dfe_ablation_smoke(tmp_path, shared):
   # The global-branch row re-scores the DFE checkpoints, so DFE is trained too.
   assert [r['variant'] for r in results['runs']] == ['base', 'dfe', 'dfe_global']
   assert results['parameters']['dfe_deployed'] < results['parameters']['dfe_total']
+
+
+def test_train_variant_resumes_an_interrupted_run_and_stops_cleanly(tmp_path, monkeypatch):
+  """--reuse: an interrupted run of the same config resumes in place (its checkpoint is kept, its
+  time sums both calls); another config starts from an empty folder; a signal during training
+  stops the script with one line instead of a KeyError on the missing test results."""
+  sys.path.insert(0, str(ROOT / 'experiments'))
+  try:
+    import _common  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  config = config_lib.base_config()
+  workdir = tmp_path / 'run'
+  calls = []
+
+  def fake_train(cfg, wd, progress, log):  # pylint: disable=unused-argument
+    wd = pathlib.Path(wd)
+    calls.append(sorted(p.name for p in wd.iterdir()) if wd.exists() else None)
+    wd.mkdir(parents=True, exist_ok=True)
+    (wd / 'config.json').write_text(cfg.to_json())
+    (wd / 'checkpoint').write_text('kept')
+    second = len(calls) > 1
+    with open(wd / 'history.jsonl', 'a') as f:
+      f.write(json.dumps({'event': 'start', 'date': f'2026-01-01T00:0{2 * second}:00+00:00'}) + '\n')
+      f.write(json.dumps({'event': 'end', 'date': f'2026-01-01T00:0{2 * second + 1}:00+00:00',
+                          'outcome': 'finished' if second else 'SIGTERM'}) + '\n')
+    if not second:
+      return {'step': 5, 'interrupted': 'SIGTERM'}
+    return {'step': 10, 'interrupted': None, 'test': {}}
+
+  monkeypatch.setattr(train, 'train_and_evaluate', fake_train)
+  with pytest.raises(_common.RunInterrupted, match=r'run.*interrupted \(SIGTERM\) at step 5.*--reuse'):
+    _common.train_variant(config, workdir, reuse=True)
+  summary = _common.train_variant(config, workdir, reuse=True)
+  assert calls[1] == ['checkpoint', 'config.json', 'history.jsonl']  # Resumed in place.
+  assert summary['seconds'] == 120.0  # Both calls, one minute each.
+  config.train.seed += 1  # Another config: the folder is emptied first, even with --reuse.
+  _common.train_variant(config, workdir, reuse=True)
+  assert calls[2] is None
