@@ -1,0 +1,93 @@
+"""BaS-Net's NMS, step 7 of SAL's localizer (`oic.py`; SAL-DFE-spec Sec. 2.7). NumPy only.
+
+Per class, on proposal times in seconds with "+1" lengths: IoU = inter / (area_i + area_j - inter),
+inter = max(0, min(end) - max(start) + 1), area = end - start + 1. Greedy by score; a proposal with
+IoU >= nms_threshold to a kept one leaves the loop: 'basnet_soft' keeps it with
+score * exp(-IoU^2 / soft_alpha) (decayed once, never suppressed again, nothing discarded), 'hard'
+drops it. The greedy loop runs in rounds over the list of conflicting pairs (as
+`common.nms_keep`) instead of one proposal at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+
+def basnet_iou(start_a, end_a, start_b, end_b) -> np.ndarray:
+  """IoU with "+1" lengths (seconds, BaS-Net): inter / (area_a + area_b - inter), where
+  inter = max(0, min(end) - max(start) + 1) and area = end - start + 1. Symmetric."""
+  inter = np.maximum(0.0, np.minimum(end_a, end_b) - np.maximum(start_a, start_b) + 1)
+  return inter / ((end_a - start_a + 1) + (end_b - start_b + 1) - inter)
+
+
+def _conflicts(row, start, end, order, iou_threshold):
+  """Pairs (i, j) of the same row, i before j in greedy `order`, with basnet IoU >= threshold.
+
+  Returns src, dst (E,) int64, their IoU (E,) and the greedy rank (P,) of every proposal.
+  """
+  srcs, dsts = [], []
+  for r in np.unique(row):
+    members = np.flatnonzero(row == r)
+    members = members[np.argsort(start[members], kind='stable')]
+    s, e = start[members], end[members]
+    # j after i in start order can overlap i (inter > 0) only if s_j < e_i + 1; the margin keeps
+    # every pair whose float IoU could reach the threshold (> 0).
+    last = np.searchsorted(s, e + 1 + 1e-9 * (1 + np.abs(e)), side='right')
+    first = np.arange(members.shape[0]) + 1
+    counts = np.maximum(last - first, 0)
+    a = np.repeat(np.arange(members.shape[0]), counts)
+    b = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts,
+                                                                       counts))
+    srcs.append(members[a])
+    dsts.append(members[b])
+  src = np.concatenate(srcs) if srcs else np.zeros(0, np.int64)
+  dst = np.concatenate(dsts) if dsts else np.zeros(0, np.int64)
+  rank = np.empty(row.shape[0], np.int64)
+  rank[order] = np.arange(row.shape[0])
+  swap = rank[src] > rank[dst]
+  src, dst = np.where(swap, dst, src), np.where(swap, src, dst)
+  iou = basnet_iou(start[src], end[src], start[dst], end[dst])
+  hit = iou >= iou_threshold
+  return src[hit], dst[hit], iou[hit], rank
+
+
+def basnet_nms(row: np.ndarray, start: np.ndarray, end: np.ndarray, score: np.ndarray,
+               config: Any):
+  """BaS-Net NMS per row (class) on times in seconds (step 7).
+
+  Greedy order: score desc, then start, end asc. Returns (keep (P,) bool, new_score (P,)): for
+  'basnet_soft' every proposal is kept, a suppressed one with score * exp(-IoU^2 / soft_alpha),
+  IoU to the first kept proposal (in greedy order) that suppressed it; for 'hard' the suppressed
+  ones are dropped.
+  """
+  num = row.shape[0]
+  order = np.lexsort((end, start, -score))
+  src, dst, iou, rank = _conflicts(row, start, end, order, float(config.nms_threshold))
+  all_src, all_dst, all_iou = src, dst, iou
+  kept = np.zeros(num, bool)
+  decided = np.zeros(num, bool)
+  while not decided.all():
+    suppressed = np.zeros(num, bool)
+    suppressed[dst[kept[src]]] = True
+    blocked = np.zeros(num, bool)
+    blocked[dst[~decided[src]]] = True
+    newly_kept = ~decided & ~blocked & ~suppressed
+    kept |= newly_kept
+    decided |= newly_kept | suppressed
+    live = ~decided[dst] & (~decided[src] | kept[src])
+    src, dst = src[live], dst[live]
+  if config.nms == 'hard':
+    return kept, score.astype(np.float64)
+  # Each suppressed proposal left the loop at the first kept proposal conflicting with it.
+  by_kept = kept[all_src]
+  s_, d_, i_ = all_src[by_kept], all_dst[by_kept], all_iou[by_kept]
+  first = np.lexsort((rank[s_], d_))
+  d_sorted = d_[first]
+  lead = np.ones(d_sorted.shape[0], bool)
+  lead[1:] = d_sorted[1:] != d_sorted[:-1]
+  decay = np.ones(num, np.float64)
+  decay[d_sorted[lead]] = np.exp(-np.square(i_[first][lead]) / float(config.soft_alpha))
+  return np.ones(num, bool), score * decay
