@@ -77,15 +77,20 @@ def test_demo_writes_its_workdir_and_ends_with_the_map_table(demo_run):
 
 
 @pytest.mark.slow
-def test_localize_and_plot_reuse_the_trained_run(demo_run, capsys):
+def test_localize_and_plot_reuse_the_trained_run(demo_run, capsys, monkeypatch):
   workdir, _ = demo_run
   output = workdir / 'again.json'
   assert cli.main(['localize', '--workdir', str(workdir), '--output', str(output)]) == 0
-  printed = capsys.readouterr().out
-  assert 'best checkpoint' in printed and 'mAP (%)' in printed
+  printed = capsys.readouterr()
+  assert 'best checkpoint' in printed.out and 'mAP (%)' in printed.out
+  assert 'network outputs' not in printed.err  # No terminal: no bar by default.
   # The same code as training's final evaluation: the same detections.
   assert json.loads(output.read_text())['results'] == json.loads(
       (workdir / 'detections_test.json').read_text())['results']
+  monkeypatch.setattr(run_log, 'PROGRESS_DELAY_S', 0.0)
+  assert cli.main(['localize', '--workdir', str(workdir), '--output', str(output),
+                   '--progress']) == 0
+  assert 'network outputs' in capsys.readouterr().err  # --progress: drawn anyway.
   video = next(iter(json.loads(output.read_text())['results']))
   assert cli.main(['plot', '--workdir', str(workdir), '--video', video]) == 0
   assert (workdir / 'plots' / f'{video}.png').stat().st_size > 1000

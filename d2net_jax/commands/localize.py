@@ -19,6 +19,7 @@ Flags:
                         RUN/detections_<data file stem>_<subset>.json)
   --checkpoint best|latest   which checkpoint (default best: the selected one)
   --per-class           also print the per-class AP table
+  --[no]progress        progress bars (default: when stderr is a terminal)
   --config.S.F=VALUE    override a field of the run's config (--config.localize.nms_threshold=0.5)
 """
 
@@ -43,6 +44,8 @@ def _define(fv):
                       flag_values=fv)
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.', flag_values=fv)
   flags.DEFINE_bool('per-class', False, 'Also print the per-class AP table.', flag_values=fv)
+  flags.DEFINE_bool('progress', None, 'Progress bars (default: when stderr is a terminal).',
+                    flag_values=fv)
 
 
 def main(argv) -> int:
@@ -76,8 +79,8 @@ def main(argv) -> int:
       raise DataError(f'{dataset.name}: no video in subset {subset!r}')
     forward = inference.make_forward(model, config)
     outputs = inference.video_outputs(forward, state.params, state.method_state, videos, config,
-                                      dataset.num_classes)
-    found = inference.detect(outputs, videos, config)
+                                      dataset.num_classes, progress=fv.progress)
+    found = inference.detect(outputs, videos, config, progress=fv.progress)
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
