@@ -4,8 +4,8 @@ Per class, on proposal times in seconds with "+1" lengths: IoU = inter / (area_i
 inter = max(0, min(end) - max(start) + 1), area = end - start + 1. Greedy by score; a proposal with
 IoU >= nms_threshold to a kept one leaves the loop: 'basnet_soft' keeps it with
 score * exp(-IoU^2 / soft_alpha) (decayed once, never suppressed again, nothing discarded), 'hard'
-drops it. The greedy loop runs in rounds over the list of conflicting pairs (as
-`common.nms_keep`) instead of one proposal at a time.
+drops it. The greedy loop runs in rounds over the list of conflicting pairs
+(`common.greedy_keep`, shared with the TCAM localizer) instead of one proposal at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from d2net_jax.localize import common
 
 
 
@@ -66,24 +68,12 @@ def basnet_nms(row: np.ndarray, start: np.ndarray, end: np.ndarray, score: np.nd
   num = row.shape[0]
   order = np.lexsort((end, start, -score))
   src, dst, iou, rank = _conflicts(row, start, end, order, float(config.nms_threshold))
-  all_src, all_dst, all_iou = src, dst, iou
-  kept = np.zeros(num, bool)
-  decided = np.zeros(num, bool)
-  while not decided.all():
-    suppressed = np.zeros(num, bool)
-    suppressed[dst[kept[src]]] = True
-    blocked = np.zeros(num, bool)
-    blocked[dst[~decided[src]]] = True
-    newly_kept = ~decided & ~blocked & ~suppressed
-    kept |= newly_kept
-    decided |= newly_kept | suppressed
-    live = ~decided[dst] & (~decided[src] | kept[src])
-    src, dst = src[live], dst[live]
+  kept = common.greedy_keep(num, src, dst)
   if config.nms == 'hard':
     return kept, score.astype(np.float64)
   # Each suppressed proposal left the loop at the first kept proposal conflicting with it.
-  by_kept = kept[all_src]
-  s_, d_, i_ = all_src[by_kept], all_dst[by_kept], all_iou[by_kept]
+  by_kept = kept[src]
+  s_, d_, i_ = src[by_kept], dst[by_kept], iou[by_kept]
   first = np.lexsort((rank[s_], d_))
   d_sorted = d_[first]
   lead = np.ones(d_sorted.shape[0], bool)

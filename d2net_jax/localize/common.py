@@ -128,7 +128,16 @@ def nms_keep(row: np.ndarray, start: np.ndarray, end: np.ndarray, score: np.ndar
   rank[order] = np.arange(num)
   swap = rank[src] > rank[dst]
   src, dst = np.where(swap, dst, src), np.where(swap, src, dst)
+  return greedy_keep(num, src, dst)
 
+
+def greedy_keep(num: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+  """Greedy NMS over a conflict graph: (num,) bool, True for the proposals kept.
+
+  src, dst (E,): the conflicting pairs, each oriented from the earlier to the later proposal in
+  greedy order. A proposal is kept when no earlier conflicting proposal is kept. Runs in rounds:
+  each round settles every proposal whose earlier conflicting proposals are all settled.
+  """
   kept = np.zeros(num, bool)
   decided = np.zeros(num, bool)
   while not decided.all():

@@ -31,7 +31,7 @@ Per video, from the raw class logits `cas` (s, C), the RGB and flow actionness a
    'hard' drops it.
 
 The proposals of all classes and thresholds come from one comparison, their scores from cumulative
-sums, and the NMS runs in rounds over the list of conflicting pairs (as `common.nms_keep`). Exact
+sums, and the NMS runs in rounds over the list of conflicting pairs (`common.greedy_keep`). Exact
 ties in the greedy order are broken by start, end (asc); identical proposals found at several
 thresholds have identical scores, so their order does not matter.
 """
