@@ -10,6 +10,7 @@ sal.hidden and 'oic' localizer for base sal; checkpoint selected on the validati
 from the training videos, test scored once):
   base        the base method alone (config.method = the base)
   lfe         DFE with LFE only: dfe.loss.w_global = 0, dfe.loss.lambda_kd = 0 (no global branch)
+  gfe         DFE without LFE: GFE (training only), the memory and distillation; dfe.lfe.kind='none'
   dfe         DFE: LFE + GFE (training only) + distillation, the spec's defaults
   dfe_global  the dfe checkpoints scored with the global branch at test time
               (dfe.inference_branch='global': GFE and the memory kept; an upper bound, no
@@ -34,6 +35,7 @@ NAME = 'dfe_ablation'
 TRAINED = {
     'base': ('base alone', None),
     'lfe': ('+ LFE', {'dfe.loss.w_global': 0.0, 'dfe.loss.lambda_kd': 0.0}),
+    'gfe': ('+ GFE (train only) + distillation, no LFE', {'dfe.lfe.kind': 'none'}),
     'dfe': ('+ LFE + GFE (train only) + distillation (DFE)', {}),
 }
 RESCORED = {'dfe_global': ('DFE, global branch at test (upper bound)',

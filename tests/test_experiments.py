@@ -178,6 +178,8 @@ def test_dfe_ablation_over_sal_configs():
     assert (config.dfe.base, config.sal.hidden) == ('sal', 64), variant
     assert methods.resolve_localizer(config) == 'oic', variant
     assert sampling.resolve_sampling(config) == 'resample', variant
+  no_lfe = dfe_ablation.variant_config(base, 'gfe', args.base, seed=1)
+  assert (no_lfe.dfe.lfe.kind, no_lfe.dfe.loss.w_global, no_lfe.dfe.loss.lambda_kd) == ('none', 1, 1)
 
 
 def test_dfe_ablation_smoke(tmp_path, shared):
