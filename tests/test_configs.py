@@ -129,3 +129,15 @@ def test_sal_presets():
   demo = load('synthetic').get_config('sal')
   assert demo.sal.hidden < 512 and demo.data.sampling == 'resample'
   assert load('synthetic').get_config('sal,smoke').sal.hidden == 8
+
+
+def test_mil_presets():
+  """mil on ActivityNet: the two-class cap of the class rule without D2-Net's absolute 0.5 floor
+  (mil's sigmoid scores sit near 1/C); its own synthetic learning rate; D2-Net's unchanged."""
+  for name in ('activitynet12', 'activitynet13'):
+    mil, d2net = load(name).get_config('mil'), load(name).get_config('d2net')
+    assert mil.localize.activitynet_class_rule and mil.localize.activitynet_class_floor == 0.0
+    assert d2net.localize.activitynet_class_floor == 0.5
+  assert load('synthetic').get_config('mil').train.learning_rate == 3e-3
+  assert load('synthetic').get_config('d2net').train.learning_rate == 1e-3
+  assert load('thumos14').get_config('mil').localize.activitynet_class_floor == 0.5

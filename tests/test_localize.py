@@ -93,6 +93,13 @@ def test_relevant_classes_activitynet_rule(scores, expected):
   np.testing.assert_array_equal(localize.relevant_classes(scores, config), expected)
 
 
+def test_activitynet_rule_without_floor_keeps_the_top_two():
+  """floor 0 (mil's ActivityNet preset): scores far below 0.5 still give the two best classes."""
+  config = official(**ACTIVITYNET, activitynet_class_floor=0.0)
+  np.testing.assert_array_equal(localize.relevant_classes([0.01, 0.04, 0.02, 0.005], config),
+                                [False, True, True, False])
+
+
 def test_class_scores_use_refined_sequence_and_floor_topk():
   tcam = np.array([[0.8], [0.6], [0.4], [0.2]] * 4, np.float32)  # s = 16.
   attention = np.linspace(1, 0.25, 16).astype(np.float32)
