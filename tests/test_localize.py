@@ -1,7 +1,6 @@
 """Tests of d2net_jax/localize.py: hand-computed cases and agreement with the plain reference."""
 
 import importlib.util
-import itertools
 import pathlib
 
 import numpy as np
