@@ -12,6 +12,7 @@ from the training videos, test scored once):
   lfe         DFE with LFE only: dfe.loss.w_global = 0, dfe.loss.lambda_kd = 0 (no global branch)
   gfe         DFE without LFE: GFE (training only), the memory and distillation; dfe.lfe.kind='none'
   dfe         DFE: LFE + GFE (training only) + distillation, the spec's defaults
+  dfe_conv    DFE with the alternative LFE, dilated convolutions: dfe.lfe.kind='dilated_conv'
   dfe_global  the dfe checkpoints scored with the global branch at test time
               (dfe.inference_branch='global': GFE and the memory kept; an upper bound, no
               retraining)
@@ -37,6 +38,7 @@ TRAINED = {
     'lfe': ('+ LFE', {'dfe.loss.w_global': 0.0, 'dfe.loss.lambda_kd': 0.0}),
     'gfe': ('+ GFE (train only) + distillation, no LFE', {'dfe.lfe.kind': 'none'}),
     'dfe': ('+ LFE + GFE (train only) + distillation (DFE)', {}),
+    'dfe_conv': ('DFE with the dilated-convolution LFE', {'dfe.lfe.kind': 'dilated_conv'}),
 }
 RESCORED = {'dfe_global': ('DFE, global branch at test (upper bound)',
                            {'dfe.inference_branch': 'global'})}

@@ -180,6 +180,8 @@ def test_dfe_ablation_over_sal_configs():
     assert sampling.resolve_sampling(config) == 'resample', variant
   no_lfe = dfe_ablation.variant_config(base, 'gfe', args.base, seed=1)
   assert (no_lfe.dfe.lfe.kind, no_lfe.dfe.loss.w_global, no_lfe.dfe.loss.lambda_kd) == ('none', 1, 1)
+  assert dfe_ablation.variant_config(base, 'dfe_conv', args.base, seed=1).dfe.lfe.kind == (
+      'dilated_conv')
 
 
 def test_dfe_ablation_smoke(tmp_path, shared):
