@@ -16,16 +16,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import numpy as np
 
-from d2net_jax import evaluation
-from d2net_jax import evaluation_official
-from d2net_jax import layers
 from d2net_jax import localize
 from d2net_jax import methods
-from d2net_jax import run_log
 from d2net_jax.data import batching
 from d2net_jax.data.records import Dataset, VideoRecord
+from d2net_jax.evaluation import mean_ap as evaluation
+from d2net_jax.evaluation import official as evaluation_official
+from d2net_jax.methods import layers
+from d2net_jax.utils import progress as progress_lib
 
 
 @dataclasses.dataclass
@@ -71,7 +72,7 @@ def make_forward(model, config):
 def eval_batches(videos: Sequence[VideoRecord], config, num_classes: int):
   """`batching.eval_batches` as `config.data` asks (whole videos in buckets, or resampled)."""
   data = config.data
-  resample = batching.resolve_sampling(config) == 'resample'
+  resample = methods.resolve_sampling(config) == 'resample'
   return batching.eval_batches(
       videos, data.eval_bucket, data.eval_batch_size, num_classes, data.eval_bucket_mode,
       max_programs=data.eval_max_programs,
@@ -83,10 +84,10 @@ def video_outputs(forward, params, state, videos: Sequence[VideoRecord], config,
                   num_classes: int, progress: Optional[bool] = None) -> List[VideoOutputs]:
   """A `VideoOutputs` per video, in the order of `videos`.
 
-  progress: a bar on stderr for a pass over 2 s (None: when stderr is a terminal; `run_log`).
+  progress: a bar on stderr for a pass over 2 s (None: when stderr is a terminal; `utils/progress.py`).
   """
   results: List[Any] = [None] * len(videos)
-  with run_log.progress_bar(desc='network outputs', total=len(videos), enable=progress) as bar:
+  with progress_lib.progress_bar(desc='network outputs', total=len(videos), enable=progress) as bar:
     for batch in eval_batches(videos, config, num_classes):
       snippet, video = jax.device_get(forward(params, state, batch['features'], batch['mask']))
       bar.update(int((np.asarray(batch['video_index']) >= 0).sum()))
@@ -114,7 +115,7 @@ def detect(outputs: Sequence[VideoOutputs], videos: Sequence[VideoRecord], confi
   `video_outputs`)."""
   name = methods.resolve_localizer(config)
   found = {}
-  for out, video in run_log.progress_bar(zip(outputs, videos), 'localizing', total=len(videos),
+  for out, video in progress_lib.progress_bar(zip(outputs, videos), 'localizing', total=len(videos),
                                          enable=progress):
     try:
       found[video.video_id] = localize.localize_outputs(name, out.snippet, out.video,
@@ -158,7 +159,6 @@ def allgather_objects(value: Any) -> List[Any]:
   `multihost_utils.process_allgather`; the plain [value] on one process)."""
   if jax.process_count() == 1:
     return [value]
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
   data = np.frombuffer(pickle.dumps(value), np.uint8)
   sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
   padded = np.zeros(int(sizes.max()), np.uint8)

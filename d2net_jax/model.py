@@ -4,8 +4,8 @@
 functions and classes.
 """
 # pylint: disable=wildcard-import,unused-wildcard-import
-from d2net_jax.methods.d2net.model import *  # noqa: F401,F403
 from d2net_jax.methods.d2net import model as _impl
+from d2net_jax.methods.d2net.model import *  # noqa: F401,F403
 
 
 def __getattr__(name):

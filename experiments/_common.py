@@ -2,7 +2,7 @@
 
 Run metadata for the Markdown header (command, date, device, git commit), the run sizes
 ('smoke' / 'quick' / 'full') as config overrides of configs/synthetic.py, training one variant
-through `d2net_jax.train.train_and_evaluate`, mean ± std formatting, F1 from the evaluator's
+through `d2net_jax.training.train.train_and_evaluate`, mean ± std formatting, F1 from the evaluator's
 TP/FP counts, and writing results.md / results.json / plot.png.
 """
 
@@ -347,7 +347,7 @@ def train_variant(config, workdir: pathlib.Path, reuse: bool = False) -> Dict[st
   that already finished there is read back (`finished_summary`) instead of trained again, and one
   that was interrupted resumes from its checkpoint ('seconds' then sums every call). A signal
   that stops the training raises RunInterrupted (one line: how to resume)."""
-  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import train  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
   resume = reuse and same_config(config, workdir)
   if resume:

@@ -4,7 +4,7 @@ r"""The analogue of the paper's Table 3 on the synthetic benchmark, and the offi
   python experiments/ablation.py --mode full --seeds 3 --steps 1000
   python experiments/ablation.py --mode smoke           # seconds; what the tests run
 
-Every variant is trained by the library (`d2net_jax.train.train_and_evaluate`: checkpoint selected
+Every variant is trained by the library (`d2net_jax.training.train.train_and_evaluate`: checkpoint selected
 on a validation split held out from the training videos, test split scored once):
   Table 3    L_CE (`loss.discriminative='bce'`, no L_D), L_F (focal: Eq. 4 with w = 0, no L_D),
              L_Dis (Eq. 4, no L_D), L_Dis + L_D (the full D2-Net, pDMI).
@@ -62,7 +62,7 @@ def rescore(config, workdir: pathlib.Path, overrides: Dict[str, Any]) -> Dict[st
   """Test metrics of the run in `workdir` (its selected checkpoint), other inference settings."""
   import jax  # pylint: disable=import-outside-toplevel
   from d2net_jax import inference  # pylint: disable=import-outside-toplevel
-  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import train  # pylint: disable=import-outside-toplevel
   config = _common.apply_overrides(config, overrides)
   dataset, model, state, _ = train.restore_trained(config, workdir, 'best')
   params, method_state = jax.device_get((state.params, state.method_state))

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from d2net_jax import evaluation
+from d2net_jax.evaluation import mean_ap as evaluation
 
 
 def make_inputs(num_videos, num_classes, num_instances, num_detections, seed=0):

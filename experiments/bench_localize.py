@@ -5,7 +5,7 @@ median ~155 s, heavy tail up to ~1700 s, at 0.64 s per snippet), 20 classes, 1-2
 with ~15 instances of ~4 s each, and TCAM / attention sequences that are high on the instances and
 noisy elsewhere. Times the vectorised `localize_videos` against `localize_video_reference` below
 (the same procedure written the plain way: Python loops over snippets, proposals and pairs), checks
-that both give the same detections, and times `d2net_jax.evaluation` when it offers a usable
+that both give the same detections, and times `d2net_jax.evaluation.mean_ap` when it offers a usable
 function. Prints a table.
 
   .venv/bin/python experiments/bench_localize.py [--videos 212] [--repeats 3] [--seed 0]
@@ -205,14 +205,14 @@ def _best_time(fn, repeats: int) -> tuple[float, object]:
 
 def _evaluation_timer(videos, ground_truth, detections, num_classes):
   """(callable, note): a zero-argument callable that scores `detections` with
-  `d2net_jax.evaluation.evaluate_detections` (building its inputs included), or (None, why not)."""
+  `d2net_jax.evaluation.mean_ap.evaluate_detections` (building its inputs included), or (None, why not)."""
   try:
-    from d2net_jax import evaluation  # pylint: disable=g-import-not-at-top
+    from d2net_jax.evaluation import mean_ap as evaluation  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    return None, f'd2net_jax.evaluation not importable ({e})'
+    return None, f'd2net_jax.evaluation.mean_ap not importable ({e})'
   fn = getattr(evaluation, 'evaluate_detections', None)
   if fn is None:
-    return None, 'd2net_jax.evaluation has no evaluate_detections'
+    return None, 'd2net_jax.evaluation.mean_ap has no evaluate_detections'
   class_names = [f'class_{c:02d}' for c in range(num_classes)]
   names = [f'video_{i:03d}' for i in range(len(videos))]
   gt = {'database': {

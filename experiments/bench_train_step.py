@@ -77,12 +77,14 @@ def bench_one(variant, shape, dtype, repeats, parallelism):
   """One row, measured in this process."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from d2net_jax import parallel, train  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import parallel  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   from d2net_jax.data import batching  # pylint: disable=import-outside-toplevel
   config = variant_config(variant, shape)
   config.train.compute_dtype = dtype
   config.train.parallelism = parallelism
-  resample = batching.resolve_sampling(config) == 'resample'
+  resample = methods.resolve_sampling(config) == 'resample'
   length = (config.data.num_segments or config.data.max_seqlen) if resample else \
       config.data.max_seqlen
   rng = np.random.default_rng(0)

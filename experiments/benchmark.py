@@ -141,7 +141,7 @@ def bench_localize(mode: str) -> List[List[str]]:
 
 
 def bench_evaluation(mode: str) -> List[List[str]]:
-  from d2net_jax import evaluation  # pylint: disable=import-outside-toplevel
+  from d2net_jax.evaluation import mean_ap as evaluation  # pylint: disable=import-outside-toplevel
   module = _script('bench_evaluation')
   settings = module.SETTINGS if mode == 'full' else module.SETTINGS[:1]
   if mode == 'smoke':

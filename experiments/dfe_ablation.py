@@ -4,7 +4,7 @@ r"""DFE on the synthetic benchmark: what each of DFE's parts adds to its base (D
   python experiments/dfe_ablation.py --mode smoke       # seconds; what the tests run
   python experiments/dfe_ablation.py --base sal         # over SAL
 
-Variants (every one trained by `d2net_jax.train.train_and_evaluate` from
+Variants (every one trained by `d2net_jax.training.train.train_and_evaluate` from
 configs/synthetic.py:dfe,base=BASE, i.e. with the base's own synthetic settings: SAL's resampling,
 sal.hidden and 'oic' localizer for base sal; checkpoint selected on the validation split held out
 from the training videos, test scored once):
@@ -50,7 +50,7 @@ def rescore(config, workdir: pathlib.Path, overrides: Dict[str, Any]) -> Dict[st
   """Test metrics of the selected checkpoint in `workdir` under other inference settings."""
   import jax  # pylint: disable=import-outside-toplevel
   from d2net_jax import inference  # pylint: disable=import-outside-toplevel
-  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import train  # pylint: disable=import-outside-toplevel
   config = _common.apply_overrides(config, overrides)
   dataset, model, state, _ = train.restore_trained(config, workdir, 'best')
   params, method_state = jax.device_get((state.params, state.method_state))

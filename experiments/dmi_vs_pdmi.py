@@ -5,7 +5,7 @@ r"""DMI vs pDMI as D2-Net's denoising term: training runs, and a controlled prob
   python experiments/dmi_vs_pdmi.py --mode smoke        # seconds; what the tests run
   python experiments/dmi_vs_pdmi.py --config configs/thumos14.py --data-path DIR --mode full
 
-1. Training. D2-Net is trained by the library (`d2net_jax.train.train_and_evaluate`, checkpoint
+1. Training. D2-Net is trained by the library (`d2net_jax.training.train.train_and_evaluate`, checkpoint
    selected on a held-out validation split, scored once on the test split) with the denoising
    term L_D = w_DS L_DS + w_DV L_DV (Eq. 11) computed by pDMI (Eq. 7), DMI (Eq. 5), the L1 and
    BCE alternatives (snippet level; the video level stays pDMI, as in the paper's comparison),
@@ -233,7 +233,7 @@ def replay_probes(config, workdir: pathlib.Path) -> List[Dict[str, float]]:
   """`make_term_probe` at every checkpoint the run kept, on that step's own training batch."""
   import jax  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import train  # pylint: disable=import-outside-toplevel
   from d2net_jax.data import batching  # pylint: disable=import-outside-toplevel
 
   dataset = train.load_data(config, workdir)

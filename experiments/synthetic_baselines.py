@@ -3,7 +3,7 @@
   .venv/bin/python experiments/synthetic_baselines.py [--preset thumos14_like] [--feature-dim 256]
       [--seed 0] [--steps 1500] [--noise-scale 1.0]
 
-Rows of the table (detection mAP in %, d2net_jax.evaluation, tIoU 0.1:0.7):
+Rows of the table (detection mAP in %, d2net_jax.evaluation.mean_ap, tIoU 0.1:0.7):
   perfect           the ground truth itself as detections (score 1): the ceiling, mAP 100.
   GT as TCAM        the ground truth as a binary snippet-level TCAM through the localizer below:
                     the ceiling of that localizer (neighbouring instances merge, snippet edges).
@@ -33,11 +33,11 @@ import numpy as np
 import optax
 
 from d2net_jax import config as config_lib
-from d2net_jax import evaluation
 from d2net_jax import localize
 from d2net_jax.data import batching
 from d2net_jax.data import synthetic
 from d2net_jax.data.records import VideoRecord
+from d2net_jax.evaluation import mean_ap as evaluation
 
 
 def perfect_detections(videos):

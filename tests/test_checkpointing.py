@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from d2net_jax import checkpointing
-from d2net_jax import parallel
-from d2net_jax import train
+from d2net_jax.training import checkpointing
+from d2net_jax.training import parallel
+from d2net_jax.training import train
 import train_fixtures
 
 

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from d2net_jax import cli
+from d2net_jax.commands import cli
 
 SMOKE = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'synthetic.py:smoke')
 

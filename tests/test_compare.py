@@ -2,8 +2,8 @@
 
 import json
 
-from d2net_jax import cli
 from d2net_jax import config as config_lib
+from d2net_jax.commands import cli
 
 
 def _run(folder, method='d2net', lr=1e-4, results=True, selection='validation'):

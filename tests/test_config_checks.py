@@ -6,10 +6,10 @@ import pathlib
 
 import pytest
 
-from d2net_jax import cli
 from d2net_jax import config as config_lib
-from d2net_jax import config_checks
 from d2net_jax import methods
+from d2net_jax.commands import cli
+from d2net_jax.config import checks as config_checks
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 SMOKE = str(CONFIGS / 'synthetic.py:smoke')

@@ -6,9 +6,9 @@ import pathlib
 
 import pytest
 
-from d2net_jax import cli
-from d2net_jax import train
+from d2net_jax.commands import cli
 from d2net_jax.commands import config_cli
+from d2net_jax.training import train
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 PRESETS = ('thumos14', 'activitynet12', 'activitynet13', 'synthetic')

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from d2net_jax import cli
-from d2net_jax import data_check
 from d2net_jax import config as config_lib
+from d2net_jax.commands import cli
+from d2net_jax.data import check as data_check
 from d2net_jax.data import hdf5_store
 from d2net_jax.data.records import DataError
 

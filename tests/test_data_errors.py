@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from d2net_jax import cli
+from d2net_jax.commands import cli
 from d2net_jax.data import hdf5_store, loading, own_data, stpn, validation, wtalc
 from d2net_jax.data.records import DataError
 

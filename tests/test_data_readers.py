@@ -3,18 +3,16 @@ files written here. The writers below are shared with test_data_errors.py."""
 
 import json
 import pathlib
-import sys
-import types
 import warnings
 
 import h5py
 import numpy as np
 import pytest
 
-import d2net_jax.data
-from d2net_jax import cli, config as config_lib
-from d2net_jax.data import (convert, ground_truth, hdf5_store, loading, own_data, stpn,
-                            validation, wtalc)
+from d2net_jax import config as config_lib
+from d2net_jax.commands import cli, convert
+from d2net_jax.data import (ground_truth, hdf5_store, loading, own_data, stpn, validation,
+                            wtalc)
 from d2net_jax.data.records import DataError, Dataset, VideoRecord
 
 D = 8
@@ -364,9 +362,7 @@ def test_load_dataset_dispatches_on_kind(tmp_path, monkeypatch):
   st = loading.load_dataset(data_config(kind='stpn', path=str(tmp_path / 's')))
   store = hdf5_store.write_store(tmp_path / 'store.h5', wt)
   h5 = loading.load_dataset(data_config(kind='hdf5', path=str(store)))
-  fake = types.SimpleNamespace(ensure_store=lambda c, cache_dir: store)
-  monkeypatch.setitem(sys.modules, 'd2net_jax.data.synthetic', fake)
-  monkeypatch.setattr(d2net_jax.data, 'synthetic', fake, raising=False)
+  monkeypatch.setattr(loading.synthetic, 'ensure_store', lambda c, cache_dir: store)
   syn = loading.load_dataset(data_config(kind='synthetic'), cache_dir=tmp_path)
   for dataset in (wt, st, h5, syn):
     assert len(dataset.train_videos()) == 2 and len(dataset.test_videos()) == 2

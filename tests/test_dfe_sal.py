@@ -76,7 +76,7 @@ def test_dfe_over_sal_presets_are_sals_settings(preset, arg):
   assert over_sal.dfe.base == 'sal' and over_sal.data.sampling == 'resample'
   assert (methods.resolve_localizer(over_sal), methods.resolve_localizer(over_d2net)) == (
       'oic', 'tcam')
-  assert (sampling.resolve_sampling(over_sal), sampling.resolve_sampling(over_d2net)) == (
+  assert (methods.resolve_sampling(over_sal), methods.resolve_sampling(over_d2net)) == (
       'resample', 'crop')
   if preset == 'activitynet13':  # DFE's own ActivityNet setting applies after SAL's.
     assert over_sal.dfe.gmm.momentum == 0.99 and over_sal.data.num_segments == 50
@@ -88,7 +88,7 @@ def test_dfe_over_sal_presets_are_sals_settings(preset, arg):
 def test_smoke_config_trains_and_evaluates(tmp_path, capsys):
   """`d2net-jax train --config configs/synthetic.py:dfe,base=sal,smoke` end to end: resampled
   batches, SAL's loss with mix-up, the memory, the 'oic' localizer's detections scored."""
-  from d2net_jax import cli  # pylint: disable=import-outside-toplevel
+  from d2net_jax.commands import cli  # pylint: disable=import-outside-toplevel
   smoke = str(CONFIGS / 'synthetic.py:dfe,base=sal,smoke')
   assert cli.main(['train', '--config', smoke, '--workdir', str(tmp_path), '--noprogress',
                    '--config.train.num_steps=4', '--config.train.eval_every=4',

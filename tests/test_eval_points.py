@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from d2net_jax import evaluation
+from d2net_jax.evaluation import mean_ap as evaluation
 
 GT = {'database': {
     'v1': {'subset': 'test', 'duration': 10.0, 'annotations': [

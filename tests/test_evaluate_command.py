@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from d2net_jax import cli
-from d2net_jax import detections as detections_lib
+from d2net_jax.commands import cli
+from d2net_jax.evaluation import detections as detections_lib
 
 
 def _write_gt(path, database):

@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from d2net_jax import detections as detections_lib
-from d2net_jax import evaluation
 from d2net_jax.data.records import DataError, Dataset, VideoRecord
+from d2net_jax.evaluation import detections as detections_lib
+from d2net_jax.evaluation import mean_ap as evaluation
 
 
 def _gt(videos, subset='test'):

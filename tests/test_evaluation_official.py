@@ -1,4 +1,4 @@
-"""evaluation.protocol = 'd2net_official' (d2net_jax/evaluation_official.py).
+"""evaluation.protocol = 'd2net_official' (d2net_jax/evaluation/official.py).
 
 Hand-made cases where it differs from the ActivityNet protocol (first vs best match, a class
 without detections), and equality with a plain transcription of the official getLocMAP procedure
@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
-from d2net_jax import cli
-from d2net_jax import evaluation
-from d2net_jax import evaluation_official as official
+from d2net_jax.commands import cli
+from d2net_jax.evaluation import mean_ap as evaluation
+from d2net_jax.evaluation import official
 
 G = 16 / 25  # Seconds per snippet of the official grid.
 

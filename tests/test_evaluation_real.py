@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from d2net_jax import cli
-from d2net_jax import detections as detections_lib
-from d2net_jax import evaluation
+from d2net_jax.commands import cli
 from d2net_jax.data.records import Dataset, VideoRecord
+from d2net_jax.evaluation import detections as detections_lib
+from d2net_jax.evaluation import mean_ap as evaluation
 
 SHIFTS = (0.0, 0.1, 0.3, 0.6)
 

@@ -177,7 +177,7 @@ def test_dfe_ablation_over_sal_configs():
     assert config.method == ('sal' if variant == 'base' else 'dfe'), variant
     assert (config.dfe.base, config.sal.hidden) == ('sal', 64), variant
     assert methods.resolve_localizer(config) == 'oic', variant
-    assert sampling.resolve_sampling(config) == 'resample', variant
+    assert methods.resolve_sampling(config) == 'resample', variant
   no_lfe = dfe_ablation.variant_config(base, 'gfe', args.base, seed=1)
   assert (no_lfe.dfe.lfe.kind, no_lfe.dfe.loss.w_global, no_lfe.dfe.loss.lambda_kd) == ('none', 1, 1)
   assert dfe_ablation.variant_config(base, 'dfe_conv', args.base, seed=1).dfe.lfe.kind == (
@@ -208,7 +208,7 @@ def test_train_variant_resumes_an_interrupted_run_and_stops_cleanly(tmp_path, mo
   finally:
     sys.path.pop(0)
   from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
-  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import train  # pylint: disable=import-outside-toplevel
   config = config_lib.base_config()
   workdir = tmp_path / 'run'
   calls = []

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from d2net_jax import interrupts
+from d2net_jax.utils import interrupts
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_ctrl_c_while_train_compiles_exits_cleanly(tmp_path):
   """SIGINT to `d2net-jax train` as it starts compiling the step, and again (a user pressing
   Ctrl-C twice): exit status 130, one line, no traceback, no segfault."""
   env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED='1', JAX_PLATFORMS='cpu')
-  command = [sys.executable, '-m', 'd2net_jax.cli', 'train', '--config',
+  command = [sys.executable, '-m', 'd2net_jax.commands.cli', 'train', '--config',
              str(REPO / 'configs' / 'synthetic.py:smoke'), '--workdir', str(tmp_path / 'run'),
              f'--config.data.path={tmp_path / "data"}', '--noprogress']
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

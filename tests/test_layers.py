@@ -1,4 +1,4 @@
-"""Shared building blocks (d2net_jax/layers.py) against NumPy references; padding ignored."""
+"""Shared building blocks (d2net_jax/methods/layers.py) against NumPy references; padding ignored."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from d2net_jax import layers
+from d2net_jax.methods import layers
 
 
 def _random(seed, shape):

@@ -366,7 +366,7 @@ def test_input_validation():
 
 
 def test_localizer_settings_are_checked_before_training():
-  from d2net_jax import train  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training import train  # pylint: disable=import-outside-toplevel
   config = config_lib.base_config()
   localize.check_config('oic', config)
   config.localize.oic.nms = 'greedy'

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from d2net_jax import config as config_lib
+from d2net_jax import losses  # The documented re-export: the terms and `d2net_loss`.
 from d2net_jax.data import loading
 from d2net_jax.data.records import Dataset, VideoRecord
 from d2net_jax.methods.d2net import dmi
-from d2net_jax.methods.d2net import losses
 from d2net_jax.methods.d2net import pairing
 
 GAMMA = 0.01

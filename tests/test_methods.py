@@ -13,13 +13,13 @@ import jax
 import numpy as np
 import pytest
 
-from d2net_jax import checkpointing
 from d2net_jax import config as config_lib
 from d2net_jax import inference
 from d2net_jax import localize
 from d2net_jax import methods
-from d2net_jax import parallel
-from d2net_jax import train
+from d2net_jax.training import checkpointing
+from d2net_jax.training import parallel
+from d2net_jax.training import train
 import train_fixtures
 
 NUM_STEPS = 3
@@ -56,7 +56,7 @@ def _skip_combination(config, check: str):
 def _batches(config):
   """Global batches of the method's sampling (resample: every row fully valid)."""
   from d2net_jax.data import batching  # pylint: disable=import-outside-toplevel
-  full = batching.resolve_sampling(config) == 'resample'
+  full = methods.resolve_sampling(config) == 'resample'
   batches = [train_fixtures.random_batch(seed) for seed in range(NUM_STEPS)]
   if full:
     for b in batches:

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from d2net_jax import inference
-from d2net_jax import train
 from d2net_jax.data import batching
 from d2net_jax.data.records import Dataset, VideoRecord
+from d2net_jax.training import train
 import train_fixtures
 
 

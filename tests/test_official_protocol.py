@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from d2net_jax import cli
+from d2net_jax.commands import cli
 
 CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' /
              'synthetic.py:official_protocol,smoke')

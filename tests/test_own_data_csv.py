@@ -33,7 +33,7 @@ def test_bom_and_spaces_in_the_header_are_tolerated(tmp_path):
 
 
 def test_import_reports_every_bad_file_in_one_pass(tmp_path, capsys):
-  from d2net_jax import cli  # pylint: disable=import-outside-toplevel
+  from d2net_jax.commands import cli  # pylint: disable=import-outside-toplevel
   feats, labels = _own(tmp_path, 'video,labels\nclip0,Diving\nclip1,Diving\nclip2,Diving\n')
   np.save(feats / 'clip0.npy', np.zeros((0, 4), np.float32))  # Zero-length.
   (tmp_path / 'classes.txt').write_text('Diving\n')

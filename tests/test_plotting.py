@@ -1,4 +1,4 @@
-"""Tests of d2net_jax/plotting.py: the PNG is written and readable; bad input is refused."""
+"""Tests of d2net_jax/evaluation/plotting.py: the PNG is written and readable; bad input is refused."""
 
 import matplotlib.image
 import numpy as np
@@ -6,7 +6,17 @@ import pytest
 
 from d2net_jax import config as config_lib
 from d2net_jax import localize
-from d2net_jax import plotting
+from d2net_jax.evaluation import plotting
+
+
+
+def _plot_video(*args, **kwargs):
+  return plotting.plot_video(*args, localize_config=config_lib.localize_config(), **kwargs)
+
+
+def _figure(**kwargs):
+  return plotting.figure(localize_config=config_lib.localize_config(), **kwargs)
+
 
 NAMES = ['Diving', 'HighJump', 'Shotput']
 SPS = 0.64
@@ -33,7 +43,7 @@ def test_plot_with_detections_and_ground_truth(tmp_path):
   tcam, attention = _video()
   detections = localize.localize_video(tcam, attention, SPS, config_lib.localize_config())
   assert set(detections.class_index.tolist()) == {0, 2}
-  path = plotting.plot_video(
+  path = _plot_video(
       tmp_path / 'nested' / 'video.png', tcam=tcam, attention=attention, seconds_per_snippet=SPS,
       class_names=NAMES, ground_truth=[('Diving', 6.4, 12.8), (2, 22.4, 28.8)],
       detections=detections, title='video_test_0000004')
@@ -44,12 +54,12 @@ def test_plot_with_detections_and_ground_truth(tmp_path):
 def test_default_classes_come_from_the_relevant_rule_gt_and_detections(tmp_path):
   tcam, attention = _video()
   # Only class 0 carries a detection row; class 2 is relevant by its scores; class 1 by its GT.
-  path = plotting.plot_video(tmp_path / 'a.png', tcam=tcam, attention=attention,
+  path = _plot_video(tmp_path / 'a.png', tcam=tcam, attention=attention,
                              seconds_per_snippet=SPS, class_names=NAMES,
                              ground_truth=[('HighJump', 1.0, 2.0)],
                              detections=[(0, 6.4, 12.8, 0.7)])
   tall = _image(path).shape[0]
-  path = plotting.plot_video(tmp_path / 'b.png', tcam=tcam, attention=attention,
+  path = _plot_video(tmp_path / 'b.png', tcam=tcam, attention=attention,
                              seconds_per_snippet=SPS, class_names=NAMES, classes=['Diving'])
   assert _image(path).shape[0] < tall  # Three class rows against one.
 
@@ -70,13 +80,13 @@ def test_bad_input(tmp_path, kwargs, match):
   args = dict(tcam=tcam, attention=attention, seconds_per_snippet=SPS, class_names=NAMES)
   args.update(kwargs)
   with pytest.raises(ValueError, match=match):
-    plotting.plot_video(tmp_path / 'x.png', **args)
+    _plot_video(tmp_path / 'x.png', **args)
   assert not (tmp_path / 'x.png').exists()
 
 
 def test_nothing_to_draw(tmp_path):
   with pytest.raises(ValueError, match='no class to draw'):
-    plotting.plot_video(tmp_path / 'x.png', tcam=np.zeros((8, 3)), attention=np.zeros(8),
+    _plot_video(tmp_path / 'x.png', tcam=np.zeros((8, 3)), attention=np.zeros(8),
                         seconds_per_snippet=SPS, class_names=NAMES)
 
 
@@ -86,12 +96,12 @@ def test_other_localizer_draws_the_arrays_as_given_and_its_classes(tmp_path):
   tcam, attention = _video()
   args = dict(tcam=tcam, attention=attention, seconds_per_snippet=SPS, class_names=NAMES,
               localizer='oic')
-  one = _image(plotting.plot_video(tmp_path / 'a.png', relevant_classes=[2], **args)).shape[0]
-  two = _image(plotting.plot_video(tmp_path / 'b.png', relevant_classes=[2],
+  one = _image(_plot_video(tmp_path / 'a.png', relevant_classes=[2], **args)).shape[0]
+  two = _image(_plot_video(tmp_path / 'b.png', relevant_classes=[2],
                                    ground_truth=[('Diving', 6.4, 12.8)], **args)).shape[0]
   assert two > one
   with pytest.raises(ValueError, match='no class to draw'):  # No D2-Net rule for 'oic'.
-    plotting.plot_video(tmp_path / 'c.png', **args)
+    _plot_video(tmp_path / 'c.png', **args)
 
 
 def test_relevant_classes_of_the_oic_localizer():
@@ -110,7 +120,7 @@ def test_relevant_classes_of_the_oic_localizer():
 @pytest.mark.parametrize('suffix,magic', [('png', b'\x89PNG'), ('pdf', b'%PDF'), ('svg', b'<?xml')])
 def test_format_follows_the_extension(tmp_path, suffix, magic):
   tcam, attention = _video()
-  path = plotting.plot_video(tmp_path / f'v.{suffix}', tcam=tcam, attention=attention,
+  path = _plot_video(tmp_path / f'v.{suffix}', tcam=tcam, attention=attention,
                              seconds_per_snippet=SPS, class_names=NAMES, classes=['Diving'])
   assert path.read_bytes().startswith(magic)
 
@@ -118,14 +128,14 @@ def test_format_follows_the_extension(tmp_path, suffix, magic):
 def test_other_formats_are_refused_before_any_work(tmp_path, monkeypatch):
   monkeypatch.setattr(plotting, 'figure', lambda **kwargs: pytest.fail('drew a figure'))
   with pytest.raises(ValueError, match=r'one of \.png, \.pdf, \.svg \(got \.jpg\)'):
-    plotting.plot_video(tmp_path / 'v.jpg', tcam=np.zeros((4, 3)), attention=np.zeros(4),
+    _plot_video(tmp_path / 'v.jpg', tcam=np.zeros((4, 3)), attention=np.zeros(4),
                         seconds_per_snippet=SPS, class_names=NAMES)
   assert not list(tmp_path.iterdir())
 
 
 def test_window_and_legend_tell_ground_truth_from_predicted_only_classes():
   tcam, attention = _video()  # Diving at 6.4-12.8 s, Shotput at 22.4-28.8 s (relevant).
-  fig = plotting.figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
+  fig = _figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
                         class_names=NAMES, ground_truth=[('Diving', 6.4, 12.8)],
                         detections=[('Shotput', 22.4, 28.8, 0.8)], window=(5.0, 30.0))
   top, bottom = fig.axes
@@ -136,7 +146,7 @@ def test_window_and_legend_tell_ground_truth_from_predicted_only_classes():
   assert rows == ['Shotput (predicted only)', 'Diving (ground truth)']
   assert [t.get_text() for t in bottom.get_legend().get_texts()] == ['ground truth', 'detections']
   # A window after Diving's instance: Diving (relevant by its scores) is still a GT class.
-  fig = plotting.figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
+  fig = _figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
                         class_names=NAMES, ground_truth=[('Diving', 6.4, 12.8)],
                         window=(20.0, float('inf')))
   assert fig.axes[1].get_xlim() == (20.0, 60 * SPS)
@@ -144,5 +154,5 @@ def test_window_and_legend_tell_ground_truth_from_predicted_only_classes():
       'Shotput (predicted only)', 'Diving (ground truth)']
   for window, says in [((10.0, 5.0), 'start < end'), ((100.0, 200.0), 'past the end')]:
     with pytest.raises(ValueError, match=says):
-      plotting.figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
+      _figure(tcam=tcam, attention=attention, seconds_per_snippet=SPS,
                       class_names=NAMES, window=window)

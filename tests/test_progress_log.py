@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import tqdm
 
-from d2net_jax import run_log
+from d2net_jax.utils import progress as progress_lib
 
 
 def test_log_lines_clear_the_progress_bar(monkeypatch):
@@ -21,11 +21,11 @@ def test_log_lines_clear_the_progress_bar(monkeypatch):
     events.append('redraw')
 
   monkeypatch.setattr(tqdm.tqdm, 'external_write_mode', external_write_mode)
-  bar = run_log.Progress(0, 10, disable=False)
+  bar = progress_lib.Progress(0, 10, disable=False)
   bar.wrap(events.append)('step 5: validation ...')
   bar.close()
   assert events == ['clear', 'step 5: validation ...', 'redraw']
-  plain = run_log.Progress(0, 10, disable=True)
+  plain = progress_lib.Progress(0, 10, disable=True)
   assert plain.wrap(print) is print
   plain.close()
 
@@ -39,12 +39,12 @@ def test_store_writes_and_evaluation_passes_show_a_bar_on_a_terminal_only(tmp_pa
   """convert / import / synthetic (all write through write_store) and the evaluation passes show
   a tqdm bar on stderr when it is a terminal and the pass is long, never in logs or with the flag
   off."""
-  from d2net_jax import cli  # pylint: disable=import-outside-toplevel
+  from d2net_jax.commands import cli  # pylint: disable=import-outside-toplevel
   from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   from d2net_jax import inference  # pylint: disable=import-outside-toplevel
   from d2net_jax.data import hdf5_store  # pylint: disable=import-outside-toplevel
   from test_data_readers import tiny_dataset  # pylint: disable=import-outside-toplevel
-  monkeypatch.setattr(run_log, 'PROGRESS_DELAY_S', 0.0)  # Every pass counts as long.
+  monkeypatch.setattr(progress_lib, 'PROGRESS_DELAY_S', 0.0)  # Every pass counts as long.
 
   def stderr_of(fn, terminal=True):
     stream = _Terminal() if terminal else io.StringIO()

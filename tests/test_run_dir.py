@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from d2net_jax import cli
-from d2net_jax import run_dir
-from d2net_jax import run_log
-from d2net_jax import train
+from d2net_jax.commands import cli
+from d2net_jax.runs import run_dir
+from d2net_jax.runs import run_log
+from d2net_jax.training import train
 
 SMOKE = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'synthetic.py:smoke')
 

@@ -420,7 +420,7 @@ def test_smoke_config_trains_evaluates_and_plots(tmp_path, capsys):
   """`d2net-jax train --config configs/synthetic.py:sal,smoke` end to end, then `plot`."""
   import json  # pylint: disable=import-outside-toplevel
   import pathlib  # pylint: disable=import-outside-toplevel
-  from d2net_jax import cli  # pylint: disable=import-outside-toplevel
+  from d2net_jax.commands import cli  # pylint: disable=import-outside-toplevel
   smoke = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'synthetic.py:sal,smoke')
   assert cli.main(['train', '--config', smoke, '--workdir', str(tmp_path), '--noprogress']) == 0
   assert 'mAP (%)' in capsys.readouterr().out

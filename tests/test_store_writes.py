@@ -8,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from d2net_jax import atomic_write
-from d2net_jax import checkpointing
-from d2net_jax import cli
-from d2net_jax import detections as detections_lib
+from d2net_jax.commands import cli
 from d2net_jax.data import hdf5_store
 from d2net_jax.data.records import DataErrors, VideoRecord
+from d2net_jax.evaluation import detections as detections_lib
+from d2net_jax.training import checkpointing
+from d2net_jax.utils import atomic_write
 
 from test_data_readers import D, VIDEOS, features_of, tiny_dataset, write_stpn, write_wtalc
 
@@ -134,7 +134,7 @@ def test_results_and_detections_are_never_half_written(tmp_path, monkeypatch):
 def test_disk_full_while_saving_a_checkpoint(tmp_path, monkeypatch):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from d2net_jax.train_state import TrainState  # pylint: disable=import-outside-toplevel
+  from d2net_jax.training.train_state import TrainState  # pylint: disable=import-outside-toplevel
   state = TrainState(step=jnp.asarray(1), params={'w': jnp.ones(3)}, opt_state=(),
                      method_state={}, key=jnp.zeros(2, jnp.uint32), num_skipped=jnp.asarray(0))
   checkpointer = checkpointing.Checkpointer(tmp_path)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from d2net_jax import config as config_lib
+from d2net_jax.commands import synthetic as synthetic_command
 from d2net_jax.data import hdf5_store, loading, synthetic
 
 DIM = 16
@@ -206,7 +207,7 @@ def test_command_line(tmp_path, capsys):
   out = tmp_path / 'out'
   argv = ['--preset', 'activitynet12_like', '--out', str(out), '--feature-dim', '8',
           '--num-train', '4', '--num-test', '2', '--seed', '3']
-  assert synthetic.main(argv) == 0
+  assert synthetic_command.main(argv) == 0
   printed = capsys.readouterr().out
   stores = list(out.glob('*.h5'))
   assert len(stores) == 1 and str(stores[0]) in printed
@@ -215,7 +216,7 @@ def test_command_line(tmp_path, capsys):
   assert dataset.num_classes == 100 and dataset.feature_dim == 8
   assert [v.subset for v in dataset.videos] == ['training'] * 4 + ['validation'] * 2
   with pytest.raises(SystemExit):
-    synthetic.main(['--out', str(out), '--feature-dim', '7'])
+    synthetic_command.main(['--out', str(out), '--feature-dim', '7'])
 
 
 # The real files have known quirks (28 labels_all mismatches, 5 videos with segments past the end).

@@ -12,10 +12,11 @@ import chex
 import numpy as np
 import pytest
 
-from d2net_jax import checkpointing
-from d2net_jax import cli
-from d2net_jax import run_log
-from d2net_jax import train
+from d2net_jax.commands import cli
+from d2net_jax.runs import run_log
+from d2net_jax.training import checkpointing
+from d2net_jax.training import train
+from d2net_jax.utils import progress as progress_lib
 
 SMOKE = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'synthetic.py:smoke')
 NUM_STEPS = 24  # The smoke config's.
@@ -87,7 +88,7 @@ def test_localize_and_plot_reuse_the_trained_run(demo_run, capsys, monkeypatch):
   # The same code as training's final evaluation: the same detections.
   assert json.loads(output.read_text())['results'] == json.loads(
       (workdir / 'detections_test.json').read_text())['results']
-  monkeypatch.setattr(run_log, 'PROGRESS_DELAY_S', 0.0)
+  monkeypatch.setattr(progress_lib, 'PROGRESS_DELAY_S', 0.0)
   assert cli.main(['localize', '--workdir', str(workdir), '--output', str(output),
                    '--progress']) == 0
   assert 'network outputs' in capsys.readouterr().err  # --progress: drawn anyway.

@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from d2net_jax import parallel
-from d2net_jax import train
-from d2net_jax import train_state as train_state_lib
+from d2net_jax.training import parallel
+from d2net_jax.training import train
+from d2net_jax.training import train_state as train_state_lib
 import train_fixtures
 
 NUM_STEPS = 4  # pDMI is on at step 2 (start 1, every 2): the comparison covers both phases.

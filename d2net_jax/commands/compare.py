@@ -15,7 +15,7 @@ import pathlib
 import sys
 from typing import List
 
-from d2net_jax import run_dir
+from d2net_jax.runs import run_dir
 
 PROG = 'd2net-jax compare'
 

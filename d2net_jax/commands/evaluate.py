@@ -6,7 +6,7 @@
       [--keep-later-classes] [--official-fps 25] [--official-frames 16]
 
 `--protocol d2net_official` scores as the official D2-Net detectionMAP.py
-(d2net_jax/evaluation_official.py; default tIoU 0.1:0.5): with `--official-gt-file` its THUMOS14
+(d2net_jax/evaluation/official.py; default tIoU 0.1:0.5): with `--official-gt-file` its THUMOS14
 branch (that file's instances; gt.json gives the scored videos, their durations and the classes),
 else its ActivityNet1.2 branch (gt.json's instances on the snippet grid).
 
@@ -25,11 +25,11 @@ import argparse
 import sys
 
 from d2net_jax import config as config_lib
-from d2net_jax import evaluation
-from d2net_jax import evaluation_official
 from d2net_jax.commands import argparse_cli
 from d2net_jax.data import ground_truth as ground_truth_lib
 from d2net_jax.data.records import DataError
+from d2net_jax.evaluation import mean_ap as evaluation
+from d2net_jax.evaluation import official as evaluation_official
 
 
 def _parser() -> argparse.ArgumentParser:

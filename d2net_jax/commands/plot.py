@@ -13,9 +13,14 @@ import sys
 
 from absl import flags
 
-from d2net_jax import interrupts
+from d2net_jax import inference
+from d2net_jax import localize
+from d2net_jax import methods
 from d2net_jax.commands import config_cli
+from d2net_jax.config import checks as config_checks
 from d2net_jax.data.records import DataError
+from d2net_jax.evaluation import plotting
+from d2net_jax.training import train
 
 PROG = 'd2net-jax plot'
 
@@ -41,11 +46,9 @@ def main(argv) -> int:
     return 0
   try:
     config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
-    from d2net_jax import config_checks  # pylint: disable=import-outside-toplevel
     config_checks.validate_config(config, check_data_path=not fv.data)
     if not fv.video:
       raise config_cli.UsageError('--video ID is required')
-    from d2net_jax import plotting  # pylint: disable=import-outside-toplevel
     if fv.output:
       plotting.check_output(fv.output)
     window = None
@@ -54,13 +57,6 @@ def main(argv) -> int:
   except (config_cli.UsageError, ValueError) as e:  # ValueError: config_checks.ConfigError.
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
-  # pylint: disable=import-outside-toplevel
-  with interrupts.deferred():  # Ctrl-C during the imports: raised after them.
-    from d2net_jax import inference
-    from d2net_jax import localize
-    from d2net_jax import methods
-    from d2net_jax import train
-  # pylint: enable=import-outside-toplevel
   workdir = pathlib.Path(fv.workdir)
   try:
     dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint,

@@ -6,6 +6,7 @@ statistics.
 import sys
 from typing import Optional, Sequence
 
+from d2net_jax import config as config_lib
 from d2net_jax.commands import argparse_cli
 from d2net_jax.data import hdf5_store
 from d2net_jax.data import synthetic
@@ -13,7 +14,6 @@ from d2net_jax.data.records import DataError
 
 
 def _data_config(args):
-  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   c = config_lib.data_config()
   c.kind = 'synthetic'
   c.path = str(args.out)

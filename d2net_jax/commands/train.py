@@ -28,11 +28,15 @@ synthetic store).
 
 import sys
 
+import jax
 from absl import flags
 
-from d2net_jax import interrupts
 from d2net_jax.commands import config_cli
 from d2net_jax.data.records import DataError
+from d2net_jax.runs import run_dir
+from d2net_jax.training import checkpointing
+from d2net_jax.training import train
+from d2net_jax.utils import interrupts
 
 PROG = 'd2net-jax train'
 
@@ -60,16 +64,11 @@ def main(argv) -> int:
       return 0
     if not fv.workdir:
       raise config_cli.UsageError('--workdir is required')
-    with interrupts.deferred():  # Ctrl-C during the imports: raised after them (interrupts.py).
-      from d2net_jax import checkpointing  # pylint: disable=import-outside-toplevel
-      from d2net_jax import run_dir  # pylint: disable=import-outside-toplevel
-      from d2net_jax import train  # pylint: disable=import-outside-toplevel
     train.validate_config(config)
   except (config_cli.UsageError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 2
   if config.train.distributed:
-    import jax  # pylint: disable=import-outside-toplevel
     jax.distributed.initialize()
   try:
     summary = train.train_and_evaluate(

@@ -51,7 +51,7 @@ from d2net_jax.data.prefetch import Prefetcher, count_from, parallel_map, prefet
 from d2net_jax.data.records import DataError, VideoRecord
 from d2net_jax.data.sampling import (RESAMPLE_TRAIN, SAMPLINGS, SHUFFLES,  # noqa: F401
                                      epoch_order, random_perturb, random_sample,
-                                     resolve_sampling, uniform_sampling)
+                                     uniform_sampling)
 
 Batch = Dict[str, np.ndarray]
 BUCKET_MODES = ('multiple', 'pow2', 'fitted')

@@ -16,9 +16,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from d2net_jax import atomic_write
 from d2net_jax.data import validation
 from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.utils import atomic_write
 
 
 def ground_truth_dict(dataset: Dataset,

@@ -36,10 +36,10 @@ import urllib.parse
 import h5py
 import numpy as np
 
-from d2net_jax import atomic_write
-from d2net_jax import run_log
 from d2net_jax.data import validation
 from d2net_jax.data.records import DataError, Dataset, VideoRecord, raise_problems
+from d2net_jax.utils import atomic_write
+from d2net_jax.utils import progress as progress_lib
 
 FORMAT = 'd2net_jax.store'
 FORMAT_VERSION = 1
@@ -75,7 +75,7 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
     dataset: the videos; `VideoRecord.load` is called once per video.
     compression: None / 'none', 'gzip' or 'lzf' for the feature arrays.
     chunk_snippets: rows per HDF5 chunk of a feature array.
-    progress: a progress bar on stderr (None: when it is a terminal; `run_log.progress_bar`).
+    progress: a progress bar on stderr (None: when it is a terminal; `progress_lib.progress_bar`).
     attrs: extra attributes of the file's root (e.g. the synthetic generation parameters).
     problems: bad videos a reader already left out (`collect`): reported with the store's own,
       and then no store is written.
@@ -105,7 +105,7 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
       videos = f.create_group('videos')
       earlier = len(problems)
       ids, seen, problems = [], set(), list(problems)
-      for video in run_log.progress_bar(dataset.videos, f'writing {path.name}', enable=progress):
+      for video in progress_lib.progress_bar(dataset.videos, f'writing {path.name}', enable=progress):
         try:  # After a bad video the others are still read and checked, no longer written.
           key = video_key(video.video_id)
           if key in seen:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from d2net_jax.data import hdf5_store, stpn, validation, wtalc
+from d2net_jax.data import hdf5_store, stpn, synthetic, validation, wtalc
 from d2net_jax.data.records import DataError, Dataset
 
 KINDS = ('hdf5', 'wtalc', 'stpn', 'synthetic')
@@ -62,7 +62,6 @@ def load_dataset(data_config, cache_dir=None) -> Dataset:
   if kind not in KINDS:
     raise DataError(f'data.kind={kind!r}: must be one of {KINDS}')
   if kind == 'synthetic':
-    from d2net_jax.data import synthetic  # pylint: disable=import-outside-toplevel
     path = pathlib.Path(synthetic.ensure_store(data_config, cache_dir))
     dataset = hdf5_store.read_store(path)
   else:

@@ -26,16 +26,13 @@ import fails and writes nothing.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import pathlib
-import sys
 
 import numpy as np
 
-from d2net_jax.commands import argparse_cli
-from d2net_jax.data import convert, ground_truth, stpn, validation
+from d2net_jax.data import ground_truth, stpn, validation
 from d2net_jax.data.records import DataError, Dataset, raise_problems
 
 
@@ -257,60 +254,3 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   return Dataset(name=name or features_dir.name, class_names=list(class_names), videos=videos,
                  train_subset=train_subset, test_subset=test_subset,
                  feature_dim=int(feature_dim or 0))
-
-
-def build_parser() -> argparse.ArgumentParser:
-  parser = argparse_cli.ArgumentParser(
-      prog='d2net-jax import',
-      description='Import your own per-video .npy features and labels into the HDF5 store.',
-      epilog=__doc__.split('\n\n', 1)[1] if __doc__ else None,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--features', required=True, type=pathlib.Path,
-                      help='folder of <video>.npy (T, D) float features')
-  parser.add_argument('--labels', required=True, type=pathlib.Path,
-                      help='video-level labels: .csv (video,labels[,subset][,duration]) or .json')
-  parser.add_argument('--segments', type=pathlib.Path, default=None,
-                      help='optional ground-truth instances for evaluation: .csv '
-                      '(video,label,start,end) or ActivityNet .json')
-  parser.add_argument('--classes', type=pathlib.Path, default=None,
-                      help='class names, one per line, in index order (default: sorted labels)')
-  parser.add_argument('--name', default='', help='dataset name (default: the features folder)')
-  parser.add_argument('--default-subset', default=None,
-                      help='subset of videos without one (default: the training subset)')
-  parser.add_argument('--label-separator', default=';', help="labels CSV separator (';')")
-  parser.add_argument('--video-column', default='video')
-  parser.add_argument('--labels-column', default='labels')
-  parser.add_argument('--subset-column', default='subset')
-  parser.add_argument('--duration-column', default='duration')
-  convert.add_common_arguments(parser)
-  return parser
-
-
-def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
-
-  def body():
-    report, problems = validation.Report(), []
-    train_subset = args.train_subset or 'train'
-    test_subset = args.test_subset or 'test'
-    dataset = build_dataset(
-        args.features, args.labels, segments_path=args.segments,
-        class_names=stpn.read_class_list(args.classes) if args.classes else None,
-        name=args.name, seconds_per_snippet=args.seconds_per_snippet,
-        feature_dim=args.feature_dim, train_subset=train_subset, test_subset=test_subset,
-        default_subset=args.default_subset, separator=args.label_separator, report=report,
-        video_column=args.video_column, labels_column=args.labels_column,
-        subset_column=args.subset_column, duration_column=args.duration_column,
-        collect=problems, **convert.timing_options(args))
-    convert.write_outputs(dataset, args, report, problems)  # Reports them with the store's own.
-    try:
-      validation.check_subsets([v.subset for v in dataset.videos], train_subset, test_subset,
-                               args.out)
-    except DataError as e:
-      print(f'note: {e}; training needs both subsets', file=sys.stderr)
-
-  return convert.run_command('d2net-jax import', body)
-
-
-if __name__ == '__main__':
-  sys.exit(main())

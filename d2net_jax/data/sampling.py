@@ -12,15 +12,6 @@ SHUFFLES = ('replacement', 'epoch')
 RESAMPLE_TRAIN = ('perturb', 'sorted_random')
 
 
-def resolve_sampling(config) -> str:
-  """config.data.sampling, with 'auto' replaced by the method's own (`Method.sampling`; DFE:
-  its base's, `methods.resolve_sampling`)."""
-  if config.data.sampling != 'auto':
-    return config.data.sampling
-  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
-  return methods.resolve_sampling(config)
-
-
 def random_perturb(length: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
   """(num_segments,) int64 training indices into a `length`-snippet video (SAL, STPN lineage).
 

@@ -52,11 +52,12 @@ import dataclasses
 import hashlib
 import json
 import pathlib
-import sys
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+import h5py
 import numpy as np
 
+from d2net_jax.data import ground_truth, hdf5_store, wtalc
 from d2net_jax.data.records import Dataset, VideoRecord
 # The presets and feature models live in their own modules; their public names are this
 # module's API too (synthetic.PRESETS, synthetic.FeatureWorld, ...).
@@ -69,7 +70,7 @@ __all__ = [
     'FEATURE_MODELS', 'PRESETS', 'THUMOS14_CLASSES', 'FeatureModel', 'FeatureWorld', 'I3DLike',
     'I3DLikeModel', 'Preset', 'RectifiedStream', 'StreamModel', 'annotation_statistics',
     'build_dataset', 'draw_annotations', 'ensure_store', 'generate', 'get_preset',
-    'ground_truth_path', 'main', 'overlay', 'store_name', 'store_parameters', 'stream_statistics']
+    'ground_truth_path', 'overlay', 'store_name', 'store_parameters', 'stream_statistics']
 
 # Bump when the generator's output changes: cached stores of older versions are rebuilt.
 GENERATOR_VERSION = 1
@@ -259,7 +260,6 @@ def ground_truth_path(store_path) -> pathlib.Path:
 def build_dataset(params: Mapping[str, Any], trust_pickle: bool = False) -> Dataset:
   """The (lazy) synthetic dataset of `store_parameters(...)`."""
   if params['annotations']:
-    from d2net_jax.data import wtalc  # pylint: disable=import-outside-toplevel
     annotations = wtalc.read_annotations(
         params['annotations'], trust_pickle=trust_pickle,
         seconds_per_snippet=params['seconds_per_snippet'],
@@ -275,7 +275,6 @@ def build_dataset(params: Mapping[str, Any], trust_pickle: bool = False) -> Data
 
 
 def _stored_parameters(path: pathlib.Path) -> Optional[Dict[str, Any]]:
-  import h5py  # pylint: disable=import-outside-toplevel
   try:
     with h5py.File(path, 'r') as f:
       if not bool(f.attrs.get('complete', False)):
@@ -295,7 +294,6 @@ def ensure_store(data_config, cache_dir=None, *, force: bool = False,
   interrupted build leaves nothing that looks valid. progress: the bar of
   `hdf5_store.write_store` (None: on a terminal).
   """
-  from d2net_jax.data import ground_truth, hdf5_store  # pylint: disable=import-outside-toplevel
   params = store_parameters(data_config)
   folder = data_config.path or cache_dir
   if not folder:
@@ -313,13 +311,3 @@ def ensure_store(data_config, cache_dir=None, *, force: bool = False,
                          attrs={_PARAMETERS_ATTR: json.dumps(params, sort_keys=True)})
   ground_truth.export_ground_truth(dataset, gt_path)
   return path
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """`d2net-jax synthetic` (d2net_jax/commands/synthetic.py)."""
-  from d2net_jax.commands import synthetic as command  # pylint: disable=import-outside-toplevel
-  return command.main(argv)
-
-
-if __name__ == '__main__':
-  sys.exit(main())

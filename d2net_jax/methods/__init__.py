@@ -17,9 +17,9 @@ from d2net_jax.methods.base import (  # noqa: F401
 
 # Registration order = the order of tables and `--help` texts.
 from d2net_jax.methods import d2net  # noqa: F401,E402  pylint: disable=wrong-import-position
+from d2net_jax.methods import dfe  # noqa: F401,E402  pylint: disable=wrong-import-position
 from d2net_jax.methods import mil  # noqa: F401,E402  pylint: disable=wrong-import-position
 from d2net_jax.methods import sal  # noqa: F401,E402  pylint: disable=wrong-import-position
-from d2net_jax.methods import dfe  # noqa: F401,E402  pylint: disable=wrong-import-position
 
 
 def config_sections():

@@ -2,7 +2,7 @@
 
 A method is one folder under `d2net_jax/methods/<name>/` (its model, its losses, its own math)
 whose `__init__.py` builds one `Method` and calls `register`. Everything else is shared: the
-trainer (`d2net_jax/train.py`) reads `config.method`, asks the registry for that `Method` and only
+trainer (`d2net_jax/training/train.py`) reads `config.method`, asks the registry for that `Method` and only
 ever calls the functions below; the data pipeline, the localizers (`d2net_jax/localize/`) and the
 evaluator know nothing of any method.
 
@@ -15,7 +15,7 @@ The flow a method plugs into:
   at test time:
     -> inference_outputs(...)                  per-snippet (B, T, ...) and per-video (B, ...) arrays
     -> localizer (by name)                     d2net_jax.localize.LOCALIZERS
-    -> evaluator                               d2net_jax.evaluation
+    -> evaluator                               d2net_jax.evaluation.mean_ap
 
 A method may wrap another (DFE wraps a base method, `config.dfe.base`): `Method.wraps` names the
 wrapped method under a config, and the framework's per-method defaults then come from the chain
@@ -158,7 +158,10 @@ def resolve_localizer(config) -> str:
 
 
 def resolve_sampling(config) -> str:
-  """`config.method`'s default training sampling (`data.sampling='auto'`), through the chain."""
+  """`config.data.sampling`, with 'auto' replaced by `config.method`'s own (through the chain:
+  DFE's is its base's). The data layer is handed the result (`TrainBatcher(sampling=...)`)."""
+  if config.data.sampling != 'auto':
+    return config.data.sampling
   return _outermost(config, 'sampling')
 
 

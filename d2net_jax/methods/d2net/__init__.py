@@ -16,6 +16,8 @@ from d2net_jax.methods import base
 from d2net_jax.methods.d2net import config as d2net_config
 from d2net_jax.methods.d2net import losses
 from d2net_jax.methods.d2net import model as model_lib
+from d2net_jax.methods.d2net import objective
+from d2net_jax.utils import checks
 
 
 def _config_sections():
@@ -34,8 +36,8 @@ def init_state(config, num_classes: int, feature_dim: int):
 
 
 def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
-  """`losses.d2net_loss` on the `loss` section; aux['state'] = {'x_ref': the new reference}."""
-  loss, aux = losses.d2net_loss(outputs, batch, state, config.loss, key, axis_name=axis_name)
+  """`objective.d2net_loss` on the `loss` section; aux['state'] = {'x_ref': the new reference}."""
+  loss, aux = objective.d2net_loss(outputs, batch, state, config.loss, key, axis_name=axis_name)
   aux = dict(aux)
   aux['state'] = {'x_ref': aux.pop('x_ref')}
   return loss, aux
@@ -51,7 +53,6 @@ def inference_outputs(model, params, state, features, mask, config):
 
 def _validate(config):
   """ConfigError (one line naming the field) for `model` / `loss` values D2-Net cannot run with."""
-  from d2net_jax import config_checks as checks  # pylint: disable=import-outside-toplevel
   checks.check_choices(config, {
       'loss.discriminative': ('d2net', 'focal', 'bce'),
       'loss.denoising': ('pdmi', 'dmi', 'l1', 'bce', 'none'),

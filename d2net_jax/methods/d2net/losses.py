@@ -14,8 +14,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from d2net_jax.layers import masked_mean
-from d2net_jax.layers import topk_pool
 from d2net_jax.methods.d2net.dmi import dmi_from_joint
 from d2net_jax.methods.d2net.dmi import dmi_loss
 from d2net_jax.methods.d2net.dmi import guarded
@@ -25,9 +23,11 @@ from d2net_jax.methods.d2net.dmi import normalized_joint
 from d2net_jax.methods.d2net.dmi import pdmi_from_joint
 from d2net_jax.methods.d2net.dmi import pdmi_loss
 from d2net_jax.methods.d2net.dmi import pdmi_official_from_joint
+from d2net_jax.methods.layers import masked_mean
+from d2net_jax.methods.layers import topk_pool
 
 __all__ = [
-    'bce_loss', 'bottom_up_attention', 'cosine_similarity', 'd2net_loss', 'denoising_loss',
+    'bce_loss', 'bottom_up_attention', 'cosine_similarity', 'denoising_loss',
     'discriminative_loss', 'discriminative_loss_per_video', 'dmi_from_joint', 'dmi_loss',
     'focal_loss', 'foreground_background_embeddings', 'joint_distribution', 'normalize_columns',
     'normalized_joint', 'pair_weights', 'pdmi_from_joint', 'pdmi_loss', 'pdmi_official_from_joint',
@@ -332,15 +332,3 @@ def denoising_loss(loss_ds: jax.Array, loss_dv: jax.Array, w_ds: float = 0.1,
                    w_dv: float = 0.1) -> jax.Array:
   """Eq. 11: w_DS L_DS + w_DV L_DV (official weights 0.1, 0.1; paper: alpha (L_DS + L_DV))."""
   return w_ds * loss_ds + w_dv * loss_dv
-
-
-# The training loss lives in objective.py (it combines the terms above); its names stay
-# reachable from here.
-_OBJECTIVE = ('d2net_loss', 'denoising_schedule', 'initial_state', '_gather', '_psum')
-
-
-def __getattr__(name):
-  if name in _OBJECTIVE:
-    from d2net_jax.methods.d2net import objective  # pylint: disable=import-outside-toplevel
-    return getattr(objective, name)
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

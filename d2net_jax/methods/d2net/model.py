@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from d2net_jax import layers
+from d2net_jax.methods import layers
 
 
 def _conv_init(init_std: float):

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from jax import lax
 import ml_collections
 
-from d2net_jax.layers import masked_mean
-from d2net_jax.layers import topk_pool
+from d2net_jax.methods.layers import masked_mean
+from d2net_jax.methods.layers import topk_pool
 from d2net_jax.methods.d2net import pairing
 from d2net_jax.methods.d2net.losses import (bce_loss, cosine_similarity, denoising_loss,
                                             discriminative_loss, focal_loss,

@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from d2net_jax.methods import d2net
 from d2net_jax.methods.d2net import losses as d2net_losses
 from d2net_jax.methods.d2net import model as d2net_model
 from d2net_jax.methods.dfe import sal_base
@@ -148,12 +149,10 @@ def _d2net_build(config, num_classes: int, feature_dim: int) -> D2NetBase:
 
 
 def _d2net_loss(outputs, batch, state, config, key, *, axis_name=None):
-  from d2net_jax.methods import d2net  # pylint: disable=import-outside-toplevel
   return d2net.loss_fn(outputs, batch, state, config, key, axis_name=axis_name)
 
 
 def _d2net_init_state(config, num_classes, feature_dim):
-  from d2net_jax.methods import d2net  # pylint: disable=import-outside-toplevel
   return d2net.init_state(config, num_classes, feature_dim)
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from d2net_jax import layers
+from d2net_jax.methods import layers
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:

@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax
 
 from d2net_jax.methods.dfe import bases
-from d2net_jax.methods.dfe import modules
 from d2net_jax.methods.dfe import memory as memory_lib
+from d2net_jax.methods.dfe import modules
 
 # Keys of the training outputs that are not arrays of the local branch.
 PARAMS_KEY, RNG_KEY, CONTEXT_KEY = 'dfe_params', 'dfe_global_rng', 'dfe_context'

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from d2net_jax import layers
 from d2net_jax.methods import base
+from d2net_jax.methods import layers
+from d2net_jax.utils import checks
 
 
 def _config_sections():
@@ -84,7 +85,6 @@ _PRESETS = {
 
 def _validate(config):
   """ConfigError (one line naming the field) for `mil` values the baseline cannot run with."""
-  from d2net_jax import config_checks as checks  # pylint: disable=import-outside-toplevel
   checks.check_range(config, 'mil.kernel_size', 1)
   checks.check_range(config, 'mil.dropout_rate', 0, 1, high_open=True)
   checks.check_range(config, 'mil.topk_ratio', 0, low_open=True)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from d2net_jax import layers
+from d2net_jax.methods import layers
 from d2net_jax.methods.sal import model as model_lib
 
 GCE_EPS = 1e-7

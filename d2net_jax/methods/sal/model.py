@@ -18,7 +18,7 @@ the length (the authors' code never pads; with every snippet valid both are thei
 Video mix-up (training only): the actionness branches also see x_mix = x + x_partner, the
 UNNORMALISED sum of each video and its partner (`mixup_normalize=True` averages instead), where
 the partner of row b is row b - 1 of the GLOBAL batch, cyclically (the authors' roll(x, 1, 0)).
-Under pmap the batch is all-gathered over `parallel.BATCH_AXIS` first, so any device count pairs
+Under pmap the batch is all-gathered over `layers.BATCH_AXIS` first, so any device count pairs
 the same videos as one device does (under jit the batch is already global).
 """
 
@@ -29,14 +29,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from d2net_jax import layers
-from d2net_jax import parallel
+from d2net_jax.methods import layers
 
 SSQRT_EPS = 1e-5
 L2_EPS = 1e-12
 
 
-def bound_axis(name: str = parallel.BATCH_AXIS) -> Optional[str]:
+def bound_axis(name: str = layers.BATCH_AXIS) -> Optional[str]:
   """`name` when traced inside a pmap over that axis, else None (decided at trace time)."""
   try:
     lax.axis_index(name)

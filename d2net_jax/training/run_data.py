@@ -1,4 +1,5 @@
-"""The data a trained run is applied to: its own dataset, or new videos (`localize --data NEW`).
+"""The data of a run: its own dataset (`load_data`), or new videos a trained run is applied to
+(`localize --data NEW`).
 
 The class names a model was trained with are in RUN/model.json (run_dir.write_model_info). Data
 loaded for a run is put in the model's class order by name (labels and ground-truth classes
@@ -13,8 +14,14 @@ from typing import Optional, Tuple
 import ml_collections
 import numpy as np
 
-from d2net_jax import run_dir
+from d2net_jax.data import hdf5_store, loading, validation
 from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.runs import run_dir
+
+
+def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Dataset:
+  """The dataset of `config.data` (the synthetic benchmark is generated on first use)."""
+  return loading.load_dataset(config.data, cache_dir=workdir / 'data')
 
 
 def _use_new_data(config: ml_collections.ConfigDict, path: str) -> None:
@@ -37,8 +44,6 @@ def _use_new_data(config: ml_collections.ConfigDict, path: str) -> None:
 
 def _load_new(config: ml_collections.ConfigDict) -> Dataset:
   """A store of new videos: any subsets (no training subset needed), with or without GT."""
-  # pylint: disable=import-outside-toplevel
-  from d2net_jax.data import hdf5_store, loading, validation
   if config.data.kind != 'hdf5':
     return loading.load_dataset(config.data)
   path = pathlib.Path(config.data.path)
@@ -86,8 +91,7 @@ def load_for_run(config: ml_collections.ConfigDict, workdir, data_path: Optional
   workdir = pathlib.Path(workdir)
   model = run_dir.read_model_info(workdir)
   if data_path is None:
-    from d2net_jax import train  # pylint: disable=import-outside-toplevel
-    dataset = train.load_data(config, workdir)
+    dataset = load_data(config, workdir)
   else:
     _use_new_data(config, data_path)
     dataset = _load_new(config)

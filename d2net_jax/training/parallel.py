@@ -22,8 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from d2net_jax.data import batching
-
-BATCH_AXIS = 'batch'
+from d2net_jax.methods.layers import BATCH_AXIS
 
 
 def process_batch(batch: Mapping[str, np.ndarray]) -> dict:

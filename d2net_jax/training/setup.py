@@ -9,20 +9,16 @@ from typing import Optional
 import ml_collections
 import numpy as np
 
-from d2net_jax import checkpointing
 from d2net_jax import methods
-from d2net_jax import train_state as train_state_lib
 from d2net_jax.data import batching
+from d2net_jax.training import checkpointing
+from d2net_jax.training import run_data
+from d2net_jax.training import train_state as train_state_lib
+from d2net_jax.training.run_data import load_data  # noqa: F401  (re-exported as train.load_data)
 
 
 # ---------------------------------------------------------------------------------------------
-# Input.
-
-
-def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path):
-  """The dataset of `config.data` (the synthetic benchmark is generated on first use)."""
-  from d2net_jax.data import loading  # pylint: disable=import-outside-toplevel
-  return loading.load_dataset(config.data, cache_dir=workdir / 'data')
+# Input (the dataset itself: run_data.load_data).
 
 
 def split_validation(videos, fraction: float, seed: int):
@@ -64,7 +60,7 @@ def make_batcher(config: ml_collections.ConfigDict, videos, num_classes: int
   """The training batcher of `config.data` (sampling 'auto' = the method's own)."""
   return batching.TrainBatcher(
       videos, config.train.batch_size, config.data.max_seqlen, config.train.seed, num_classes,
-      cache=config.train.cache_features, sampling=batching.resolve_sampling(config),
+      cache=config.train.cache_features, sampling=methods.resolve_sampling(config),
       num_segments=config.data.num_segments or config.data.max_seqlen,
       shuffle=config.data.shuffle, resample_train=config.data.resample_train)
 
@@ -77,7 +73,6 @@ def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str 
   was restored. data_path: new data to apply the model to (run_data.load_for_run), else the
   run's own; either way the dataset comes in the model's class order.
   """
-  from d2net_jax import run_data  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
   dataset, num_classes, feature_dim = run_data.load_for_run(config, workdir, data_path)
   model, _, template = build(config, num_classes, feature_dim)

@@ -5,19 +5,16 @@ finite values, snippet count) and collects every failure, so a bad test video is
 hours of training, not after. `check_for_run` does the same at the start of `train`, once per
 data version: a passing check leaves WORKDIR/data_check.json with a fingerprint of the data files
 (paths, sizes, modification times), and a later start on unchanged data skips the pass.
-
-  d2net-jax check --config FILE[:ARG] [--config.S.F=VALUE ...] [--workdir DIR]
+The command line is `d2net_jax/commands/check.py`.
 """
 
 import json
 import pathlib
-import sys
 import time
 from typing import Callable, List, Optional
 
 from d2net_jax.data.records import DataError, Dataset
 
-PROG = 'd2net-jax check'
 MARKER = 'data_check.json'
 
 
@@ -73,49 +70,3 @@ def check_for_run(config, dataset: Dataset, workdir, log=print) -> None:
   seconds = time.perf_counter() - t0
   if seconds > 2:
     log(f'Checked all {len(dataset.videos)} videos in {seconds:.0f} s (skipped next time).')
-
-
-def main(argv) -> int:
-  # pylint: disable=import-outside-toplevel
-  import tempfile
-  from absl import flags
-  from d2net_jax import config_checks
-  from d2net_jax.commands import config_cli
-  from d2net_jax.data import loading
-  # pylint: enable=import-outside-toplevel
-
-  def define(fv):
-    flags.DEFINE_string('workdir', None, 'Where a synthetic store is generated (default: a '
-                        'temporary folder).', flag_values=fv)
-
-  if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(config_cli.help_text(__doc__, (define,)))
-    return 0
-  try:
-    config, fv = config_cli.parse(PROG, argv, extra_flags=(define,))
-    config_checks.validate_config(config)
-  except ValueError as e:
-    print(f'{PROG}: error: {e}', file=sys.stderr)
-    return 2
-  with tempfile.TemporaryDirectory() as tmp:
-    try:
-      dataset = loading.load_dataset(config.data, cache_dir=pathlib.Path(fv.workdir or tmp) /
-                                     'data')
-    except (DataError, OSError) as e:
-      print(f'{PROG}: error: {e}', file=sys.stderr)
-      return 1
-    problems = find_problems(dataset, print)
-  subsets = sorted({v.subset for v in dataset.videos})
-  for line in problems:
-    print(f'{PROG}: {line}', file=sys.stderr)
-  if problems:
-    print(f'{PROG}: error: {len(problems)} of {len(dataset.videos)} videos cannot be used '
-          '(listed above)', file=sys.stderr)
-    return 1
-  print(f'{dataset.name}: all {len(dataset.videos)} videos of subsets {subsets} read and valid '
-        f'({dataset.num_classes} classes, feature dim {dataset.feature_dim}).')
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main(sys.argv[1:]))

@@ -20,22 +20,23 @@ import ml_collections
 import optax
 from jax import lax
 
-from d2net_jax import checkpointing
-from d2net_jax import config_checks
-from d2net_jax import data_check
-from d2net_jax import detections as detections_lib
-from d2net_jax import evaluation
+from d2net_jax.training import checkpointing
+from d2net_jax.config import checks as config_checks
+from d2net_jax.data import check as data_check
+from d2net_jax.evaluation import detections as detections_lib
+from d2net_jax.evaluation import mean_ap as evaluation
 from d2net_jax import inference
-from d2net_jax import interrupts
-from d2net_jax import layers
+from d2net_jax.utils import interrupts
+from d2net_jax.methods import layers
 from d2net_jax import methods
-from d2net_jax import parallel
-from d2net_jax import run_dir
-from d2net_jax.run_setup import (build, load_data, make_batcher, restore_trained,  # noqa: F401
+from d2net_jax.training import parallel
+from d2net_jax.runs import run_dir
+from d2net_jax.training.setup import (build, load_data, make_batcher, restore_trained,  # noqa: F401
                                  selection_videos, split_validation)
-from d2net_jax import run_log
 from d2net_jax.data import batching
-from d2net_jax.train_state import TrainState
+from d2net_jax.runs import run_log
+from d2net_jax.training.train_state import TrainState
+from d2net_jax.utils import progress as progress_lib
 
 # ---------------------------------------------------------------------------------------------
 # Update step.
@@ -136,14 +137,14 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
 
 
 # ---------------------------------------------------------------------------------------------
-# Config checks (before anything is loaded or compiled): d2net_jax/config_checks.py.
+# Config checks (before anything is loaded or compiled): d2net_jax/config/checks.py.
 
 ConfigError = config_checks.ConfigError
 validate_config = config_checks.validate_config
 
 
 # ---------------------------------------------------------------------------------------------
-# Input, model and state: d2net_jax/run_setup.py (data, validation split, build, batcher, restore).
+# Input, model and state: d2net_jax/training/setup.py (data, validation split, build, batcher, restore).
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
@@ -294,7 +295,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Training.
   start = int(jax.device_get(state.step))
   steps = range(start, c.num_steps)
-  bar = run_log.Progress(start, c.num_steps, disable=None if progress is None else not progress)
+  bar = progress_lib.Progress(start, c.num_steps, disable=None if progress is None else not progress)
   log = bar.wrap(log)  # Log lines during training clear and redraw the bar.
   pending, last_logged, t0 = [], start, time.perf_counter()
   # Each process builds only its own rows of the global batch (all of them on one host).

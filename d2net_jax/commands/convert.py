@@ -1,4 +1,4 @@
-"""`d2net-jax convert` (`python -m d2net_jax.data.convert`): W-TALC or STPN data to the HDF5 store.
+"""`d2net-jax convert` (`python -m d2net_jax.commands.convert`): W-TALC or STPN data to the HDF5 store.
 
   d2net-jax convert --layout wtalc --root /data/wtalc --name Thumos14reduced \\
       --out thumos14.h5 --trust-pickle --gt-out thumos14_gt.json

@@ -1,7 +1,7 @@
 """The official D2-Net scorer (`detectionMAP.py`, getDetections + getLocMAP) as a protocol.
 
 `evaluation.protocol = 'd2net_official'` scores detections the way the published D2-Net numbers
-were scored; 'activitynet' (d2net_jax/evaluation.py, the default) is the field's standard. Both
+were scored; 'activitynet' (d2net_jax/evaluation/mean_ap.py, the default) is the field's standard. Both
 return an `evaluation.EvaluationResult`, whose table and JSON name the protocol and ground truth.
 
 The official procedure, per class (classes in the order below), at each tIoU threshold:
@@ -43,9 +43,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from d2net_jax import detections as detections_lib
-from d2net_jax import evaluation
 from d2net_jax.data.records import DataError
+from d2net_jax.evaluation import detections as detections_lib
+from d2net_jax.evaluation import mean_ap as evaluation
 
 PROTOCOLS = ('activitynet', 'd2net_official')
 OFFICIAL_GT = ('thumos14_npy', 'annotations')

@@ -32,10 +32,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from d2net_jax import detections as detections_lib
 from d2net_jax.data.records import DataError
-from d2net_jax.evaluation_report import EvaluationResult, format_table, save_metrics  # noqa: F401
-from d2net_jax.evaluation_gt import (  # noqa: F401  (re-exported)
+from d2net_jax.evaluation import detections as detections_lib
+from d2net_jax.evaluation.ground_truth import (  # noqa: F401  (re-exported)
+from d2net_jax.evaluation.report import EvaluationResult, format_table, save_metrics  # noqa: F401
     GroundTruth, _database_from_dataset, _as_subsets, load_ground_truth, parse_ambiguous,
     _as_regions, ambiguous_mask, choose_ambiguous, ground_truth_ambiguous)
 

@@ -27,7 +27,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from d2net_jax import config as config_lib
 from d2net_jax import localize
 
 
@@ -119,7 +118,7 @@ def figure(*, tcam: np.ndarray, attention: np.ndarray, seconds_per_snippet: floa
     ground_truth: (class, start_s, end_s) rows.
     detections: a `localize.Detections` or (class, start_s, end_s, score) rows.
     title: figure title.
-    localize_config: the `localize` section (default: official values), for the refined
+    localize_config: the run's `localize` section (needed by the 'tcam' localizer), for the refined
       sequence (its attention rescaling) and the default classes of the 'tcam' localizer.
     localizer: the method's localizer. Only 'tcam' (D2-Net) draws the refined sequence and
       derives classes from Sec. 3.3; any other draws `tcam` and `attention` as given.
@@ -141,8 +140,8 @@ def figure(*, tcam: np.ndarray, attention: np.ndarray, seconds_per_snippet: floa
     raise ValueError(f'seconds_per_snippet must be > 0, got {seconds_per_snippet}')
   window = check_window(window, tcam.shape[0] * float(seconds_per_snippet))
 
-  if localize_config is None:
-    localize_config = config_lib.localize_config()
+  if localize_config is None and localizer == 'tcam':
+    raise ValueError("localizer 'tcam' needs localize_config (the run's config.localize)")
   d2net = localizer == 'tcam'
   refined = localize.refined_sequence(tcam, attention, localize_config) if d2net else None
   gt = _segments(ground_truth or (), class_names, 'ground_truth', with_score=False)

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from d2net_jax import interrupts
+from d2net_jax.utils import interrupts
 
 COMMANDS = {
     'train': ('d2net_jax.commands.train', 'train (and evaluate) from a config'),
@@ -18,9 +18,9 @@ COMMANDS = {
     'plot': ('d2net_jax.commands.plot', 'draw TCAM, attention, ground truth and detections'),
     'compare': ('d2net_jax.commands.compare', 'one table of runs: test mAP, method, config '
                 'differences, selection protocol'),
-    'check': ('d2net_jax.data_check', 'read and validate every video of a config\'s data'),
-    'convert': ('d2net_jax.data.convert', 'convert W-TALC / STPN features to the HDF5 store'),
-    'import': ('d2net_jax.data.own_data', 'import your own .npy features + labels to HDF5'),
+    'check': ('d2net_jax.commands.check', 'read and validate every video of a config\'s data'),
+    'convert': ('d2net_jax.commands.convert', 'convert W-TALC / STPN features to the HDF5 store'),
+    'import': ('d2net_jax.commands.import_data', 'import your own .npy features + labels to HDF5'),
     'synthetic': ('d2net_jax.commands.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),
 }
 

@@ -17,6 +17,7 @@ every field can be overridden on the command line (`--config.train.batch_size=4`
 import ml_collections
 
 from d2net_jax import methods
+from d2net_jax.methods.d2net.config import loss_config, model_config  # noqa: F401  (D2-Net's sections)
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -101,7 +102,7 @@ def data_config() -> ml_collections.ConfigDict:
 
 
 def train_config() -> ml_collections.ConfigDict:
-  """Optimiser, schedule, parallelism, checkpoints and logging (d2net_jax/train.py)."""
+  """Optimiser, schedule, parallelism, checkpoints and logging (d2net_jax/training/train.py)."""
   c = ml_collections.ConfigDict()
   c.seed = 1  # Parameters, dropout, Eq. 3 pairing and the data order all derive from it.
   # Global batch (videos), split over devices. Official options.py default: 20 (its help text
@@ -217,7 +218,7 @@ def oic_config() -> ml_collections.ConfigDict:
 
 
 def evaluation_config() -> ml_collections.ConfigDict:
-  """Detection mAP with ActivityNet eval_detection.py semantics (d2net_jax/evaluation.py)."""
+  """Detection mAP with ActivityNet eval_detection.py semantics (d2net_jax/evaluation/mean_ap.py)."""
   c = ml_collections.ConfigDict()
   # THUMOS14 0.1:0.7 (official D2-Net scorer: 0.1:0.5); ActivityNet1.2: 0.5:0.95 step 0.05.
   c.tiou_thresholds = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -225,8 +226,8 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # Detections in videos outside the scored ground truth: 'false_positive' (the ActivityNet
   # scorer), 'drop', or 'error'. Always counted in the output.
   c.unknown_videos = 'false_positive'
-  # 'activitynet' (d2net_jax/evaluation.py: the field's standard, highest-tIoU matching) or
-  # 'd2net_official' (d2net_jax/evaluation_official.py: the official detectionMAP.getLocMAP,
+  # 'activitynet' (d2net_jax/evaluation/mean_ap.py: the field's standard, highest-tIoU matching) or
+  # 'd2net_official' (d2net_jax/evaluation/official.py: the official detectionMAP.getLocMAP,
   # which scored the published numbers: snippet grid, first GT over the threshold). The
   # official_* fields below are read by 'd2net_official' only.
   c.protocol = 'activitynet'
@@ -256,10 +257,6 @@ def base_config() -> ml_collections.ConfigDict:
   for name, section in methods.config_sections().items():
     config[name] = section
   return config
-
-
-# D2-Net's sections, defined with the method (d2net_jax/methods/d2net/config.py); kept here too.
-from d2net_jax.methods.d2net.config import loss_config, model_config  # noqa: E402,F401  pylint: disable=wrong-import-position
 
 
 def parse_preset_arg(arg, preset: str, flags=(), keys=()):

@@ -29,7 +29,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import ml_collections
 
-from d2net_jax import atomic_write
+from d2net_jax import __version__
+from d2net_jax import config as config_lib
+from d2net_jax.utils import atomic_write
 
 # Fields that cannot change what a run has computed so far: a resume may change them (recorded in
 # history.jsonl). train.num_steps only upwards (extending the run).
@@ -66,7 +68,6 @@ def commit() -> Optional[str]:
 
 def provenance() -> Dict[str, Optional[str]]:
   """{'date', 'commit', 'version'}: what produced a file, for results.json and history.jsonl."""
-  from d2net_jax import __version__  # pylint: disable=import-outside-toplevel
   return {'date': now(), 'commit': commit(), 'version': __version__}
 
 
@@ -125,7 +126,6 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
   old.setdefault('method', 'd2net')  # Runs from before methods were plug-ins.
   changes = config_diff(old, config_dict(config))
   old_fields = _flatten(old)
-  from d2net_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   defaults = _flatten(config_dict(config_lib.base_config()))
   changes = {f: v for f, v in changes.items()  # Fields added to the schema since, at defaults.
              if f in old_fields or v[1] != defaults.get(f)}

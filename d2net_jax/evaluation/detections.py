@@ -23,8 +23,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from d2net_jax import atomic_write
 from d2net_jax.data.records import DataError
+from d2net_jax.utils import atomic_write
 
 RESULTS_VERSION = 'VERSION 1.3'  # The ActivityNet results format version string.
 

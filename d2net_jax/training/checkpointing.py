@@ -22,7 +22,7 @@ from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
 
-from d2net_jax import atomic_write
+from d2net_jax.utils import atomic_write
 
 
 def _abstract(tree):

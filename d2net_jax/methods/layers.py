@@ -10,6 +10,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# The named axis a pmapped training step splits the batch over (training/parallel.py uses it; a
+# method that needs the global batch, e.g. SAL's mix-up, asks for it by this name).
+BATCH_AXIS = 'batch'
+
 
 def masked_conv(x: jax.Array, mask: jax.Array, features: int, kernel_size: int, *,
                 dilation: int = 1, name: Optional[str] = None,

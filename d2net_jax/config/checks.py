@@ -6,58 +6,19 @@ error is a `ConfigError` whose one-line message names the field (`config.section
 what is allowed.
 """
 
-import math
 import pathlib
-from typing import Iterable, Mapping, Optional
 
 import ml_collections
 
-
-class ConfigError(ValueError):
-  """A setting training cannot run with; the message is one line naming the field."""
-
-
-def _get(config, dotted: str):
-  node = config
-  for part in dotted.split('.'):
-    node = node[part]
-  return node
-
-
-def check_choices(config, choices: Mapping[str, Iterable]) -> None:
-  """ConfigError unless each field `section.field` of `choices` holds one of its values."""
-  for name, allowed in choices.items():
-    allowed = tuple(allowed)
-    if _get(config, name) not in allowed:
-      raise ConfigError(f'config.{name}={_get(config, name)!r}: must be one of {allowed}')
-
-
-def check_range(config, name: str, low: Optional[float] = None, high: Optional[float] = None, *,
-                low_open: bool = False, high_open: bool = False) -> None:
-  """ConfigError unless `section.field` is a finite number in the interval (bounds None: none).
-
-  low_open / high_open: the bound itself is excluded.
-  """
-  value = _get(config, name)
-  bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-  if not bad and low is not None:
-    bad = value <= low if low_open else value < low
-  if not bad and high is not None:
-    bad = value >= high if high_open else value > high
-  if bad:
-    if low is not None and high is not None:
-      where = f'in {"(" if low_open else "["}{low}, {high}{")" if high_open else "]"}'
-    elif low is not None:
-      where = f'{">" if low_open else ">="} {low}'
-    else:
-      where = f'{"<" if high_open else "<="} {high}'
-    raise ConfigError(f'config.{name}={value!r}: must be a number {where}')
+from d2net_jax import localize
+from d2net_jax import methods
+from d2net_jax.data import batching, validation, wtalc
+from d2net_jax.evaluation import mean_ap as evaluation
+from d2net_jax.localize import tcam
+from d2net_jax.utils.checks import ConfigError, check_choices, check_range  # noqa: F401
 
 
 def _choices():
-  # pylint: disable=import-outside-toplevel
-  from d2net_jax import evaluation
-  from d2net_jax.data import batching, validation, wtalc
   return {
       'train.parallelism': ('pmap', 'jit'),
       'train.selection': ('validation', 'test'),
@@ -103,7 +64,6 @@ def _check_shared_ranges(config) -> None:
   check_range(config, 'localize.topk_ratio', 0, low_open=True)
   check_range(config, 'localize.attention_scale', 0, low_open=True)
   check_range(config, 'data.val_fraction', 0, 1, high_open=True)
-  from d2net_jax.localize import tcam  # pylint: disable=import-outside-toplevel
   try:
     tcam._check_config(config.localize)  # pylint: disable=protected-access
   except ValueError as e:
@@ -119,7 +79,6 @@ def validate_config(config: ml_collections.ConfigDict, check_data_path: bool = T
   check_data_path: also require config.data.path to exist (False: the data comes from elsewhere,
   e.g. `localize --data`).
   """
-  from d2net_jax import localize, methods  # pylint: disable=import-outside-toplevel
   try:
     method = methods.get(config.method)
   except ValueError as e:
