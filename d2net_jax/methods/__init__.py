@@ -16,10 +16,11 @@ from d2net_jax.methods.base import (  # noqa: F401
     resolve_dropout_fields, resolve_localizer, resolve_sampling, resolve_smoke_overrides)
 
 # Registration order = the order of tables and `--help` texts.
+# (Not sorted: DFE imports the methods it wraps, so it comes last.)
 from d2net_jax.methods import d2net  # noqa: F401,E402  pylint: disable=wrong-import-position
-from d2net_jax.methods import dfe  # noqa: F401,E402  pylint: disable=wrong-import-position
 from d2net_jax.methods import mil  # noqa: F401,E402  pylint: disable=wrong-import-position
 from d2net_jax.methods import sal  # noqa: F401,E402  pylint: disable=wrong-import-position
+from d2net_jax.methods import dfe  # noqa: F401,E402  pylint: disable=wrong-import-position
 
 
 def config_sections():
