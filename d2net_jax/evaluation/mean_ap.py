@@ -35,9 +35,9 @@ import numpy as np
 from d2net_jax.data.records import DataError
 from d2net_jax.evaluation import detections as detections_lib
 from d2net_jax.evaluation.ground_truth import (  # noqa: F401  (re-exported)
-from d2net_jax.evaluation.report import EvaluationResult, format_table, save_metrics  # noqa: F401
     GroundTruth, _database_from_dataset, _as_subsets, load_ground_truth, parse_ambiguous,
     _as_regions, ambiguous_mask, choose_ambiguous, ground_truth_ambiguous)
+from d2net_jax.evaluation.report import EvaluationResult, format_table, save_metrics  # noqa: F401
 
 THUMOS14_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 ACTIVITYNET_TIOU = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
