@@ -1,4 +1,6 @@
-"""README.md's paper-vs-official table against the presets, so that the two cannot drift apart.
+"""docs/d2net.md's paper-vs-official table against the presets, so that the two cannot drift apart.
+
+(The table was in README.md before the README became a front door; it moved with its section.)
 
 Each row names a config field and the values of the default, `:official_protocol` and `:paper`
 presets of its dataset (THUMOS14, ActivityNet1.2 or both). The official / paper columns must
@@ -27,9 +29,10 @@ def _load(name):
 
 
 def _section() -> str:
-  text = (ROOT / 'README.md').read_text()
-  start = text.index('## Paper vs official code')
-  return text[start:text.index('\n## ', start + 1)]
+  text = (ROOT / 'docs' / 'd2net.md').read_text()
+  start = text.index('\n## Paper vs official code\n')
+  end = text.find('\n## ', start + 1)
+  return text[start:end if end >= 0 else len(text)]
 
 
 def _rows():
@@ -73,14 +76,14 @@ def test_table_rows_match_the_presets():
         if isinstance(got, (tuple, list)):
           got = tuple(got)
         assert got == pytest.approx(expected) if isinstance(expected, float) else got == expected, (
-            f'README row {what!r} ({dataset}): configs/{name}.py:{preset} has {field}={got!r}, '
-            f'the table says {expected!r}')
+            f'docs/d2net.md row {what!r} ({dataset}): configs/{name}.py:{preset} has '
+            f'{field}={got!r}, the table says {expected!r}')
   # Every switch the section or the presets name exists, and each PAPER / OFFICIAL_PROTOCOL
   # field that changes a value is a row of the table.
   base = configs['thumos14'][0]
   for name in set(re.findall(r'`((?:model|loss|train|data|localize|evaluation)\.[a-z_0-9]+)`',
                              _section())):
-    _get(base, name)  # KeyError / AttributeError if the README names a field that does not exist.
+    _get(base, name)  # KeyError / AttributeError if the page names a field that does not exist.
   for name in ('thumos14', 'activitynet12'):
     module = _load(name)
     default, official, paper = configs[name]
@@ -90,4 +93,5 @@ def test_table_rows_match_the_presets():
             'train.eval_every', 'train.checkpoint_every', 'train.selection_iou',
             'evaluation.official_gt', 'evaluation.use_ambiguous',
             'evaluation.zero_ap_after_empty_class'):
-          assert field in fields, f'configs/{name}.py changes {field}: not in the README table'
+          assert field in fields, (
+              f'configs/{name}.py changes {field}: not in the table of docs/d2net.md')

@@ -2,7 +2,7 @@
 
 `base_config()` returns the official D2-Net code's THUMOS14 settings. Where the paper and the
 official code disagree, the field defaults to the official code's value (it produced the published
-numbers) and its comment says `paper:` with the paper's value; README.md lists each difference.
+numbers) and its comment says `paper:` with the paper's value; docs/d2net.md lists each difference.
 Exceptions, where the official code is a defect or a non-standard protocol: `loss.pairing`,
 `loss.snippet_pdmi`, `train.selection`, `evaluation.protocol` and `data.drop_short_videos`
 default to d2net_jax's choice; `configs/<dataset>.py:official_protocol` sets the official ones.

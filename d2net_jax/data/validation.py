@@ -1,6 +1,6 @@
 """Checks shared by the readers: every failure is a `DataError` naming the file and the video.
 
-Policies (also in README.md):
+Policies (also in docs/data.md):
 - Features: 2-D `(T, D)` with T >= 1, D equal to the configured feature dim, finite values; else an
   error. Features are cast to float32.
 - Segments: end < start, or a non-finite bound, is an error. A segment reaching outside
