@@ -8,6 +8,7 @@ import pytest
 
 from d2net_jax import config as config_lib
 from d2net_jax import localize
+from d2net_jax.localize import tcam as tcam_lib
 
 _BENCH = pathlib.Path(__file__).resolve().parents[1] / 'experiments' / 'bench_localize.py'
 _spec = importlib.util.spec_from_file_location('bench_localize', _BENCH)
@@ -67,7 +68,14 @@ def test_thresholds_are_the_official_fortieths():
     (16, 8, 'floor', 2), (17, 8, 'floor', 2), (7, 8, 'floor', 1), (17, 8, 'ceil', 3),
     (1, 8, 'ceil', 1), (9, 4, 'floor', 2), (9, 4, 'ceil', 3)])
 def test_topk_count(s, ratio, rounding, k):
-  assert localize.topk_count(s, official(topk_ratio=ratio, topk_rounding=rounding)) == k
+  """topk_rounding picks the rule (tests/test_topk_counts.py has the rules' own table)."""
+  assert int(tcam_lib.TOPK_COUNTS[rounding](s, ratio)) == k
+  # The class score of a column 1, 2, ..., s is the mean of its k largest values.
+  values = np.arange(1, s + 1, dtype=np.float32)
+  tcam, attention = one_class(values)
+  config = official(topk_ratio=ratio, topk_rounding=rounding, class_score_source='tcam')
+  np.testing.assert_allclose(localize.video_class_scores(tcam, attention, config),
+                             [values[-k:].mean()], rtol=1e-6)
 
 
 @pytest.mark.parametrize('scores,expected', [

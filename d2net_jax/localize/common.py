@@ -43,7 +43,8 @@ class Detections:
 
 
 def topk_mean(sequence: np.ndarray, k: int) -> np.ndarray:
-  """(C,) float64 mean of the k largest entries of each column of `sequence` (s, C)."""
+  """(C,) float64 mean of the k largest entries of each column of `sequence` (s, C); k >= 1, all
+  s entries for k >= s."""
   s = sequence.shape[0]
   top = np.partition(sequence, s - k, axis=0)[s - k:] if k < s else sequence
   return top.astype(np.float64).mean(axis=0)
