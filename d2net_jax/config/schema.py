@@ -188,13 +188,17 @@ def oic_config() -> ml_collections.ConfigDict:
   """SAL's 'oic' localizer (d2net_jax/localize/oic.py), THUMOS14 values of the authors' code.
 
   ActivityNet1.3 code: class_threshold 0.1, comb_weights (0.6, 0.2, 0.2), topk_ratio 4,
-  beta_sc 0.5, nms_threshold 0.7, soft_alpha 0.35 (the rest as THUMOS14).
+  topk_min_one False, beta_sc 0.5, nms_threshold 0.7, soft_alpha 0.35 (the rest as THUMOS14).
   """
   c = ml_collections.ConfigDict()
   c.class_threshold = 0.25  # Classes with p_c >= this (argmax p when none). ActivityNet: 0.1.
   # comb = w[0] softmax(cas) + w[1] a_r (RGB actionness) + w[2] a_f (flow actionness).
   c.comb_weights = (1 / 3, 1 / 3, 1 / 3)  # ActivityNet: (0.6, 0.2, 0.2).
   c.topk_ratio = 8  # k = max(1, s // topk_ratio) snippets of comb per class. ActivityNet: 4.
+  # False: k = s // topk_ratio, as the ActivityNet code, whose k = 0 for a video of fewer than
+  # topk_ratio snippets gives NaN scores and no detection (its presets set False). The THUMOS14
+  # code never meets k = 0 (every test video is resampled to 750 snippets).
+  c.topk_min_one = True
   # p = softmax((1 - beta_sc) * top-k mean of cas + beta_sc * sc). ActivityNet: 0.5.
   c.beta_sc = 0.65
   c.scale = 24  # Linear upsampling factor of comb before thresholding.
