@@ -25,11 +25,8 @@ Per video, from the raw class logits `cas` (s, C), the RGB and flow actionness a
 6. times [s * tf, (e + 1) * tf] with tf = seconds_per_snippet / scale (seconds_per_snippet is per
    fed snippet, already scaled by v_len / s when the video was resampled);
 7. per class, the proposals of all thresholds (duplicates included, as the code) go through
-   BaS-Net's NMS (basnet_nms.py) on the times in seconds with "+1" lengths:
-   IoU = inter / (area_i + area_j - inter), inter = max(0, min(end) - max(start) + 1), area = end - start + 1. Greedy by score; a proposal
-   with IoU >= nms_threshold to a kept one leaves the loop: 'basnet_soft' keeps it with
-   score * exp(-IoU^2 / soft_alpha) (decayed once, never suppressed again, nothing discarded),
-   'hard' drops it.
+   BaS-Net's NMS on the times in seconds (basnet_nms.py: IoU with "+1" lengths, greedy by score;
+   'basnet_soft' decays a suppressed proposal once and keeps it, 'hard' drops it).
 
 The proposals of all classes and thresholds come from one comparison, their scores from cumulative
 sums, and the NMS runs in rounds over the list of conflicting pairs (`common.greedy_keep`). Exact

@@ -231,7 +231,7 @@ def localize_video(tcam: np.ndarray, attention: np.ndarray, seconds_per_snippet:
   if row.size == 0:
     return Detections.empty()
 
-  keep = nms_keep(row, start, end, score, float(config.nms_threshold), s)
+  keep = nms_keep(row, start, end, score, float(config.nms_threshold))
   row, start, end, score = row[keep], start[keep], end[keep], score[keep]
 
   # Step 7: scores below a fraction of the best one (per class or per video) are dropped.
