@@ -147,12 +147,12 @@ def train_config() -> ml_collections.ConfigDict:
 
 
 def localize_config() -> ml_collections.ConfigDict:
-  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py (d2net_jax/localize.py)."""
+  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py (localize/tcam.py)."""
   c = ml_collections.ConfigDict()
   # Video-level class scores p: mean of the top-k snippets of `class_score_source`:
   # 'refined' (lambda' * T, official detectionMAP.py) or 'tcam' (T, paper).
   c.class_score_source = 'refined'  # paper: 'tcam'.
-  c.topk_ratio = 8  # k = max(1, round_down(s / ratio)). ActivityNet1.2 official: 4.
+  c.topk_ratio = 8  # k = max(1, topk_rounding of s / ratio). ActivityNet1.2 official: 4.
   c.topk_rounding = 'floor'  # 'floor' (official scorer) or 'ceil'. paper: 'ceil'.
   # Relevant classes: p > class_threshold * max(p) and p > 0.
   c.class_threshold = 0.5
