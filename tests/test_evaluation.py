@@ -2,7 +2,7 @@
 
 `_loop_map` below is written for these tests from the documented semantics of ActivityNet's
 eval_detection.py (one detection at a time, Python lists only); the vectorised evaluator must give
-the same numbers on random inputs.
+the same numbers on random inputs, including ground-truth instances tied in tIoU.
 """
 
 import json
@@ -65,8 +65,10 @@ def _loop_map(gt_rows, det_rows, thresholds):
       flags = []
       for v, _, s, e, _ in dets:
         same_video = [j for j, g in enumerate(gts) if g[0] == v]
-        # Highest tIoU first; equal tIoU: the earlier instance first (stable).
-        same_video.sort(key=lambda j: -_tiou((s, e), gts[j][2:]))
+        # The reference's `tiou.argsort()[::-1]` with an argsort that keeps ties in input order:
+        # highest tIoU first, equal tIoU the later instance first.
+        tious = [_tiou((s, e), gts[j][2:]) for j in same_video]
+        same_video = [same_video[i] for i in np.argsort(tious, kind='stable')[::-1]]
         flag = False
         for j in same_video:
           if _tiou((s, e), gts[j][2:]) < thr:
@@ -83,17 +85,25 @@ def _loop_map(gt_rows, det_rows, thresholds):
   return classes, ap
 
 
-def _random_case(rng, num_videos=6, num_classes=3, tie_scores=False):
+def _random_case(rng, num_videos=6, num_classes=3, tie_scores=False, grid=False):
+  """With `grid`, integer times from a small range: many ground-truth instances tie in tIoU."""
   gt_rows, det_rows = [], []
   for v in range(num_videos):
     video = f'v{v}'
     for _ in range(rng.integers(0, 6)):
-      label = f'c{rng.integers(num_classes)}'
+      label = f'c{rng.integers(num_classes)}' if not grid else 'c0'
+      if grid:
+        s = float(rng.integers(0, 12))
+        gt_rows.append((video, label, s, s + float(rng.integers(1, 4))))
+        continue
       s = float(rng.uniform(0, 90))
       gt_rows.append((video, label, s, s + float(rng.uniform(0.5, 12))))
   for video, label, s, e in gt_rows:
     for _ in range(rng.integers(0, 4)):  # Jittered copies (some duplicates, some off).
-      js, je = rng.normal(0, 0.2 * (e - s), 2)
+      if grid:
+        js, je = rng.integers(-2, 3, 2)
+      else:
+        js, je = rng.normal(0, 0.2 * (e - s), 2)
       det_rows.append((video, label, s + js, max(s + js, e + je), 0.0))
   for _ in range(rng.integers(0, 15)):  # Background detections, some in an extra video.
     video = f'v{rng.integers(num_videos + 1)}'
@@ -110,13 +120,13 @@ def _random_case(rng, num_videos=6, num_classes=3, tie_scores=False):
   return gt_rows, det_rows
 
 
-@pytest.mark.parametrize('tie_scores', [False, True])
-def test_matches_loop_implementation_on_random_cases(tie_scores):
-  rng = np.random.default_rng(0 if not tie_scores else 1)
+@pytest.mark.parametrize('tie_scores,grid', [(False, False), (True, False), (False, True)])
+def test_matches_loop_implementation_on_random_cases(tie_scores, grid):
+  rng = np.random.default_rng(2 if grid else 0 if not tie_scores else 1)
   thresholds = evaluation.THUMOS14_TIOU + (0.0, 0.95)
   checked = 0
   for _ in range(40):
-    gt_rows, det_rows = _random_case(rng, tie_scores=tie_scores)
+    gt_rows, det_rows = _random_case(rng, tie_scores=tie_scores, grid=grid)
     if not gt_rows:
       continue
     videos = {f'v{v}': [] for v in range(6)}
@@ -204,6 +214,21 @@ def test_locked_instance_passes_to_next_best():
   rows = [('a', 'Jump', 0.0, 10.0, 0.9), ('a', 'Jump', 0.0, 10.0, 0.8)]
   result = evaluation.evaluate_detections(_gt(videos), _det(rows), (0.5, 0.9))
   np.testing.assert_allclose(result.ap, [[1.0, 0.5]])
+  assert result.true_positives.tolist() == [[2, 1]]
+
+
+def test_tied_tiou_takes_the_later_instance():
+  # GT1 [0, 10], GT2 [20, 30]; det1 [5, 25] (0.9) has tIoU 5/25 with both. The reference takes
+  # the later instance (`argsort()[::-1]`): det1 -> GT2, det2 [0, 10] (0.8) -> GT1: AP 1 at 0.1.
+  # Taking the earlier one would lock GT1: det2 FP, precision 1, 1/2, recall 1/2, 1/2 -> 0.5.
+  # At 0.5 det1 is a FP and det2 takes GT1 either way: precision 0, 1/2, recall 0, 1/2 -> 0.25.
+  videos = {'a': [('Jump', 0.0, 10.0), ('Jump', 20.0, 30.0)]}
+  rows = [('a', 'Jump', 5.0, 25.0, 0.9), ('a', 'Jump', 0.0, 10.0, 0.8)]
+  thresholds = (0.1, 0.5)
+  result = evaluation.evaluate_detections(_gt(videos), _det(rows), thresholds)
+  _, reference = _loop_map([('a', l, s, e) for l, s, e in videos['a']], rows, thresholds)
+  np.testing.assert_allclose(reference, [[1.0, 0.25]])
+  np.testing.assert_allclose(result.ap, reference, rtol=0, atol=1e-15)
   assert result.true_positives.tolist() == [[2, 1]]
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from d2net_jax import config as config_lib
 from d2net_jax import localize
+from d2net_jax.localize import common
+from d2net_jax.localize import tcam as tcam_lib
 
 _BENCH = pathlib.Path(__file__).resolve().parents[1] / 'experiments' / 'bench_localize.py'
 _spec = importlib.util.spec_from_file_location('bench_localize', _BENCH)
@@ -67,7 +69,14 @@ def test_thresholds_are_the_official_fortieths():
     (16, 8, 'floor', 2), (17, 8, 'floor', 2), (7, 8, 'floor', 1), (17, 8, 'ceil', 3),
     (1, 8, 'ceil', 1), (9, 4, 'floor', 2), (9, 4, 'ceil', 3)])
 def test_topk_count(s, ratio, rounding, k):
-  assert localize.topk_count(s, official(topk_ratio=ratio, topk_rounding=rounding)) == k
+  """topk_rounding picks the rule (tests/test_topk_counts.py has the rules' own table)."""
+  assert int(tcam_lib.TOPK_COUNTS[rounding](s, ratio)) == k
+  # The class score of a column 1, 2, ..., s is the mean of its k largest values.
+  values = np.arange(1, s + 1, dtype=np.float32)
+  tcam, attention = one_class(values)
+  config = official(topk_ratio=ratio, topk_rounding=rounding, class_score_source='tcam')
+  np.testing.assert_allclose(localize.video_class_scores(tcam, attention, config),
+                             [values[-k:].mean()], rtol=1e-6)
 
 
 @pytest.mark.parametrize('scores,expected', [
@@ -276,6 +285,30 @@ def test_matches_reference_on_a_benchmark_like_run():
     assert bench.same_detections(d, bench.localize_video_reference(*v, config))
 
 
+@pytest.mark.parametrize('kind', ['int', 'float'])
+def test_overlapping_pairs_are_every_pair_by_brute_force(kind):
+  """`common.overlapping_pairs`, the one candidate finder of both NMS kinds (snippet ranges and
+  BaS-Net's seconds), on unsorted proposals with ties, for both sides of the limit."""
+  rng = np.random.default_rng(11)
+  for _ in range(20):
+    num = int(rng.integers(0, 40))
+    row = rng.integers(0, 3, num)
+    if kind == 'int':
+      start = rng.integers(0, 20, num)
+      limit = start + rng.integers(0, 6, num)
+    else:
+      start = np.round(rng.uniform(0, 20, num), 1)
+      limit = start + np.round(rng.uniform(0, 5, num), 1)
+    for side in ('left', 'right'):
+      src, dst = common.overlapping_pairs(row, start, limit, side)
+      order = np.lexsort((start, row)).tolist()
+      expected = {(i, j) for i in range(num) for j in range(num)
+                  if row[i] == row[j] and order.index(i) < order.index(j)
+                  and (start[j] < limit[i] if side == 'left' else start[j] <= limit[i])}
+      got = list(zip(src.tolist(), dst.tolist()))
+      assert len(got) == len(set(got)) and set(got) == expected
+
+
 def test_nms_rounds_match_plain_greedy_on_chains():
   rng = np.random.default_rng(0)
   for trial in range(30):
@@ -289,7 +322,7 @@ def test_nms_rounds_match_plain_greedy_on_chains():
     row, start = np.divmod(rest, s + 1)
     score = np.round(rng.random(row.shape[0]) * 8) / 8  # Many ties.
     threshold = [0.3, 0.5, 1.0][trial % 3]
-    kept = localize.nms_keep(row, start, end, score, threshold, s)
+    kept = localize.nms_keep(row, start, end, score, threshold)
     expected = np.zeros(row.shape[0], bool)
     for i in sorted(range(row.shape[0]), key=lambda i: (-score[i], start[i], end[i])):
       clash = False

@@ -29,12 +29,10 @@ import sys
 from absl import flags
 
 from d2net_jax import inference
-from d2net_jax.commands import config_cli
-from d2net_jax.config import checks as config_checks
+from d2net_jax.commands import trained_run
 from d2net_jax.data.records import DataError
 from d2net_jax.evaluation import detections as detections_lib
 from d2net_jax.evaluation import mean_ap as evaluation
-from d2net_jax.training import train
 
 PROG = 'd2net-jax localize'
 
@@ -53,27 +51,18 @@ def _define(fv):
 
 
 def main(argv) -> int:
-  if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(config_cli.help_text(__doc__, (_define,), config_cli.run_config_or_none(argv),
-                               run_flags=True))
-    return 0
+  run = trained_run.open_run(PROG, __doc__, argv, _define)
+  if isinstance(run, int):
+    return run
+  config, fv, dataset, state = run.config, run.flags, run.dataset, run.state
   try:
-    config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
-    config_checks.validate_config(config, check_data_path=not fv.data)
-  except (config_cli.UsageError, ValueError) as e:  # ValueError: config_checks.ConfigError.
-    print(f'{PROG}: error: {e}', file=sys.stderr)
-    return 2
-  workdir = pathlib.Path(fv.workdir)
-  try:
-    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint,
-                                                         data_path=fv.data)
     subset = fv.subset or dataset.test_subset
     videos = dataset.subset(subset)
     if fv.data and not fv.subset and not videos:  # New videos: all of the store.
       subset, videos = 'all', list(dataset.videos)
     if not videos:
       raise DataError(f'{dataset.name}: no video in subset {subset!r}')
-    forward = inference.make_forward(model, config)
+    forward = inference.make_forward(run.model, config)
     outputs = inference.video_outputs(forward, state.params, state.method_state, videos, config,
                                       dataset.num_classes, progress=fv.progress)
     found = inference.detect(outputs, videos, config, progress=fv.progress)
@@ -82,7 +71,7 @@ def main(argv) -> int:
     return 1
   default = (f'detections_{pathlib.Path(fv.data).stem}_{subset}.json' if fv.data else
              f'detections_{subset}.json')
-  output = pathlib.Path(fv.output or workdir / default)
+  output = pathlib.Path(fv.output or run.workdir / default)
   try:
     detections_lib.write_detections(output, found, dataset.class_names)
   except OSError as e:
@@ -90,7 +79,7 @@ def main(argv) -> int:
           file=sys.stderr)
     return 1
   print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} {subset} videos '
-        f'({which} checkpoint, step {int(state.step)}) written to {output}')
+        f'({run.which} checkpoint, step {int(state.step)}) written to {output}')
   if any(len(v.segments) for v in videos):
     result = inference.score(dataset, videos, found, config)
     print(evaluation.format_table(result, per_class=fv['per-class'].value))

@@ -17,10 +17,9 @@ from d2net_jax import inference
 from d2net_jax import localize
 from d2net_jax import methods
 from d2net_jax.commands import config_cli
-from d2net_jax.config import checks as config_checks
+from d2net_jax.commands import trained_run
 from d2net_jax.data.records import DataError
 from d2net_jax.evaluation import plotting
-from d2net_jax.training import train
 
 PROG = 'd2net-jax plot'
 
@@ -39,33 +38,30 @@ def _define(fv):
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.', flag_values=fv)
 
 
+def _check_flags(fv):
+  """The window (start, end) seconds of --start/--end, or None; UsageError / ValueError for a
+  missing --video or a bad flag."""
+  if not fv.video:
+    raise config_cli.UsageError('--video ID is required')
+  if fv.output:
+    plotting.check_output(fv.output)
+  if fv.start is None and fv.end is None:
+    return None
+  return plotting.check_window((fv.start or 0.0, float('inf') if fv.end is None else fv.end))
+
+
 def main(argv) -> int:
-  if any(arg in ('-h', '--help', '-help') for arg in argv):
-    print(config_cli.help_text(__doc__, (_define,), config_cli.run_config_or_none(argv),
-                               run_flags=True))
-    return 0
+  run = trained_run.open_run(PROG, __doc__, argv, _define, check=_check_flags)
+  if isinstance(run, int):
+    return run
+  config, fv, dataset, state = run.config, run.flags, run.dataset, run.state
+  window = _check_flags(fv)
   try:
-    config, fv = config_cli.parse_run(PROG, argv, extra_flags=(_define,))
-    config_checks.validate_config(config, check_data_path=not fv.data)
-    if not fv.video:
-      raise config_cli.UsageError('--video ID is required')
-    if fv.output:
-      plotting.check_output(fv.output)
-    window = None
-    if fv.start is not None or fv.end is not None:
-      window = plotting.check_window((fv.start or 0.0, float('inf') if fv.end is None else fv.end))
-  except (config_cli.UsageError, ValueError) as e:  # ValueError: config_checks.ConfigError.
-    print(f'{PROG}: error: {e}', file=sys.stderr)
-    return 2
-  workdir = pathlib.Path(fv.workdir)
-  try:
-    dataset, model, state, which = train.restore_trained(config, workdir, fv.checkpoint,
-                                                         data_path=fv.data)
     matches = [v for v in dataset.videos if v.video_id == fv.video]
     if not matches:
       raise DataError(f'{dataset.name}: no video {fv.video!r}')
     video = matches[0]
-    forward = inference.make_forward(model, config)
+    forward = inference.make_forward(run.model, config)
     outputs = inference.video_outputs(forward, state.params, state.method_state, [video], config,
                                       dataset.num_classes)
     found = inference.detect(outputs, [video], config)[video.video_id]
@@ -75,13 +71,14 @@ def main(argv) -> int:
                                             config)
     ground_truth = [(int(c), float(s), float(e)) for (s, e), c
                     in zip(video.segments.reshape(-1, 2), video.segment_classes)]
-    output = pathlib.Path(fv.output or workdir / 'plots' / f'{video.video_id}.png')
+    output = pathlib.Path(fv.output or run.workdir / 'plots' / f'{video.video_id}.png')
     plotting.plot_video(
         output, tcam=tcam, attention=attention, seconds_per_snippet=outputs[0].seconds_per_snippet,
         class_names=list(dataset.class_names), classes=fv.classes, ground_truth=ground_truth,
         detections=found, localize_config=config.localize, localizer=localizer,
         relevant_classes=relevant, window=window,
-        title=f'{video.video_id} ({video.subset}), {which} checkpoint, step {int(state.step)}')
+        title=f'{video.video_id} ({video.subset}), {run.which} checkpoint, '
+        f'step {int(state.step)}')
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1

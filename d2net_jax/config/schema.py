@@ -14,6 +14,8 @@ misspelt field fails. Presets import this module, call `base_config()` and overr
 every field can be overridden on the command line (`--config.train.batch_size=4`).
 """
 
+import json
+
 import ml_collections
 
 from d2net_jax import methods
@@ -145,12 +147,12 @@ def train_config() -> ml_collections.ConfigDict:
 
 
 def localize_config() -> ml_collections.ConfigDict:
-  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py (d2net_jax/localize.py)."""
+  """Inference of Sec. 3.3 as in the official test.py / detectionMAP.py (localize/tcam.py)."""
   c = ml_collections.ConfigDict()
   # Video-level class scores p: mean of the top-k snippets of `class_score_source`:
   # 'refined' (lambda' * T, official detectionMAP.py) or 'tcam' (T, paper).
   c.class_score_source = 'refined'  # paper: 'tcam'.
-  c.topk_ratio = 8  # k = max(1, round_down(s / ratio)). ActivityNet1.2 official: 4.
+  c.topk_ratio = 8  # k = max(1, topk_rounding of s / ratio). ActivityNet1.2 official: 4.
   c.topk_rounding = 'floor'  # 'floor' (official scorer) or 'ceil'. paper: 'ceil'.
   # Relevant classes: p > class_threshold * max(p) and p > 0.
   c.class_threshold = 0.5
@@ -188,13 +190,17 @@ def oic_config() -> ml_collections.ConfigDict:
   """SAL's 'oic' localizer (d2net_jax/localize/oic.py), THUMOS14 values of the authors' code.
 
   ActivityNet1.3 code: class_threshold 0.1, comb_weights (0.6, 0.2, 0.2), topk_ratio 4,
-  beta_sc 0.5, nms_threshold 0.7, soft_alpha 0.35 (the rest as THUMOS14).
+  topk_min_one False, beta_sc 0.5, nms_threshold 0.7, soft_alpha 0.35 (the rest as THUMOS14).
   """
   c = ml_collections.ConfigDict()
   c.class_threshold = 0.25  # Classes with p_c >= this (argmax p when none). ActivityNet: 0.1.
   # comb = w[0] softmax(cas) + w[1] a_r (RGB actionness) + w[2] a_f (flow actionness).
   c.comb_weights = (1 / 3, 1 / 3, 1 / 3)  # ActivityNet: (0.6, 0.2, 0.2).
   c.topk_ratio = 8  # k = max(1, s // topk_ratio) snippets of comb per class. ActivityNet: 4.
+  # False: k = s // topk_ratio, as the ActivityNet code, whose k = 0 for a video of fewer than
+  # topk_ratio snippets gives NaN scores and no detection (its presets set False). The THUMOS14
+  # code never meets k = 0 (every test video is resampled to 750 snippets).
+  c.topk_min_one = True
   # p = softmax((1 - beta_sc) * top-k mean of cas + beta_sc * sc). ActivityNet: 0.5.
   c.beta_sc = 0.65
   c.scale = 24  # Linear upsampling factor of comb before thresholding.
@@ -243,6 +249,27 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # so when it fires). False: only that class gets AP 0.
   c.zero_ap_after_empty_class = True
   return c
+
+
+# Fields taken out of the schema that never changed what a run computed. A run's config.json
+# written before still loads and resumes (`without_removed_fields` drops them).
+REMOVED_FIELDS = (
+    'dfe.loss.w_mem',  # Only for dfe.gmm.update='learned', which was never implemented.
+    'dfe.loss.mem_temperature',  # Likewise.
+)
+
+
+def without_removed_fields(saved: dict) -> dict:
+  """A copy of a saved config (config.json's nested dict) without the REMOVED_FIELDS."""
+  saved = json.loads(json.dumps(saved))
+  for dotted in REMOVED_FIELDS:
+    *path, field = dotted.split('.')
+    node = saved
+    for part in path:
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.pop(field, None)
+  return saved
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -201,14 +201,7 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   def one_video(video_id, entry):
     nonlocal feature_dim
     path = features_dir / f'{video_id}.npy'
-    if not path.is_file():
-      raise DataError(f'{path}, video {video_id!r}: missing feature file (listed in '
-                      f'{entry.source})')
-    shape, dtype = validation.npy_header(path)
-    if dtype.hasobject or dtype.kind not in 'fiu':
-      raise DataError(f'{path}, video {video_id!r}: dtype {dtype}, expected floats')
-    num_snippets, dim = validation.check_feature_shape(shape, source=path, video_id=video_id,
-                                                       feature_dim=feature_dim)
+    num_snippets, dim = validation.npy_feature_shape(path, video_id, entry.source, feature_dim)
     feature_dim = dim
     labels = validation.class_indices(entry.labels, class_index, source=entry.source,
                                       video_id=video_id)

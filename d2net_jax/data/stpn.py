@@ -115,15 +115,7 @@ def read_dataset(root, *, name: str = '', feature_dim: int | None = None,
     if video_id not in by_id:
       raise DataError(f'{split_file}, video {video_id!r}: not in {gt_path} (no label)')
     paths = [folder / f'{video_id}.npy' for folder in folders]
-    shapes = []
-    for path in paths:
-      if not path.is_file():
-        raise DataError(f'{path}, video {video_id!r}: missing feature file (listed in '
-                        f'{split_file})')
-      shape, dtype = validation.npy_header(path)
-      if dtype.hasobject or dtype.kind not in 'fiu':
-        raise DataError(f'{path}, video {video_id!r}: dtype {dtype}, expected floats')
-      shapes.append(validation.check_feature_shape(shape, source=path, video_id=video_id))
+    shapes = [validation.npy_feature_shape(path, video_id, split_file) for path in paths]
     if shapes[0][0] != shapes[1][0]:
       raise DataError(f'{paths[0]} and {paths[1]}, video {video_id!r}: {shapes[0][0]} RGB '
                       f'snippets but {shapes[1][0]} flow snippets')

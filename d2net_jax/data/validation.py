@@ -159,6 +159,20 @@ def check_feature_shape(shape: Sequence[int], *, source: PathLike, video_id: str
   return int(shape[0]), int(shape[1])
 
 
+def npy_feature_shape(path: pathlib.Path, video_id: str, listed_in: PathLike,
+                      feature_dim: int | None = None) -> tuple[int, int]:
+  """(T, D) of video `video_id`'s (T, D) float .npy feature file `path`, from its header only.
+
+  DataError naming the file and the video: missing (listed in `listed_in`), not floats, or a bad
+  shape (`check_feature_shape`)."""
+  if not path.is_file():
+    raise DataError(f'{path}, video {video_id!r}: missing feature file (listed in {listed_in})')
+  shape, dtype = npy_header(path)
+  if dtype.hasobject or dtype.kind not in 'fiu':
+    raise DataError(f'{path}, video {video_id!r}: dtype {dtype}, expected floats')
+  return check_feature_shape(shape, source=path, video_id=video_id, feature_dim=feature_dim)
+
+
 def check_duration(duration, *, source: PathLike, video_id: str) -> float:
   try:
     value = float(np.asarray(duration, dtype=np.float64).reshape(()))

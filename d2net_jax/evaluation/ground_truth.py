@@ -1,7 +1,6 @@
 """What the evaluator scores against: the ground truth (from a dataset, an ActivityNet JSON or a
 mapping) restricted to subsets, and the ambiguous regions (THUMOS14 Ambiguous_test.txt) whose
-detections are dropped. Used by `evaluation.py` (which re-exports these names) and
-`evaluation_official.py`.
+detections are dropped. Used by `mean_ap.py` (which re-exports these names) and `official.py`.
 """
 
 from __future__ import annotations

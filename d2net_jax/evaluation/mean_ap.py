@@ -3,13 +3,22 @@
 That scorer (used by BaS-Net, ACM-Net, CoLA and most WTAL code since) is the field's standard:
 
   * Per class, the detections of all videos are ranked by score, highest first. Ties keep their
-    input order here (stable sort); the reference uses `argsort()[::-1]`, whose tie order is
-    unspecified (reversed input order for small arrays), so only tied scores can differ.
+    input order here (stable sort).
   * Each detection, in rank order, is compared with the ground truth (GT) instances of its class
-    in its video by temporal IoU (tIoU). At each threshold it takes the not yet matched instance
-    of highest tIoU (ties: the earlier instance); if that tIoU >= threshold it is a true positive
-    (TP) and locks the instance, otherwise a false positive (FP). A duplicate of a matched
-    detection is therefore a FP. Detections in videos without GT of their class are FPs.
+    in its video (in GT file order) by temporal IoU (tIoU). At each threshold it takes the not yet
+    matched instance of highest tIoU (ties: the later instance); if that tIoU >= threshold it is a
+    true positive (TP) and locks the instance, otherwise a false positive (FP). A duplicate of a
+    matched detection is therefore a FP. Detections in videos without GT of their class are FPs.
+
+Where the results can differ from the reference: it orders both lists with NumPy's default
+`argsort()[::-1]`, which is the reversed input order of equal values only where the argsort keeps
+ties in input order. So (a) detections of one class with equal scores: the reference ranks them
+in an unspecified order (reversed input order for small arrays), this evaluator in input order;
+(b) GT instances (of one class in one video) with equal tIoU to a detection: this evaluator takes
+the later one, as the reference wherever NumPy's argsort keeps ties in input order (its generic
+quicksort does for up to 16 values); NumPy builds that sort with SIMD (x86-simd-sort: NumPy 2.4 on
+an AVX-512 CPU, for one) can order ties otherwise from 4 values on, so the reference's own choice
+then depends on the machine. Nothing else differs.
   * AP is the VOC 2010+ interpolated area: precision made monotone from the right, summed over
     the recall steps. A class with GT but no detection has AP 0. mAP is the mean over classes.
 
@@ -120,7 +129,8 @@ def match_detections(det_keys: np.ndarray, det_segments: np.ndarray,
     rows = candidates[by_round[bounds[r]:bounds[r + 1]]]  # One detection per group.
     tiou, gt_index = _padded_tiou(det_segments[rows], gt_segments, start[rows], count[rows])
     available = np.where(locked[:, gt_index], -np.inf, tiou[None])  # (K, A, m)
-    choice = available.argmax(axis=-1)  # First maximum: the earlier instance on ties.
+    # Last maximum: the later instance on ties, as the reference's `argsort()[::-1]`.
+    choice = available.shape[-1] - 1 - available[..., ::-1].argmax(axis=-1)
     chosen_tiou = np.take_along_axis(available, choice[..., None], axis=-1)[..., 0]
     hit = chosen_tiou >= thr  # (K, A)
     tp[:, rows] = hit
@@ -312,8 +322,8 @@ def evaluate_detections(ground_truth: Any,
   if num_input == 0:
     warnings.warn(f'{det_source}: no detections at all; every AP is 0', UserWarning, stacklevel=2)
 
-  protocol = ['ActivityNet eval_detection semantics (greedy highest-tIoU matching, '
-              'VOC interpolated AP, tied scores in input order)']
+  protocol = ['ActivityNet eval_detection semantics (greedy highest-tIoU matching, ties to the '
+              'later GT instance; VOC interpolated AP, tied scores in input order)']
   if regions is not None:  # Counted in the scored videos (a file may cover more).
     num_regions = sum(len(r) for v, r in regions.items() if v in video_of)
     protocol.append(f'ambiguous regions from {ambiguous_source or regions_name} ({num_regions} '

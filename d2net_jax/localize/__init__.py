@@ -23,7 +23,7 @@ from d2net_jax.localize.common import (Detections, find_proposals, nms_keep, ran
                                        topk_mean)
 from d2net_jax.localize.tcam import (contrast_scores, localize_video, localize_videos,  # noqa: F401
                                      outer_width, proposal_thresholds, refined_sequence,
-                                     relevant_classes, topk_count, video_class_scores)
+                                     relevant_classes, video_class_scores)
 
 Localizer = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], float, Any], Detections]
 

@@ -4,8 +4,9 @@ Per class, on proposal times in seconds with "+1" lengths: IoU = inter / (area_i
 inter = max(0, min(end) - max(start) + 1), area = end - start + 1. Greedy by score; a proposal with
 IoU >= nms_threshold to a kept one leaves the loop: 'basnet_soft' keeps it with
 score * exp(-IoU^2 / soft_alpha) (decayed once, never suppressed again, nothing discarded), 'hard'
-drops it. The greedy loop runs in rounds over the list of conflicting pairs
-(`common.greedy_keep`, shared with the TCAM localizer) instead of one proposal at a time.
+drops it. The candidate pairs come from `common.overlapping_pairs` and the greedy loop runs in
+rounds over the list of conflicting pairs (`common.greedy_keep`), both shared with the TCAM
+localizer, instead of one proposal at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from d2net_jax.localize import common
-
 
 
 def basnet_iou(start_a, end_a, start_b, end_b) -> np.ndarray:
@@ -30,27 +30,10 @@ def _conflicts(row, start, end, order, iou_threshold):
 
   Returns src, dst (E,) int64, their IoU (E,) and the greedy rank (P,) of every proposal.
   """
-  srcs, dsts = [], []
-  for r in np.unique(row):
-    members = np.flatnonzero(row == r)
-    members = members[np.argsort(start[members], kind='stable')]
-    s, e = start[members], end[members]
-    # j after i in start order can overlap i (inter > 0) only if s_j < e_i + 1; the margin keeps
-    # every pair whose float IoU could reach the threshold (> 0).
-    last = np.searchsorted(s, e + 1 + 1e-9 * (1 + np.abs(e)), side='right')
-    first = np.arange(members.shape[0]) + 1
-    counts = np.maximum(last - first, 0)
-    a = np.repeat(np.arange(members.shape[0]), counts)
-    b = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts,
-                                                                       counts))
-    srcs.append(members[a])
-    dsts.append(members[b])
-  src = np.concatenate(srcs) if srcs else np.zeros(0, np.int64)
-  dst = np.concatenate(dsts) if dsts else np.zeros(0, np.int64)
-  rank = np.empty(row.shape[0], np.int64)
-  rank[order] = np.arange(row.shape[0])
-  swap = rank[src] > rank[dst]
-  src, dst = np.where(swap, dst, src), np.where(swap, src, dst)
+  # j after i in start order can overlap i (inter > 0) only if s_j < e_i + 1; the margin keeps
+  # every pair whose float IoU could reach the threshold (> 0).
+  src, dst = common.overlapping_pairs(row, start, end + 1 + 1e-9 * (1 + np.abs(end)), side='right')
+  src, dst, rank = common.orient_pairs(src, dst, order)
   iou = basnet_iou(start[src], end[src], start[dst], end[dst])
   hit = iou >= iou_threshold
   return src[hit], dst[hit], iou[hit], rank

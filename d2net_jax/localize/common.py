@@ -1,5 +1,6 @@
-"""Pieces every localizer shares: the `Detections` record, runs above thresholds, interval NMS,
-range sums by cumulative sums and the top-k mean. NumPy only, vectorised over proposals.
+"""Pieces every localizer shares: the `Detections` record, runs above thresholds, the pairs of
+overlapping proposals, greedy NMS over a conflict graph, range sums by cumulative sums and the top-k
+mean. NumPy only, vectorised over proposals.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class Detections:
 
 
 def topk_mean(sequence: np.ndarray, k: int) -> np.ndarray:
-  """(C,) float64 mean of the k largest entries of each column of `sequence` (s, C)."""
+  """(C,) float64 mean of the k largest entries of each column of `sequence` (s, C); k >= 1, all
+  s entries for k >= s."""
   s = sequence.shape[0]
   top = np.partition(sequence, s - k, axis=0)[s - k:] if k < s else sequence
   return top.astype(np.float64).mean(axis=0)
@@ -91,44 +93,53 @@ def find_proposals(rows: np.ndarray, thresholds: np.ndarray, min_length: int):
   return row, start, end
 
 
-def _overlapping_pairs(row: np.ndarray, start: np.ndarray, end: np.ndarray, s: int):
-  """All pairs (i, j) of the same row whose ranges overlap, i before j in (row, start) order.
+def overlapping_pairs(row: np.ndarray, start: np.ndarray, limit: np.ndarray, side: str = 'left'):
+  """All pairs (i, j) of the same row with start_i <= start_j < limit_i ('left'; 'right':
+  start_j <= limit_i), i before j in (row, start) order (ties: index order).
 
-  Expects the proposals sorted by (row, start). Returns (E,) int64 index arrays.
+  With limit = end of [start, end) ranges these are the overlapping pairs; a caller with other
+  overlap rules passes a wider limit and filters. row (P,) int >= 0; start, limit (P,) int or
+  float, in any order. Returns src, dst (E,) int64 indices into the inputs. Array code: the
+  values are ranked to exact integer codes, so one searchsorted over (row, code) keys finds,
+  for every i, the end of its run of candidates.
   """
-  key = row * (s + 1) + start
-  # j > i overlaps i iff row_j == row_i and start_j < end_i (start_j >= start_i by the order).
-  last = np.searchsorted(key, row * (s + 1) + end, side='left')
-  first = np.arange(row.shape[0]) + 1
+  num = row.shape[0]
+  order = np.lexsort((start, row))
+  values, codes = np.unique(np.concatenate([start, limit]), return_inverse=True)
+  width = values.shape[0]
+  key = row[order] * width + codes[:num][order]
+  last = np.searchsorted(key, row[order] * width + codes[num:][order], side=side)
+  first = np.arange(num) + 1
   counts = np.maximum(last - first, 0)
-  src = np.repeat(np.arange(row.shape[0]), counts)
-  offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-  dst = np.repeat(first, counts) + offsets
-  return src, dst
+  src = np.repeat(np.arange(num), counts)
+  dst = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts,
+                                                                       counts))
+  return order[src], order[dst]
+
+
+def orient_pairs(src: np.ndarray, dst: np.ndarray, order: np.ndarray):
+  """Each pair (src, dst) from the earlier to the later proposal in the greedy `order` (P,) (a
+  permutation, first = highest priority). Returns src, dst (E,) and the rank (P,) of each."""
+  rank = np.empty(order.shape[0], np.int64)
+  rank[order] = np.arange(order.shape[0])
+  swap = rank[src] > rank[dst]
+  return np.where(swap, dst, src), np.where(swap, src, dst), rank
 
 
 def nms_keep(row: np.ndarray, start: np.ndarray, end: np.ndarray, score: np.ndarray,
-             iou_threshold: float, s: int) -> np.ndarray:
+             iou_threshold: float) -> np.ndarray:
   """Greedy NMS per row (class): (P,) bool, True for the proposals kept.
 
   Greedy order: score desc, then start asc, end asc. A proposal is suppressed when a kept one of
-  the same row earlier in that order has IoU >= iou_threshold with it (IoU of snippet ranges).
-  Proposals must be sorted by (row, start, end) and unique. Runs in rounds: each round settles
-  every proposal whose earlier conflicting proposals are all settled.
+  the same row earlier in that order has IoU >= iou_threshold with it (IoU of snippet ranges
+  [start, end), end > start).
   """
-  num = row.shape[0]
-  src, dst = _overlapping_pairs(row, start, end, s)
+  src, dst = overlapping_pairs(row, start, end)
   inter = np.minimum(end[src], end[dst]) - np.maximum(start[src], start[dst])
   union = (end[src] - start[src]) + (end[dst] - start[dst]) - inter
   conflict = inter / union >= iou_threshold
-  src, dst = src[conflict], dst[conflict]
-  # Orient every edge from the earlier to the later proposal in greedy order.
-  order = np.lexsort((end, start, -score, row))
-  rank = np.empty(num, np.int64)
-  rank[order] = np.arange(num)
-  swap = rank[src] > rank[dst]
-  src, dst = np.where(swap, dst, src), np.where(swap, src, dst)
-  return greedy_keep(num, src, dst)
+  src, dst, _ = orient_pairs(src[conflict], dst[conflict], np.lexsort((end, start, -score, row)))
+  return greedy_keep(row.shape[0], src, dst)
 
 
 def greedy_keep(num: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:

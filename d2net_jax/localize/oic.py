@@ -7,7 +7,8 @@ Per video, from the raw class logits `cas` (s, C), the RGB and flow actionness a
 1. combined score comb = w_cas softmax_C(cas) + w_rgb a_r + w_flow a_f (s, C) (THUMOS14: the mean
    of the three, ActivityNet: 0.6 / 0.2 / 0.2); video class probabilities
    p = softmax_C((1 - beta_sc) * mean_{t in top-k of comb_c} cas[t, c] + beta_sc * sc),
-   k = max(1, s // topk_ratio);
+   k = max(1, s // topk_ratio) (`topk_min_one`) or the ActivityNet code's s // topk_ratio, whose
+   k = 0 (fewer than topk_ratio snippets: NaN scores in the code) gives no detection;
 2. classes {c : p_c >= class_threshold}, or {argmax p} when none passes;
 3. each selected comb_c is upsampled x `scale` by linear interpolation at
    x = np.arange(0, s, 1 / scale) (N = scale * s points, the last scale - 1 extrapolated past
@@ -24,11 +25,8 @@ Per video, from the raw class logits `cas` (s, C), the RGB and flow actionness a
 6. times [s * tf, (e + 1) * tf] with tf = seconds_per_snippet / scale (seconds_per_snippet is per
    fed snippet, already scaled by v_len / s when the video was resampled);
 7. per class, the proposals of all thresholds (duplicates included, as the code) go through
-   BaS-Net's NMS (basnet_nms.py) on the times in seconds with "+1" lengths:
-   IoU = inter / (area_i + area_j - inter), inter = max(0, min(end) - max(start) + 1), area = end - start + 1. Greedy by score; a proposal
-   with IoU >= nms_threshold to a kept one leaves the loop: 'basnet_soft' keeps it with
-   score * exp(-IoU^2 / soft_alpha) (decayed once, never suppressed again, nothing discarded),
-   'hard' drops it.
+   BaS-Net's NMS on the times in seconds (basnet_nms.py: IoU with "+1" lengths, greedy by score;
+   'basnet_soft' decays a suppressed proposal once and keeps it, 'hard' drops it).
 
 The proposals of all classes and thresholds come from one comparison, their scores from cumulative
 sums, and the NMS runs in rounds over the list of conflicting pairs (`common.greedy_keep`). Exact
@@ -47,6 +45,7 @@ import numpy as np
 from d2net_jax.localize import common
 from d2net_jax.localize.basnet_nms import basnet_nms
 from d2net_jax.localize.common import Detections
+from d2net_jax.utils import topk
 
 OUTER_ROUNDINGS = ('basnet', 'symmetric')
 NMS_KINDS = ('basnet_soft', 'hard')
@@ -74,6 +73,8 @@ def check_config(config: Any) -> None:
          tuple(weights))
   if not (isinstance(config.topk_ratio, (int, np.integer)) and config.topk_ratio >= 1):
     fail('topk_ratio', 'an integer >= 1', config.topk_ratio)
+  if not isinstance(config.topk_min_one, (bool, np.bool_)):
+    fail('topk_min_one', 'True or False', config.topk_min_one)
   if not (finite(config.beta_sc) and 0 <= config.beta_sc <= 1):
     fail('beta_sc', 'in [0, 1]', config.beta_sc)
   if not (isinstance(config.scale, (int, np.integer)) and config.scale >= 1):
@@ -129,18 +130,23 @@ def combined_scores(cas: np.ndarray, a_r: np.ndarray, a_f: np.ndarray, weights) 
   return (dtype(w_cas) * probs + dtype(w_rgb) * a_r[:, None]) + dtype(w_flow) * a_f[:, None]
 
 
-def topk_count(num_snippets: int, config: Any) -> int:
-  """k = max(1, s // topk_ratio) (the code's s // ratio, kept >= 1 for short videos)."""
-  return int(min(num_snippets, max(1, num_snippets // int(config.topk_ratio))))
+def _topk(num_snippets: int, config: Any) -> int:
+  """k of step 1: max(1, s // topk_ratio) with `topk_min_one`, else s // topk_ratio (maybe 0)."""
+  count = topk.topk_count_floor_min1 if config.topk_min_one else topk.topk_count_floor
+  return int(count(num_snippets, int(config.topk_ratio)))
 
 
 def class_probabilities(cas: np.ndarray, comb: np.ndarray, sc: np.ndarray, config: Any
                         ) -> np.ndarray:
   """p (C,) in the inputs' float dtype: softmax((1 - beta_sc) * cas_top + beta_sc * sc), cas_top
   (C,) the mean of cas over the top-k snippets of comb in each class (ties: the earlier snippet
-  first). Kept in float32 for float32 inputs: the code compares float32 p with class_threshold."""
+  first). Kept in float32 for float32 inputs: the code compares float32 p with class_threshold.
+  Needs k >= 1 (`localize_video` gives no detection for k = 0)."""
   s = cas.shape[0]
-  k = topk_count(s, config)
+  k = _topk(s, config)
+  if k < 1:
+    raise ValueError(f'top-k of {s} snippets with localize.oic.topk_ratio={config.topk_ratio} '
+                     'is 0 (topk_min_one=False): no class scores')
   # The top k of each column: every value above the k-th largest, then the earliest ties with it.
   kth = np.partition(comb, s - k, axis=0)[s - k]  # (C,)
   above = comb > kth
@@ -162,9 +168,12 @@ def selected_classes(p: np.ndarray, config: Any) -> np.ndarray:
 
 
 def video_classes(cas, a_f, a_r, sc, config: Any) -> np.ndarray:
-  """(R,) int64 the classes `localize_video` localizes (steps 1-2), e.g. to plot them."""
+  """(R,) int64 the classes `localize_video` localizes (steps 1-2), e.g. to plot them; none when
+  k = 0."""
   check_config(config)
   cas, a_f, a_r, sc = _validate(cas, a_f, a_r, sc, 1.0)
+  if _topk(cas.shape[0], config) < 1:
+    return np.zeros(0, np.int64)
   comb = combined_scores(cas, a_r, a_f, config.comb_weights)
   return selected_classes(class_probabilities(cas, comb, sc, config), config)
 
@@ -315,6 +324,8 @@ def localize_video(cas: np.ndarray, a_f: np.ndarray, a_r: np.ndarray, sc: np.nda
   """
   check_config(config)
   cas, a_f, a_r, sc = _validate(cas, a_f, a_r, sc, seconds_per_snippet)
+  if _topk(cas.shape[0], config) < 1:  # The ActivityNet code's k = 0: NaN scores, no detection.
+    return Detections.empty()
   comb = combined_scores(cas, a_r, a_f, config.comb_weights)
   p = class_probabilities(cas, comb, sc, config)
   classes = selected_classes(p, config)

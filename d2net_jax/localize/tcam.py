@@ -5,7 +5,7 @@ Per video, from the TCAM `T` (s, C) and the bottom-up attention `lambda'` (s,) (
 1. refined sequence r = lambda' * T (s, C); `rescale_attention` first scales lambda' by
    `attention_scale / max(lambda')` (official ActivityNet1.2 setting);
 2. video-level class scores p (C,): mean of the top-k snippets of r (official) or of T (paper),
-   k = max(1, floor(s / topk_ratio)) (official scorer) or ceil (paper);
+   k = max(1, floor(s / topk_ratio)) (official scorer) or max(1, ceil(s / topk_ratio)) (paper);
 3. relevant classes: p > class_threshold * max(p) and p > 0, or the official ActivityNet rule;
 4. proposals: for every relevant class c and threshold theta, the runs of r_c > theta that are at
    least `min_proposal_snippets` long, as snippet ranges [start, end) (end exclusive);
@@ -36,6 +36,7 @@ import numpy as np
 
 from d2net_jax.localize import common
 from d2net_jax.localize.common import Detections, find_proposals, nms_keep, topk_mean
+from d2net_jax.utils import topk
 
 
 # ------------------------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def _check_config(config: Any) -> None:
     raise ValueError(f'localize.nms_threshold must be in (0, 1], got {config.nms_threshold}')
   if config.topk_ratio <= 0:
     raise ValueError(f'localize.topk_ratio must be > 0, got {config.topk_ratio}')
-  if config.topk_rounding not in ('floor', 'ceil'):
+  if config.topk_rounding not in TOPK_COUNTS:
     raise ValueError("localize.topk_rounding must be 'floor' or 'ceil', got "
                      f'{config.topk_rounding!r}')
   if config.class_score_source not in ('refined', 'tcam'):
@@ -122,20 +123,21 @@ def refined_sequence(tcam: np.ndarray, attention: np.ndarray, config: Any) -> np
   return tcam * attention[:, None]
 
 
-def topk_count(num_snippets: int, config: Any) -> int:
-  """k of the video-level top-k mean: max(1, floor or ceil of s / topk_ratio)."""
-  ratio = num_snippets / config.topk_ratio
-  k = math.floor(ratio) if config.topk_rounding == 'floor' else math.ceil(ratio)
-  return int(min(num_snippets, max(1, k)))
+# k of the video-level top-k mean by `topk_rounding`.
+TOPK_COUNTS = {'floor': topk.topk_count_floor_min1, 'ceil': topk.topk_count_ceil_min1}
+
+
+def _class_scores(tcam: np.ndarray, refined: np.ndarray, config: Any) -> np.ndarray:
+  """p (C,) float64: top-k mean of r (official) or T (paper), k = TOPK_COUNTS[topk_rounding]."""
+  source = refined if config.class_score_source == 'refined' else tcam
+  k = TOPK_COUNTS[config.topk_rounding](tcam.shape[0], config.topk_ratio)
+  return topk_mean(source, int(k))
 
 
 def video_class_scores(tcam: np.ndarray, attention: np.ndarray, config: Any) -> np.ndarray:
   """p (C,) float64: top-k mean of r (official) or T (paper)."""
   tcam, attention = _validate_video(tcam, attention, 1.0)
-  source = tcam
-  if config.class_score_source == 'refined':
-    source = refined_sequence(tcam, attention, config)
-  return topk_mean(source, topk_count(tcam.shape[0], config))
+  return _class_scores(tcam, refined_sequence(tcam, attention, config), config)
 
 
 def relevant_classes(scores: np.ndarray, config: Any) -> np.ndarray:
@@ -217,8 +219,7 @@ def localize_video(tcam: np.ndarray, attention: np.ndarray, seconds_per_snippet:
   tcam, attention = _validate_video(tcam, attention, seconds_per_snippet)
   s = tcam.shape[0]
   refined = refined_sequence(tcam, attention, config)
-  source = refined if config.class_score_source == 'refined' else tcam
-  classes = np.flatnonzero(relevant_classes(topk_mean(source, topk_count(s, config)), config))
+  classes = np.flatnonzero(relevant_classes(_class_scores(tcam, refined, config), config))
   if classes.size == 0 or s < config.min_proposal_snippets:
     return Detections.empty()
   rows = np.ascontiguousarray(refined[:, classes].T)  # (R, s)
@@ -230,7 +231,7 @@ def localize_video(tcam: np.ndarray, attention: np.ndarray, seconds_per_snippet:
   if row.size == 0:
     return Detections.empty()
 
-  keep = nms_keep(row, start, end, score, float(config.nms_threshold), s)
+  keep = nms_keep(row, start, end, score, float(config.nms_threshold))
   row, start, end, score = row[keep], start[keep], end[keep], score[keep]
 
   # Step 7: scores below a fraction of the best one (per class or per video) are dropped.

@@ -119,7 +119,7 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
   if not has_run(workdir):
     return {}
   try:
-    old = json.loads((workdir / 'config.json').read_text())
+    old = config_lib.without_removed_fields(json.loads((workdir / 'config.json').read_text()))
   except (OSError, ValueError) as e:
     raise RunDirError(f'{workdir / "config.json"} is unreadable ({e}); the run in {workdir} '
                       'cannot be checked: use a new workdir') from None

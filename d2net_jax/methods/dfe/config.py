@@ -65,6 +65,4 @@ def dfe_config() -> ml_collections.ConfigDict:
   c.loss.w_kd_feat = 0.0
   c.loss.kd_start_step = 0
   c.loss.global_updates_backbone = True  # False: L_base(out_G) trains GFE only.
-  c.loss.w_mem = 0.0  # gmm.update='learned' only (not implemented).
-  c.loss.mem_temperature = 0.1  # gmm.update='learned' only (not implemented).
   return c

@@ -169,6 +169,7 @@ _ACTIVITYNET13 = {
     'localize.oic.class_threshold': 0.1,
     'localize.oic.comb_weights': (0.6, 0.2, 0.2),
     'localize.oic.topk_ratio': 4,
+    'localize.oic.topk_min_one': False,  # The code's T // 4: no detection below 4 snippets.
     'localize.oic.beta_sc': 0.5,
     'localize.oic.nms_threshold': 0.7,
     'localize.oic.soft_alpha': 0.35,

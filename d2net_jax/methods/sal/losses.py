@@ -14,6 +14,7 @@ from jax import lax
 
 from d2net_jax.methods import layers
 from d2net_jax.methods.sal import model as model_lib
+from d2net_jax.utils import topk
 
 GCE_EPS = 1e-7
 LABEL_EPS = 1e-10
@@ -59,28 +60,26 @@ def consistency_sum(a_r: jax.Array, a_f: jax.Array, mask: jax.Array) -> jax.Arra
   return jnp.sum(mask * (a_r - a_f) ** 2)
 
 
-def topk_count(mask: jax.Array, ratio: float) -> jax.Array:
-  """k_b = max(1, floor(T_valid_b / ratio)) (B,) (the code: T // r; k = 0 fixed to 1)."""
-  return jnp.maximum(jnp.floor(jnp.sum(mask, -1) / ratio), 1.0)
-
-
 def mil_scores(outputs: Dict[str, jax.Array], mask: jax.Array, *, topk_ratio: float = 8,
                topk_source: str = 'comb', bg_topk_ratio: float = 8) -> Tuple[jax.Array, jax.Array]:
   """(cas_top, cas_top_bg) (B, C), spec 2.4.
 
   comb = (softmax(cas) + a_f + a_r) / 3; cas_top_c = mean of cas at the top-k snippets of
-  comb_c ('comb', THUMOS14) or of cas_c ('cas', ANet), k = T // topk_ratio; cas_top_bg_c = mean
-  of cas_bg at the top-(T // bg_topk_ratio) snippets of softmax(cas_bg)_c. Selection has no
-  gradient; ties go to the lower snippet index.
+  comb_c ('comb', THUMOS14) or of cas_c ('cas', ANet), k = max(1, T // topk_ratio) (the code:
+  T // r; k = 0 made 1); cas_top_bg_c = mean of cas_bg at the top-max(1, T // bg_topk_ratio)
+  snippets of softmax(cas_bg)_c. T: the valid snippets of each video. Selection has no gradient;
+  ties go to the lower snippet index.
   """
   cas, cas_bg = outputs['cas'], outputs['cas_bg']
   if topk_source == 'comb':
     select = (jax.nn.softmax(cas, -1) + outputs['a_f'][..., None] + outputs['a_r'][..., None]) / 3
   else:
     select = cas
-  cas_top = layers.topk_gather_mean(select, cas, mask, topk_count(mask, topk_ratio))
+  length = jnp.sum(mask, -1)
+  cas_top = layers.topk_gather_mean(select, cas, mask,
+                                    topk.topk_count_floor_min1(length, topk_ratio, jnp))
   cas_top_bg = layers.topk_gather_mean(jax.nn.softmax(cas_bg, -1), cas_bg, mask,
-                                       topk_count(mask, bg_topk_ratio))
+                                       topk.topk_count_floor_min1(length, bg_topk_ratio, jnp))
   return cas_top, cas_top_bg
 
 
