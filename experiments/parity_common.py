@@ -228,15 +228,19 @@ class Report:
     self.tolerance = tolerance
     self.rows: List[Row] = []
 
-  def array(self, name: str, official, project, note: str = '') -> Row:
-    """Scale-relative difference of two arrays (or scalars) of the same shape."""
+  def array(self, name: str, official, project, note: str = '',
+            scale: Optional[float] = None) -> Row:
+    """Scale-relative difference of two arrays (or scalars) of the same shape; `scale` (default
+    max |official|) for a quantity float32 cannot resolve relative to itself (say why in
+    `note`)."""
     a = np.asarray(official, np.float64)
     b = np.asarray(project, np.float64)
     if a.shape != b.shape:
       row = Row(name, None, None, False, f'shape {b.shape} != official {a.shape}')
     else:
       diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-      scale = float(np.max(np.abs(a))) if a.size else 0.0
+      if scale is None:
+        scale = float(np.max(np.abs(a))) if a.size else 0.0
       rel = diff / scale if scale > 0 else diff
       ok = bool(np.all(np.isfinite(b)) and rel <= self.tolerance)
       row = Row(name, diff, rel, ok, note)
@@ -331,6 +335,26 @@ def run_metadata(source: Source, repository: str, edits: Sequence[str], torch_ve
           'official_modified_working_tree': source.dirty, 'port_edits': list(edits),
           'torch': torch_version, 'command': meta['command'], 'date': meta['date'],
           'project_commit': meta['git_commit'], 'tolerance': TOLERANCE}
+
+
+def pack_detections(prefix: str, detections: Sequence[Sequence[tuple]]) -> Dict[str, np.ndarray]:
+  """Per-video lists of (class, start, end, score) as flat arrays 'prefix/...'."""
+  flat = [(v, d) for v, video in enumerate(detections) for d in video]
+  return {f'{prefix}/video': np.array([v for v, _ in flat], np.int32),
+          f'{prefix}/class': np.array([d[0] for _, d in flat], np.int32),
+          f'{prefix}/bounds': np.array([d[1:3] for _, d in flat], np.float64).reshape(-1, 2),
+          f'{prefix}/score': np.array([d[3] for _, d in flat], np.float64),
+          f'{prefix}/count': np.int64(len(detections))}
+
+
+def unpack_detections(arrays: Dict[str, np.ndarray], prefix: str) -> List[List[tuple]]:
+  """`pack_detections` inverted; start / end come back as float."""
+  video = arrays[f'{prefix}/video']
+  rows = list(zip(arrays[f'{prefix}/class'], arrays[f'{prefix}/bounds'], arrays[f'{prefix}/score']))
+  out = [[] for _ in range(int(arrays[f'{prefix}/count']))]
+  for v, (c, (start, end), score) in zip(video, rows):
+    out[v].append((int(c), float(start), float(end), float(score)))
+  return out
 
 
 # ---------------------------------------------------------------------------------------------

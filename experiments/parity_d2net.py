@@ -408,25 +408,8 @@ def project_detections(path, tcams, atts):
 LOSS_TERMS = ('total', 'L_Dis', 'L_DS', 'L_DV', 'x_ref')
 
 
-def unpack_detections(arrays, prefix):
-  """[[(class, start, end, score), ...] per video] from the flat 'prefix/...' arrays."""
-  rows, video = arrays[f'{prefix}/rows'], arrays[f'{prefix}/video']
-  count = len(arrays[f'{prefix}/lengths'])
-  return [[(int(r[0]), int(r[1]), int(r[2]), float(s)) for r, s in
-           zip(rows[video == v], arrays[f'{prefix}/scores'][video == v])] for v in range(count)]
-
-
-def pack_detections(prefix, detections, lengths):
-  rows = [(d[0], d[1], d[2]) for video in detections for d in video]
-  return {f'{prefix}/rows': np.array(rows, np.int32).reshape(-1, 3),
-          f'{prefix}/scores': np.array([d[3] for video in detections for d in video], np.float64),
-          f'{prefix}/video': np.array([v for v, video in enumerate(detections) for _ in video],
-                                      np.int32),
-          f'{prefix}/lengths': np.array(lengths, np.int64)}
-
-
 def localizer_inputs(arrays, path):
-  lengths = arrays[f'localizer/{path}/official/lengths']
+  lengths = arrays[f'localizer/{path}/lengths']
   ends = np.cumsum(lengths)
   split = lambda a: np.split(a, ends[:-1])
   tcams = [pc.from_grid(q, GRID) for q in split(arrays[f'localizer/{path}/tcam'])]
@@ -461,7 +444,7 @@ def compare(arrays, report: pc.Report, only=None) -> pc.Report:
     if want('localizer') and f'localizer/{path}/tcam' in arrays:
       tcams, atts = localizer_inputs(arrays, path)
       report.detections(f'localizer {path} ({len(tcams)} seeded videos)',
-                        unpack_detections(arrays, f'localizer/{path}/official'),
+                        pc.unpack_detections(arrays, f'localizer/{path}/official'),
                         project_detections(path, tcams, atts))
   if want('step') and 'step/in/features' in arrays:
     case = pc.group(arrays, 'step/in')
@@ -734,9 +717,9 @@ def official_arrays(source, full: bool):
       preds = [refine(t, a, path == 'anet') for t, a in floats]
       found = detector.anet(preds) if path == 'anet' else detector.thumos(preds)
       arrays.update({f'localizer/{path}/tcam': np.concatenate(tcams),
-                     f'localizer/{path}/attention': np.concatenate(atts)})
-      arrays.update(pack_detections(f'localizer/{path}/official', found,
-                                    [len(t) for t in tcams]))
+                     f'localizer/{path}/attention': np.concatenate(atts),
+                     f'localizer/{path}/lengths': np.array([len(t) for t in tcams], np.int64)})
+      arrays.update(pc.pack_detections(f'localizer/{path}/official', found))
     if full:
       extra['thumos_lengths'] = thumos_length_videos(detector.ann)
       t0 = time.perf_counter()
