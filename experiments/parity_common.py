@@ -16,6 +16,7 @@ with scores within TOLERANCE relative.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import json
@@ -25,8 +26,10 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import types
-from typing import Dict, List, Optional, Sequence, Tuple
+import zlib
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -289,7 +292,10 @@ class Report:
     return all(r.ok for r in self.rows)
 
   def failures(self) -> List[str]:
-    return [f'{r.name}: {r.note or ""} max rel {r.max_rel}' for r in self.rows if not r.ok]
+    """One line per failing row."""
+    fmt = lambda x: 'n/a' if x is None else f'{x:.2e}'
+    return [f'{r.name}: max abs {fmt(r.max_abs)}, max rel {fmt(r.max_rel)}'
+            + (f' ({r.note})' if r.note else '') for r in self.rows if not r.ok]
 
   def table(self) -> str:
     fmt = lambda x: '-' if x is None else f'{x:.1e}'
@@ -308,7 +314,7 @@ def write_fixture(path: str, arrays: Dict[str, np.ndarray], meta: Dict) -> int:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   np.savez_compressed(path, **arrays)
-  meta = dict(meta, keys={k: [list(np.shape(v)), str(np.asarray(v).dtype)]
+  meta = dict(meta, keys={k: f'{np.asarray(v).dtype} {list(np.shape(v))}'
                           for k, v in sorted(arrays.items())})
   path.with_suffix('.json').write_text(json.dumps(meta, indent=1, sort_keys=True) + '\n')
   return path.stat().st_size
@@ -331,6 +337,10 @@ def run_metadata(source: Source, repository: str, edits: Sequence[str], torch_ve
   """What produced a fixture: the official repository and commit, the edits of the port, the
   command, date and project commit."""
   meta = _common.run_metadata()
+  argv = sys.argv[1:]
+  given = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == '--official']
+  for path in set(given + [source.path]):  # No path of this machine in a stored file.
+    meta['command'] = meta['command'].replace(path, f'<checkout of {repository}>')
   return {'official_repository': repository, 'official_commit': source.commit,
           'official_modified_working_tree': source.dirty, 'port_edits': list(edits),
           'torch': torch_version, 'command': meta['command'], 'date': meta['date'],
@@ -371,3 +381,47 @@ def to_grid(x: np.ndarray, step_log2: int, dtype) -> np.ndarray:
 def from_grid(q: np.ndarray, step_log2: int) -> np.ndarray:
   """float32 q * 2**-step_log2 (exact)."""
   return (q.astype(np.float64) * 2.0 ** -step_log2).astype(np.float32)
+
+
+def seeded_rng(*key) -> np.random.Generator:
+  """A generator seeded by `key` (strings by their CRC-32: stable across processes)."""
+  return np.random.default_rng([zlib.crc32(k.encode()) if isinstance(k, str) else k for k in key])
+
+
+# ---------------------------------------------------------------------------------------------
+# The scripts' command line.
+
+
+def main(title: str, repository: str, official_files: Sequence[str],
+         run_official: Callable, compare: Callable, quick_help: str) -> int:
+  """`--official PATH [--write-fixture FILE] [--quick]`: runs the official code
+  (run_official(source, full) -> (arrays, applied edits, add_printed_rows(report) or None)),
+  compares the project with `compare(arrays, report)`, prints the table and the edits, writes the
+  fixture; returns the exit status (0: every row passes)."""
+  parser = argparse.ArgumentParser(description=title)
+  parser.add_argument('--official', required=True,
+                      help=f'a checkout or git directory of {repository} (read, never stored)')
+  parser.add_argument('--write-fixture', default=None,
+                      help='store the inputs and official outputs here (.npz, and a .json beside)')
+  parser.add_argument('--quick', action='store_true', help=quick_help)
+  opts = parser.parse_args()
+  import torch  # pylint: disable=import-outside-toplevel  (official side only)
+  torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+  source = open_source(opts.official, official_files)
+  t0 = time.perf_counter()
+  arrays, applied, add_printed_rows = run_official(source, not opts.quick)
+  report = compare(arrays, Report())
+  if add_printed_rows is not None:
+    add_printed_rows(report)
+  print(f'# {title}\n\nproject vs {repository} @ {source.describe()}, torch {torch.__version__}\n')
+  print(report.table())
+  print('official code as run: CUDA calls removed; ' + '; '.join(
+      e for e in applied if '.cuda()' not in e))
+  if opts.write_fixture:
+    meta = run_metadata(source, repository, applied, torch.__version__)
+    size = write_fixture(opts.write_fixture, arrays, meta)
+    print(f'\nwrote {opts.write_fixture} ({size / 1024:.0f} kB, {len(arrays)} arrays) + .json')
+  print(f'\n{"PASS" if report.ok else "FAIL"}: {sum(r.ok for r in report.rows)}/'
+        f'{len(report.rows)} quantities within {TOLERANCE:g} relative '
+        f'({time.perf_counter() - t0:.0f} s)')
+  return 0 if report.ok else 1

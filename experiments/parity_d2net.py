@@ -36,7 +36,6 @@ pass. --write-fixture stores the inputs and the official outputs (not the 2048-w
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
@@ -44,27 +43,19 @@ import pathlib
 import sys
 import tempfile
 import time
-import zlib
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import parity_common as pc  # noqa: E402  pylint: disable=wrong-import-position
+import parity_d2net_check as ck  # noqa: E402  pylint: disable=wrong-import-position
 
-REPOSITORY = 'https://github.com/naraysa/D2-Net'
 OFFICIAL_FILES = ('model.py', 'train.py', 'pdmi.py', 'options.py', 'detectionMAP.py', 'utils.py')
-# (preset file, classes); the project runs configs/<preset>.py:d2net,official_protocol.
-PATHS = {'thumos': ('thumos14', 20), 'anet': ('activitynet12', 100)}
-WIDTH = 16  # Feature width D of the stored checks (D/2 per stream).
-FULL_WIDTH = 2048
 LOSS_SHAPE = {'thumos': (6, 32), 'anet': (6, 16)}  # (B, T) of the loss batches.
 STEP_SHAPE = (4, 24)
 MODEL_LENGTHS = {'thumos': (40, 27, 9), 'anet': (24, 13, 6)}
-ITRS = (1002, 1003)  # Denoising on (itr > 1000, even), off.
 LOC_VIDEOS = {'thumos': 12, 'anet': 6}
-SECONDS_PER_SNIPPET = 0.64
-GRID = 16  # Localizer inputs stored on the grid 2^-16 (exact in float32).
 
 EDITS = [
     pc.Edit('model.py', r'^torch\.set_default_tensor_type\(.*$', 'pass', 1,
@@ -88,11 +79,6 @@ EDITS = [
 
 # =================================================================================================
 # Inputs (NumPy seeds).
-
-
-def _rng(*key):
-  """A generator seeded by `key` (strings by their CRC-32: stable across processes)."""
-  return np.random.default_rng([zlib.crc32(k.encode()) if isinstance(k, str) else k for k in key])
 
 
 def official_weights(rng, width, num_classes, anet):
@@ -123,11 +109,11 @@ def loss_case(path):
   (skipped); video 3 no foreground (max_c T < 0.5 everywhere); every other valid video has
   foreground and background. Classes at spread levels, background-like embeddings near x_ref,
   so the p clamp, the L_DV floor and both attention thresholds act."""
-  _, num_classes = PATHS[path]
+  _, num_classes = ck.PATHS[path]
   anet = path == 'anet'
   B, T = LOSS_SHAPE[path]
-  half = WIDTH // 2
-  rng = _rng('loss', path)
+  half = ck.WIDTH // 2
+  rng = pc.seeded_rng('loss', path)
   lengths = rng.integers(8, T + 1, size=B)
   lengths[0], lengths[1] = T, 4
   x_ref = _x_ref(rng, half)
@@ -167,21 +153,21 @@ def loss_case(path):
 
 def step_case():
   """Full-length videos (B, T, D), one unlabelled, and the network's weights (THUMOS14)."""
-  rng = _rng('step')
+  rng = pc.seeded_rng('step')
   B, T = STEP_SHAPE
-  features = rng.normal(0, 1, size=(B, T, WIDTH)).astype(np.float32)
+  features = rng.normal(0, 1, size=(B, T, ck.WIDTH)).astype(np.float32)
   labels = np.zeros((B, 20), np.float32)
   for i, cls in enumerate(([3], [7, 12], [], [19])):
     labels[i, cls] = 1
-  state = official_weights(rng, WIDTH, 20, anet=False)
-  return {'features': features, 'labels': labels, 'x_ref': _x_ref(rng, WIDTH // 2),
+  state = official_weights(rng, ck.WIDTH, 20, anet=False)
+  return {'features': features, 'labels': labels, 'x_ref': _x_ref(rng, ck.WIDTH // 2),
           'perms': np.stack([rng.permutation(B) for _ in range(4)]).astype(np.int32),
           **{f'weights/{k}': v for k, v in state.items()}}
 
 
 def model_case(path, width):
-  _, num_classes = PATHS[path]
-  rng = _rng('model', path, width)
+  _, num_classes = ck.PATHS[path]
+  rng = pc.seeded_rng('model', path, width)
   lengths = MODEL_LENGTHS[path]
   features = np.zeros((len(lengths), max(lengths), width), np.float32)
   for i, n in enumerate(lengths):
@@ -214,8 +200,8 @@ def _steps(rng, T, C):
 
 def localizer_case(path, count):
   """Seeded videos: TCAM (T, C) and lambda' (T,) on the 2^-16 grid, smooth and plateau ones."""
-  _, num_classes = PATHS[path]
-  rng = _rng('localizer', path)
+  _, num_classes = ck.PATHS[path]
+  rng = pc.seeded_rng('localizer', path)
   tcams, atts = [], []
   for v in range(count):
     T = int(rng.integers(20, 140 if path == 'thumos' else 70))
@@ -225,8 +211,8 @@ def localizer_case(path, count):
       tcam, att = _steps(rng, T, num_classes), 0.3 + 0.7 * _steps(rng, T, 1)[:, 0]
     if path == 'anet':
       tcam = tcam * rng.uniform(0.2, 0.9)
-    tcams.append(pc.to_grid(tcam, GRID, np.uint16))
-    atts.append(pc.to_grid(att, GRID, np.uint16))
+    tcams.append(pc.to_grid(tcam, ck.GRID, np.uint16))
+    atts.append(pc.to_grid(att, ck.GRID, np.uint16))
   return tcams, atts
 
 
@@ -238,7 +224,7 @@ def thumos_length_videos(annotations, seed=0):
   subset, segs, labels = dec(ld('subset.npy')), ld('segments.npy'), ld('labels.npy')
   dur = ld('duration.npy').reshape(-1)
   classes = dec(ld('classlist.npy'))
-  rng = np.random.default_rng(seed)
+  rng = np.random.defaultpc.seeded_rng(seed)
   tcams = []
   for s, sg, lb, du in zip(subset, segs, labels, dur):
     if s != 'test' or len(sg) == 0:
@@ -256,207 +242,6 @@ def thumos_length_videos(annotations, seed=0):
     x = np.stack([np.convolve(x[:, c], np.ones(3) / 3, mode='same') for c in range(20)], 1)
     tcams.append(np.clip(x, 0, 1).astype(np.float32))
   return tcams
-
-
-# =================================================================================================
-# The project's side (no torch: tests/test_parity_fixtures.py runs it from the stored arrays).
-
-
-def project_config(path):
-  """configs/<preset>.py:d2net,official_protocol."""
-  preset, _ = PATHS[path]
-  module = pc.load_module(pc.ROOT / 'configs' / f'{preset}.py', f'_parity_{preset}')
-  return module.get_config('d2net,official_protocol')
-
-
-def project_params(weights: Dict[str, np.ndarray], num_classes: int):
-  """The official grouped-conv weights as the project's two streams: group 0 (input channels
-  [0, D/2), classifier outputs [0, C)) is the RGB stream, group 1 the flow stream; Flax kernels
-  are (k, in, out) = torch (out, in, k) transposed."""
-  half = weights['conv.weight'].shape[0] // 2
-
-  def conv(name, lo, hi):
-    return {'kernel': np.ascontiguousarray(weights[f'{name}.weight'][lo:hi].transpose(2, 1, 0)),
-            'bias': weights[f'{name}.bias'][lo:hi]}
-
-  return {stream: {'conv1': conv('conv', lo, hi), 'conv2': conv('conv1', lo, hi),
-                   'classifier': conv('classifier', clo, chi)}
-          for stream, lo, hi, clo, chi in (('rgb', 0, half, 0, num_classes),
-                                           ('flow', half, 2 * half, num_classes, 2 * num_classes))}
-
-
-def official_grads(grads: Dict[str, np.ndarray], num_classes: int) -> Dict[str, np.ndarray]:
-  """The project's parameter gradients in the official layout (out, in/2, k) (project_params
-  inverted), so they compare name by name."""
-  out = {}
-  for official, ours in (('conv', 'conv1'), ('conv1', 'conv2'), ('classifier', 'classifier')):
-    out[f'{official}.weight'] = np.concatenate(
-        [np.asarray(grads[s][ours]['kernel']).transpose(2, 1, 0) for s in ('rgb', 'flow')])
-    out[f'{official}.bias'] = np.concatenate([np.asarray(grads[s][ours]['bias'])
-                                              for s in ('rgb', 'flow')])
-  return out
-
-
-@contextlib.contextmanager
-def forced_pairing(perms):
-  """The project's Eq. 3 draws (pairing.official_permutations) replaced by `perms` (4, B)."""
-  from d2net_jax.methods.d2net import pairing  # pylint: disable=import-outside-toplevel
-  original = pairing.official_permutations
-  pairing.official_permutations = lambda key, batch_size: perms
-  try:
-    yield
-  finally:
-    pairing.official_permutations = original
-
-
-def _loss_terms(aux):
-  return {'total': aux['loss'], 'L_Dis': aux['loss_dis'], 'L_DS': aux['loss_ds'],
-          'L_DV': aux['loss_dv'], 'x_ref': aux['state']['x_ref']}
-
-
-def project_loss(path, case, itrs):
-  """d2net_loss on the stand-in outputs: tcam = sigmoid(logits), both zeroed at padding as the
-  network's are; per itr of `itrs`: terms, d total / d logits, d total / d embeddings."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
-  config = project_config(path)
-  method = methods.get('d2net')
-  T = case['logits'].shape[1]
-  mask = (np.arange(T)[None] < case['lengths'][:, None]).astype(np.float32)
-
-  def loss(logits, emb, perms, step):
-    m = mask[..., None]
-    outputs = {'tcam': jax.nn.sigmoid(logits) * m, 'embeddings': emb * m}
-    with forced_pairing(perms):
-      return method.loss_fn(outputs, {'mask': mask, 'labels': case['labels']},
-                            {'x_ref': case['x_ref'], 'step': step}, config, jax.random.key(0))
-
-  fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
-  out = []
-  for itr in itrs:
-    (_, aux), (g_logits, g_emb) = fn(case['logits'], case['emb'], case['perms'], jnp.int32(itr))
-    out.append({**_loss_terms(aux), 'grad_logits': g_logits, 'grad_emb': g_emb})
-  return out
-
-
-def project_step(case, itrs):
-  """Training steps (one per itr of `itrs`) of the project's network (dropout off) and
-  d2net_loss: terms and the gradient of every weight (official layout)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
-  config = project_config('thumos')
-  config.model.dropout_rate = 0.0
-  method = methods.get('d2net')
-  model = method.build_model(config, 20, WIDTH)
-  weights = pc.group(case, 'weights')
-  B, T, _ = case['features'].shape
-  mask = np.ones((B, T), np.float32)
-
-  def loss(params, perms, step):
-    outputs = model.apply({'params': params}, case['features'], mask, train=True,
-                          rngs={'dropout': jax.random.key(0)})
-    with forced_pairing(perms):
-      return method.loss_fn(outputs, {'mask': mask, 'labels': case['labels']},
-                            {'x_ref': case['x_ref'], 'step': step}, config, jax.random.key(0))
-
-  fn = jax.jit(jax.value_and_grad(loss, has_aux=True))
-  out = []
-  for itr in itrs:
-    (_, aux), grads = fn(project_params(weights, 20), case['perms'], jnp.int32(itr))
-    out.append({**_loss_terms(aux),
-                **{f'grad/{k}': v for k, v in official_grads(grads, 20).items()}})
-  return out
-
-
-def project_model(path, case):
-  """The project's eval path on a padded batch: (tcam, embeddings, lambda') (B, T_pad, ...)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
-  _, num_classes = PATHS[path]
-  config = project_config(path)
-  method = methods.get('d2net')
-  features = case['features']
-  width = features.shape[-1]
-  pad = 64 * -(-features.shape[1] // 64)  # The evaluation pads to buckets, with a mask.
-  x = np.zeros((features.shape[0], pad, width), np.float32)
-  x[:, :features.shape[1]] = features
-  mask = (np.arange(pad)[None] < case['lengths'][:, None]).astype(np.float32)
-  model = method.build_model(config, num_classes, width)
-  params = project_params(pc.group(case, 'weights'), num_classes)
-  snippet, _ = jax.jit(lambda p, x, m: method.inference_outputs(
-      model, p, {'x_ref': case['x_ref']}, x, m, config))(params, x, mask)
-  outputs = model.apply({'params': params}, x, mask, train=False)
-  return {'tcam': snippet['tcam'], 'emb': outputs['embeddings'], 'attention': snippet['attention']}
-
-
-def project_detections(path, tcams, atts):
-  from d2net_jax import localize  # pylint: disable=import-outside-toplevel
-  config = project_config(path).localize
-  out = []
-  for tcam, att in zip(tcams, atts):
-    d = localize.localize_video(tcam, att, SECONDS_PER_SNIPPET, config)
-    out.append([(int(c), int(s), int(e), float(v)) for c, s, e, v in
-                zip(d.class_index, d.start_snippet, d.end_snippet, d.score)])
-  return out
-
-
-# =================================================================================================
-# The comparison, shared by this script and tests/test_parity_fixtures.py.
-
-LOSS_TERMS = ('total', 'L_Dis', 'L_DS', 'L_DV', 'x_ref')
-
-
-def localizer_inputs(arrays, path):
-  lengths = arrays[f'localizer/{path}/lengths']
-  ends = np.cumsum(lengths)
-  split = lambda a: np.split(a, ends[:-1])
-  tcams = [pc.from_grid(q, GRID) for q in split(arrays[f'localizer/{path}/tcam'])]
-  atts = [pc.from_grid(q, GRID) for q in split(arrays[f'localizer/{path}/attention'])]
-  return tcams, atts
-
-
-def compare(arrays, report: pc.Report, only=None) -> pc.Report:
-  """Rows of `report` for every official quantity stored in `arrays` (the fixture's layout);
-  `only`: a collection of section names ('model', 'loss', 'step', 'localizer') to limit it to."""
-  want = lambda section: only is None or section in only
-  for path in PATHS:
-    for width in (WIDTH, FULL_WIDTH):
-      prefix = f'model/{path}/{width}'
-      if want('model') and f'{prefix}/tcam' in arrays:
-        case = pc.group(arrays, f'{prefix}/in')
-        ours = project_model(path, case)
-        valid = lambda x: np.concatenate([np.asarray(x)[k, :n]  # The videos' own snippets.
-                                          for k, n in enumerate(case['lengths'])])
-        for name, label in (('tcam', 'TCAM'), ('emb', 'embeddings'), ('attention', "lambda'")):
-          report.array(f'model {path} D={width}: {label}', valid(arrays[f'{prefix}/{name}']),
-                       valid(ours[name]), note=f'{len(case["lengths"])} videos')
-    if want('loss') and f'loss/{path}/in/logits' in arrays:
-      case = pc.group(arrays, f'loss/{path}/in')
-      for itr, ours in zip(ITRS, project_loss(path, case, ITRS)):
-        official = pc.group(arrays, f'loss/{path}/itr{itr}')
-        on = 'on' if official['denoise'] else 'off'
-        for name in LOSS_TERMS + ('grad_logits', 'grad_emb'):
-          if name in ('L_DS', 'L_DV') and not official['denoise']:
-            continue  # The official code does not compute them then; the project reports them.
-          report.array(f'loss {path} L_D {on}: {name}', official[name], ours[name])
-    if want('localizer') and f'localizer/{path}/tcam' in arrays:
-      tcams, atts = localizer_inputs(arrays, path)
-      report.detections(f'localizer {path} ({len(tcams)} seeded videos)',
-                        pc.unpack_detections(arrays, f'localizer/{path}/official'),
-                        project_detections(path, tcams, atts))
-  if want('step') and 'step/in/features' in arrays:
-    case = pc.group(arrays, 'step/in')
-    for itr, ours in zip(ITRS, project_step(case, ITRS)):
-      official = pc.group(arrays, f'step/itr{itr}')
-      on = 'on' if official['denoise'] else 'off'
-      for name in LOSS_TERMS + tuple(k for k in official if k.startswith('grad/')):
-        if name in ('L_DS', 'L_DV') and not official['denoise']:
-          continue
-        report.array(f'step L_D {on}: {name.replace("grad/", "d total / d ")}', official[name],
-                     ours[name])
-  return report
 
 
 # =================================================================================================
@@ -594,7 +379,7 @@ def official_step(off, case, itr):
 def official_model(off, path, case):
   """test.py L27-50 per video (B = 1): TCAM, embeddings, lambda' (padded with zeros to the batch)."""
   import torch  # pylint: disable=import-outside-toplevel  (official side only)
-  _, num_classes = PATHS[path]
+  _, num_classes = ck.PATHS[path]
   model = _official_model(off, pc.group(case, 'weights'), num_classes, case['x_ref'])
   model.eval()
   B, T, _ = case['features'].shape
@@ -687,33 +472,32 @@ class OfficialDetector:
 
 
 def official_arrays(source, full: bool):
-  """Runs the official code on every case: {key: array} in the fixture's layout, plus the port."""
-  import torch  # pylint: disable=import-outside-toplevel  (official side only)
-  torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+  """Runs the official code on every case: (the fixture's arrays, the port's edits, a function
+  adding the printed-only rows (full) to a report, or None)."""
   arrays, extra = {}, {}
   with pc.OfficialPort(source, EDITS) as port, tempfile.TemporaryDirectory() as tmp:
     off = type('Official', (), {n: port.imp(n) for n in
                                 ('options', 'pdmi', 'model', 'train', 'detectionMAP')})
-    for path in PATHS:
-      for width in ((WIDTH, FULL_WIDTH) if full else (WIDTH,)):
+    for path in ck.PATHS:
+      for width in ((ck.WIDTH, ck.FULL_WIDTH) if full else (ck.WIDTH,)):
         case = model_case(path, width)
-        target = arrays if width == WIDTH else extra
+        target = arrays if width == ck.WIDTH else extra
         target.update({f'model/{path}/{width}/in/{k}': v for k, v in case.items()})
         target.update({f'model/{path}/{width}/{k}': v
                        for k, v in official_model(off, path, case).items()})
       case = loss_case(path)
       arrays.update({f'loss/{path}/in/{k}': v for k, v in case.items()})
-      for itr in ITRS:
+      for itr in ck.ITRS:
         arrays.update({f'loss/{path}/itr{itr}/{k}': v
                        for k, v in official_loss(off, path, case, itr).items()})
     case = step_case()
     arrays.update({f'step/in/{k}': v for k, v in case.items()})
-    for itr in ITRS:
+    for itr in ck.ITRS:
       arrays.update({f'step/itr{itr}/{k}': v for k, v in official_step(off, case, itr).items()})
     detector = OfficialDetector(off, source, tmp)
-    for path in PATHS:
+    for path in ck.PATHS:
       tcams, atts = localizer_case(path, LOC_VIDEOS[path])
-      floats = [(pc.from_grid(t, GRID), pc.from_grid(a, GRID)) for t, a in zip(tcams, atts)]
+      floats = [(pc.from_grid(t, ck.GRID), pc.from_grid(a, ck.GRID)) for t, a in zip(tcams, atts)]
       preds = [refine(t, a, path == 'anet') for t, a in floats]
       found = detector.anet(preds) if path == 'anet' else detector.thumos(preds)
       arrays.update({f'localizer/{path}/tcam': np.concatenate(tcams),
@@ -721,50 +505,25 @@ def official_arrays(source, full: bool):
                      f'localizer/{path}/lengths': np.array([len(t) for t in tcams], np.int64)})
       arrays.update(pc.pack_detections(f'localizer/{path}/official', found))
     if full:
-      extra['thumos_lengths'] = thumos_length_videos(detector.ann)
+      tcams = thumos_length_videos(detector.ann)
       t0 = time.perf_counter()
-      extra['thumos_lengths_official'] = detector.thumos(extra['thumos_lengths'])
-      extra['thumos_lengths_seconds'] = time.perf_counter() - t0
+      official = detector.thumos(tcams)
+      official_seconds = time.perf_counter() - t0
     applied = port.applied
-  return arrays, extra, applied
+  if not full:
+    return arrays, applied, None
 
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--official', required=True,
-                      help='checkout or git directory of github.com/naraysa/D2-Net')
-  parser.add_argument('--write-fixture', default=None,
-                      help='store inputs and official outputs here (.npz + .json)')
-  parser.add_argument('--quick', action='store_true',
-                      help='skip the printed-only checks (2048 wide network, 212 THUMOS14 videos)')
-  opts = parser.parse_args()
-  import torch  # pylint: disable=import-outside-toplevel  (official side only)
-  source = pc.open_source(opts.official, OFFICIAL_FILES)
-  t0 = time.perf_counter()
-  arrays, extra, applied = official_arrays(source, full=not opts.quick)
-  report = compare(arrays, pc.Report())
-  if not opts.quick:
-    compare(extra, report, only=('model',))
-    tcams = extra['thumos_lengths']
-    t1 = time.perf_counter()
-    ours = project_detections('thumos', tcams, [np.ones(len(t), np.float32) for t in tcams])
-    report.detections(f'localizer thumos, the {len(tcams)} THUMOS14 test videos (lambda\' = 1)',
-                      extra['thumos_lengths_official'], ours,
-                      note=f'official {extra["thumos_lengths_seconds"]:.1f} s, project '
-                           f'{time.perf_counter() - t1:.1f} s')
-  print(f'# D2-Net parity: project vs {REPOSITORY} @ {source.describe()}\n')
-  print(report.table())
-  print('official code as run: CUDA calls removed; ' + '; '.join(
-      e for e in applied if '.cuda()' not in e))
-  if opts.write_fixture:
-    meta = pc.run_metadata(source, REPOSITORY, applied, torch.__version__)
-    size = pc.write_fixture(opts.write_fixture, arrays, meta)
-    print(f'\nwrote {opts.write_fixture} ({size / 1024:.0f} kB, {len(arrays)} arrays) + .json')
-  print(f'\n{"PASS" if report.ok else "FAIL"}: {sum(r.ok for r in report.rows)}/'
-        f'{len(report.rows)} quantities within {pc.TOLERANCE:g} relative '
-        f'({time.perf_counter() - t0:.0f} s)')
-  return 0 if report.ok else 1
+  def add_printed_rows(report):
+    ck.compare(extra, report, only=('model',))
+    t0 = time.perf_counter()
+    ours = ck.project_detections('thumos', tcams, [np.ones(len(t), np.float32) for t in tcams])
+    report.detections(f"localizer thumos, the {len(tcams)} THUMOS14 test videos (lambda' = 1)",
+                      official, ours, note=f'official {official_seconds:.1f} s, project '
+                                           f'{time.perf_counter() - t0:.1f} s')
+  return arrays, applied, add_printed_rows
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(pc.main('D2-Net parity', ck.REPOSITORY, OFFICIAL_FILES, official_arrays, ck.compare,
+                   quick_help='skip the printed-only checks (2048 wide network, 212 THUMOS14 '
+                              'videos)'))

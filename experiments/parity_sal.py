@@ -33,7 +33,6 @@ tests/test_parity_fixtures.py replays without the official code.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -41,26 +40,21 @@ import os
 import pathlib
 import sys
 import tempfile
-import time
-import zlib
-from typing import Dict
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import parity_common as pc  # noqa: E402  pylint: disable=wrong-import-position
+import parity_sal_check as ck  # noqa: E402  pylint: disable=wrong-import-position
 
-REPOSITORY = 'https://github.com/lizhilin-ustc/SAL'
 OFFICIAL_FILES = ('main_thumos.py', 'inference_thumos.py', 'models/model_x4.py',
                   'config/config_thumos.py', 'utils/loss.py', 'utils/misc_utils.py')
-NUM_CLASSES = 20
-WIDTH, HIDDEN = 16, 16  # Feature width D and hidden width of the stored checks.
+WIDTH = 16  # Feature width D of the stored checks (hidden: parity_sal_check.HIDDEN).
 FULL = (2048, 512)
 STEP_SHAPE = (3, 64)  # (B, T) of the stored step; printed only: (2, 750) at full width.
 LABELS = ([3], [7, 12], [19])
 LOC_VIDEOS = 16
 LOC_SEGMENTS = 64
-GRID_LOGITS, GRID_UNIT = 10, 16  # Localizer inputs on dyadic grids (exact in float32).
 STUBS = ('matplotlib', 'matplotlib.pyplot', 'tqdm', 'terminaltables', 'torch.utils.tensorboard')
 
 EDITS = [
@@ -84,11 +78,6 @@ EDITS = [
 ]
 
 
-def _rng(*key):
-  """A generator seeded by `key` (strings by their CRC-32: stable across processes)."""
-  return np.random.default_rng([zlib.crc32(k.encode()) if isinstance(k, str) else k for k in key])
-
-
 # =================================================================================================
 # Inputs.
 
@@ -102,7 +91,7 @@ def features(rng, B, T, D):
   return x.astype(np.float32)
 
 
-def labels_of(label_sets, num_classes=NUM_CLASSES):
+def labels_of(label_sets, num_classes=ck.NUM_CLASSES):
   y = np.zeros((len(label_sets), num_classes), np.float32)
   for b, cs in enumerate(label_sets):
     y[b, cs] = 1
@@ -138,11 +127,11 @@ def localizer_case(count, S, stored=True):
   """Seeded per-video network outputs at S snippets and original lengths v_len: video 5 flat (no
   class passes: the argmax fallback), video 7 with its action at snippet 0 only (the code's
   `if temp_list.any()` skips a run that is index 0 alone). Stored on dyadic grids."""
-  rng = _rng('localizer', S)
+  rng = pc.seeded_rng('localizer', S)
   out = {k: [] for k in ('cas', 'a_f', 'a_r', 'sc', 'v_len')}
   for v in range(count):
     v_len = int(rng.integers(30, 3000))
-    cas, a_f, a_r, sc = _bumps(rng, S, NUM_CLASSES, v_len)
+    cas, a_f, a_r, sc = _bumps(rng, S, ck.NUM_CLASSES, v_len)
     if v % 24 == 5:
       cas, sc = cas * 0.05, sc * 0.05
     if v % 24 == 7:
@@ -153,196 +142,11 @@ def localizer_case(count, S, stored=True):
       a_f[1:4] = a_r[1:4] = 0.05
     for k, x in (('cas', cas), ('a_f', a_f), ('a_r', a_r), ('sc', sc), ('v_len', v_len)):
       out[k].append(x)
-  return {'cas': pc.to_grid(np.stack(out['cas']), GRID_LOGITS, np.int16),
-          'a_f': pc.to_grid(np.stack(out['a_f']), GRID_UNIT, np.uint16),
-          'a_r': pc.to_grid(np.stack(out['a_r']), GRID_UNIT, np.uint16),
-          'sc': pc.to_grid(np.stack(out['sc']), GRID_LOGITS, np.int16),
+  return {'cas': pc.to_grid(np.stack(out['cas']), ck.GRID_LOGITS, np.int16),
+          'a_f': pc.to_grid(np.stack(out['a_f']), ck.GRID_UNIT, np.uint16),
+          'a_r': pc.to_grid(np.stack(out['a_r']), ck.GRID_UNIT, np.uint16),
+          'sc': pc.to_grid(np.stack(out['sc']), ck.GRID_LOGITS, np.int16),
           'v_len': np.array(out['v_len'], np.int64)}
-
-
-def localizer_floats(case):
-  return {'cas': pc.from_grid(case['cas'], GRID_LOGITS), 'a_f': pc.from_grid(case['a_f'], GRID_UNIT),
-          'a_r': pc.from_grid(case['a_r'], GRID_UNIT), 'sc': pc.from_grid(case['sc'], GRID_LOGITS)}
-
-
-def seconds_per_snippet(v_len, S, feature_fps=25):
-  """Seconds one of the S fed snippets covers for a video of v_len 16-frame snippets."""
-  return 16.0 * v_len / (S * feature_fps)
-
-
-# =================================================================================================
-# The project's side (no torch: tests/test_parity_fixtures.py runs it from the stored arrays).
-
-
-def project_config(hidden):
-  """configs/thumos14.py:sal at hidden width `hidden`, dropout off."""
-  module = pc.load_module(pc.ROOT / 'configs' / 'thumos14.py', '_parity_thumos14')
-  config = module.get_config('sal')
-  config.sal.hidden = hidden
-  config.sal.dropout_rate = 0.0
-  return config
-
-
-_CONV = ('encoder', 'action_rgb', 'action_flow')
-_HEADS = ('cls', 'cls_rgb', 'cls_flow')
-_DENSE = ('fc', 'fc1')
-
-
-def project_params(weights: Dict[str, np.ndarray]):
-  """torch state dict -> Flax params: Conv1d (out, in, k) -> (k, in, out); kernel-1 heads (out,
-  in, 1) -> Dense (in, out); Linear (out, in) -> (in, out). The bilinear Gram matrix is symmetric,
-  so the two codes' flatten orders agree."""
-  w = lambda name, fn=lambda a: a: np.ascontiguousarray(fn(weights[name]))
-  p = {}
-  for name in _CONV:
-    p[name] = {'conv': {'kernel': w(f'{name}.0.weight', lambda a: a.transpose(2, 1, 0)),
-                        'bias': w(f'{name}.0.bias')}}
-  for name in _HEADS:
-    p[name] = {'conv': {'kernel': w(f'{name}.0.weight', lambda a: a[:, :, 0].T),
-                        'bias': w(f'{name}.0.bias')}}
-  for name in _DENSE:
-    p[name] = {'kernel': w(f'{name}.weight', lambda a: a.T), 'bias': w(f'{name}.bias')}
-  return p
-
-
-def official_layout(grads) -> Dict[str, np.ndarray]:
-  """The project's parameter gradients in the torch layout (project_params inverted)."""
-  g = lambda *path: np.asarray(grads[path[0]][path[1]][path[2]] if len(path) == 3
-                               else grads[path[0]][path[1]])
-  out = {}
-  for name in _CONV:
-    out[f'{name}.0.weight'] = g(name, 'conv', 'kernel').transpose(2, 1, 0)
-    out[f'{name}.0.bias'] = g(name, 'conv', 'bias')
-  for name in _HEADS:
-    out[f'{name}.0.weight'] = g(name, 'conv', 'kernel').T[:, :, None]
-    out[f'{name}.0.bias'] = g(name, 'conv', 'bias')
-  for name in _DENSE:
-    out[f'{name}.weight'] = g(name, 'kernel').T
-    out[f'{name}.bias'] = g(name, 'bias')
-  return out
-
-
-OUTPUTS = {'cas': 'cas', 'cas_bg': 'cas_bg', 'action_flow': 'a_f', 'action_rgb': 'a_r',
-           'action_flow_aug': 'a_f_mix', 'action_rgb_aug': 'a_r_mix', 'sc': 'sc',
-           'sc_flow': 'sc_flow', 'sc_rgb': 'sc_rgb'}
-TERMS = ('mil', 'bg', 'act', 'mix', 'mc', 'se')
-
-
-def project_step(case, states):
-  """The project's training step (dropout off) from each (mu, var) of `states`: outputs, loss
-  terms, pseudo-labels, masks, new statistics and the gradients (torch layout, and d / d x)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
-  from d2net_jax.methods.sal import losses  # pylint: disable=import-outside-toplevel
-  x, labels = case['x'], case['labels']
-  weights = pc.group(case, 'weights')
-  config = project_config(weights['fc1.weight'].shape[0])
-  c = config.sal
-  method = methods.get('sal')
-  model = method.build_model(config, NUM_CLASSES, x.shape[-1])
-  mask = np.ones(x.shape[:2], np.float32)
-  batch = {'mask': mask, 'labels': labels}
-
-  def loss(params, x, state):
-    outputs = model.apply({'params': params}, x, mask, train=True,
-                          rngs={'dropout': jax.random.key(0)})
-    value, aux = method.loss_fn(outputs, batch, state, config, jax.random.key(0))
-    return value, (outputs, aux)
-
-  def targets(outputs, state):
-    """g, w, g_mix, w_mix as sal_loss makes them (losses.py), for the comparison."""
-    g = losses.pseudo_labels(outputs['a_f'], outputs['a_r'], outputs['cas'], labels, mask,
-                             rgb_weight=c.pl_rgb_weight, topk=c.pl_topk, topk_ratio=c.topk_ratio,
-                             topk_extra=c.pl_topk_extra, conf_gate=c.pl_conf_gate,
-                             gate_ratio=c.pl_gate_ratio)
-    pm = jnp.max(jax.nn.softmax(outputs['cas'], -1), -1)
-    mu, var = losses.update_mask_statistics(pm, mask, state['prob_max_mu'],
-                                            state['prob_max_var'], ema=c.mask_ema)
-    w = losses.adaptive_mask(pm, mu, var, c.mask_denominator) * mask
-    g_mix, w_mix = losses.mixup_targets(g, w)
-    return {'g': g, 'w': w, 'g_mix': g_mix, 'w_mix': w_mix}
-
-  @jax.jit
-  def step(params, x, state):
-    (total, (outputs, aux)), (g_params, g_x) = jax.value_and_grad(
-        loss, argnums=(0, 1), has_aux=True)(params, x, state)
-    return total, outputs, aux, g_params, g_x, targets(outputs, state)
-
-  params = project_params(weights)
-  results = []
-  for mu, var in states:
-    state = {'prob_max_mu': jnp.float32(mu), 'prob_max_var': jnp.float32(var)}
-    total, outputs, aux, g_params, g_x, tg = step(params, x, state)
-    r = {f'out/{k}': outputs[ours] for k, ours in OUTPUTS.items()}
-    r.update({f'loss/{t}': aux[f'loss_{t}'] for t in TERMS})
-    r['loss/total'] = total
-    r.update({f'train/{k}': v for k, v in tg.items()})
-    r['state/mu'], r['state/var'] = aux['state']['prob_max_mu'], aux['state']['prob_max_var']
-    r.update({f'grad/{k}': v for k, v in official_layout(g_params).items()})
-    r['grad/x'] = g_x
-    results.append(r)
-  return results
-
-
-def project_detections(case):
-  from d2net_jax import localize  # pylint: disable=import-outside-toplevel
-  config = project_config(HIDDEN).localize.oic
-  f = localizer_floats(case)
-  S = f['cas'].shape[1]
-  out = []
-  for v, v_len in enumerate(case['v_len']):
-    d = localize.oic.localize_video(f['cas'][v], f['a_f'][v], f['a_r'][v], f['sc'][v],
-                                    seconds_per_snippet(int(v_len), S), config)
-    out.append(d.to_list())
-  return out
-
-
-# =================================================================================================
-# The comparison, shared by this script and tests/test_parity_fixtures.py.
-
-KINDS = {'out': 'output', 'loss': 'loss', 'train': '', 'state': 'new', 'grad': 'd total / d'}
-# L_bg = mean_b sum_c (log u - log p_bc) / C with p near uniform: a difference of numbers near
-# log C that float32 resolves to ~1e-7, whatever its (small) value.
-BG_NOTE = 'relative to log C = %.2f (a difference of numbers near it)'
-
-LABELS_OF = {'g': 'pseudo-labels g', 'g_mix': 'mix-up pseudo-labels g_mix', 'w': 'adaptive mask w',
-             'w_mix': 'mix-up mask w_mix'}
-
-
-def compare(arrays, report: pc.Report, only=None) -> pc.Report:
-  """Rows of `report` for the official quantities in `arrays` (the fixture's layout); `only`: a
-  collection of sections ('step', 'localizer')."""
-  want = lambda section: only is None or section in only
-  for prefix in ('step', 'step_full'):
-    if not (want('step') and f'{prefix}/in/x' in arrays):
-      continue
-    case = pc.group(arrays, f'{prefix}/in')
-    names = sorted({k.split('/')[1] for k in arrays if k.startswith(f'{prefix}/state')})
-    officials = [pc.group(arrays, f'{prefix}/{n}') for n in names]
-    states = [(o['state_before/mu'], o['state_before/var']) for o in officials]
-    size = f'D={case["x"].shape[2]} hidden={case["weights/fc1.weight"].shape[0]}'
-    for name, official, ours in zip(names, officials, project_step(case, states)):
-      label = f'{prefix.replace("_", " ")} {size} {name.replace("state_", "from ")}'
-      keys = [k for k in official if not k.startswith('state_before/')]
-      for key in sorted(keys, key=lambda k: (list(KINDS).index(k.split('/')[0]), k)):
-        kind, what = key.split('/', 1)
-        text = f'{label}: ' + ' '.join(filter(None, (KINDS[kind], LABELS_OF.get(what, what))))
-        if kind == 'train' and what.startswith('g'):
-          report.equal(text, official[key], ours[key])
-        elif key == 'loss/bg':
-          report.array(text, official[key], ours[key], scale=np.log(NUM_CLASSES),
-                       note=BG_NOTE % np.log(NUM_CLASSES))
-        else:
-          report.array(text, official[key], ours[key])
-  for prefix in ('localizer', 'localizer_full'):
-    if want('localizer') and f'{prefix}/in/cas' in arrays:
-      case = pc.group(arrays, f'{prefix}/in')
-      V, S, _ = case['cas'].shape
-      report.detections(f'{prefix.replace("_", " ")} ({V} videos, {S} snippets each)',
-                        pc.unpack_detections(arrays, f'{prefix}/official'),
-                        project_detections(case))
-  return report
 
 
 # =================================================================================================
@@ -378,7 +182,7 @@ def official_weights(port, width, hidden, seed):
   model_mod = port.imp('models.model_x4')
   model_mod.HIDDEN = hidden
   torch.manual_seed(seed)
-  net = model_mod.Model(width, NUM_CLASSES, 0)
+  net = model_mod.Model(width, ck.NUM_CLASSES, 0)
   return {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
 
 
@@ -414,7 +218,7 @@ def official_steps(port, tmp, case, mid_state):
 
     def hook(scope):
       sq = lambda t: t.detach().numpy().copy()
-      for k in OUTPUTS:
+      for k in ck.OUTPUTS:
         seen[f'out/{k}'] = sq(scope[k])[:, 0] if k.startswith('action') else sq(scope[k])
       with torch.no_grad():  # Unweighted terms: the code's weights 10 (bg) and 5 (mc) removed.
         seen['loss/mil'] = scope['mil_loss'].item()
@@ -454,7 +258,7 @@ def official_detections(port, tmp, case):
   """inference_thumos.inference() on the case's videos through a stand-in network; per video
   [(class, start_s, end_s, score)] in the official order."""
   import torch  # pylint: disable=import-outside-toplevel  (official side only)
-  f = localizer_floats(case)
+  f = ck.localizer_floats(case)
   V, S, _ = f['cas'].shape
   inf = port.imp('inference_thumos')
   classes = port.imp('config.config_thumos').class_dict
@@ -471,7 +275,7 @@ def official_detections(port, tmp, case):
       z = torch.zeros
       return cas, z(cas.shape), a_f, a_r, z(a_f.shape), z(a_r.shape), sc, z(sc.shape), z(sc.shape)
 
-  loader = [(torch.full((1, 1, 1), float(v)), torch.zeros(1, NUM_CLASSES), torch.zeros(1),
+  loader = [(torch.full((1, 1, 1), float(v)), torch.zeros(1, ck.NUM_CLASSES), torch.zeros(1),
              [names[v]], torch.tensor([int(case['v_len'][v])])) for v in range(V)]
   config = official_config(port, S, os.path.join(tmp, f'loc{S}'), WIDTH, data_path=tmp)
   saved = inf.evaluate
@@ -489,15 +293,15 @@ def official_detections(port, tmp, case):
 
 
 def official_arrays(source, full: bool):
-  import torch  # pylint: disable=import-outside-toplevel  (official side only)
-  torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+  """Runs the official code on every case: (the fixture's arrays, the port's edits, a function
+  adding the printed-only rows (full) to a report, or None)."""
   arrays, extra = {}, {}
   with pc.OfficialPort(source, EDITS, STUBS) as port, tempfile.TemporaryDirectory() as tmp:
-    variants = [('step', arrays, WIDTH, HIDDEN, STEP_SHAPE, True)]
+    variants = [('step', arrays, WIDTH, ck.HIDDEN, STEP_SHAPE, True)]
     if full:
       variants.append(('step_full', extra, *FULL, (2, 750), False))
     for prefix, target, width, hidden, (B, T), mid in variants:
-      rng = _rng('step', width)
+      rng = pc.seeded_rng('step', width)
       case = {'x': features(rng, B, T, width), 'labels': labels_of(LABELS[:B]),
               **{f'weights/{k}': v for k, v in official_weights(port, width, hidden, 0).items()}}
       target.update({f'{prefix}/in/{k}': v for k, v in case.items()})
@@ -511,38 +315,10 @@ def official_arrays(source, full: bool):
       target.update({f'{prefix}/in/{k}': v for k, v in case.items()})
       target.update(pc.pack_detections(f'{prefix}/official', official_detections(port, tmp, case)))
     applied = port.applied
-  return arrays, extra, applied
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--official', required=True,
-                      help='checkout or git directory of github.com/lizhilin-ustc/SAL')
-  parser.add_argument('--write-fixture', default=None,
-                      help='store inputs and official outputs here (.npz + .json)')
-  parser.add_argument('--quick', action='store_true',
-                      help='skip the printed-only checks (full widths at T = 750, 750 snippets)')
-  opts = parser.parse_args()
-  import torch  # pylint: disable=import-outside-toplevel  (official side only)
-  source = pc.open_source(opts.official, OFFICIAL_FILES)
-  t0 = time.perf_counter()
-  arrays, extra, applied = official_arrays(source, full=not opts.quick)
-  report = compare(arrays, pc.Report())
-  if extra:
-    compare(extra, report)
-  print(f'# SAL parity: project vs {REPOSITORY} @ {source.describe()}\n')
-  print(report.table())
-  print('official code as run: CUDA calls removed; ' + '; '.join(
-      e for e in applied if '.cuda()' not in e))
-  if opts.write_fixture:
-    meta = pc.run_metadata(source, REPOSITORY, applied, torch.__version__)
-    size = pc.write_fixture(opts.write_fixture, arrays, meta)
-    print(f'\nwrote {opts.write_fixture} ({size / 1024:.0f} kB, {len(arrays)} arrays) + .json')
-  print(f'\n{"PASS" if report.ok else "FAIL"}: {sum(r.ok for r in report.rows)}/'
-        f'{len(report.rows)} quantities within {pc.TOLERANCE:g} relative '
-        f'({time.perf_counter() - t0:.0f} s)')
-  return 0 if report.ok else 1
+  return arrays, applied, (lambda report: ck.compare(extra, report)) if full else None
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(pc.main('SAL parity', ck.REPOSITORY, OFFICIAL_FILES, official_arrays, ck.compare,
+                   quick_help='skip the printed-only checks (the real widths at T = 750, 750 '
+                              'snippets per video)'))
