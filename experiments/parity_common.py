@@ -304,6 +304,21 @@ class Report:
         [(r.name, fmt(r.max_abs), fmt(r.max_rel), 'yes' if r.ok else 'NO', r.note)
          for r in self.rows], align='lrrll')
 
+  def summary(self, group: Callable[[str], str]) -> str:
+    """One line per group of rows (`group(name)`, in first-seen order): how many pass, the largest
+    relative difference, and the detection counts of localizer rows."""
+    groups: Dict[str, List[Row]] = {}
+    for r in self.rows:
+      groups.setdefault(group(r.name), []).append(r)
+    lines = []
+    for name, rows in groups.items():
+      rel = [r.max_rel for r in rows if r.max_rel is not None]
+      notes = '; '.join(r.note.split(';')[0] for r in rows if 'identical' in r.note)
+      lines.append((name, f'{sum(r.ok for r in rows)}/{len(rows)}',
+                    f'{max(rel):.0e}' if rel else 'exact', notes))
+    return _common.markdown_table(('checked', 'rows passing', 'max rel diff', 'detections'), lines,
+                                  align='lrrl')
+
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures: arrays in an .npz, metadata in a .json beside it.
@@ -393,16 +408,19 @@ def seeded_rng(*key) -> np.random.Generator:
 
 
 def main(title: str, repository: str, official_files: Sequence[str],
-         run_official: Callable, compare: Callable, quick_help: str) -> int:
-  """`--official PATH [--write-fixture FILE] [--quick]`: runs the official code
+         run_official: Callable, compare: Callable, group: Callable[[str], str],
+         quick_help: str) -> int:
+  """`--official PATH [--write-fixture FILE] [--markdown FILE] [--quick]`: runs the official code
   (run_official(source, full) -> (arrays, applied edits, add_printed_rows(report) or None)),
-  compares the project with `compare(arrays, report)`, prints the table and the edits, writes the
-  fixture; returns the exit status (0: every row passes)."""
+  compares the project with `compare(arrays, report)`, prints a summary (rows grouped by
+  `group(name)`), the table and the edits, writes the fixture; returns the exit status (0: every
+  row passes)."""
   parser = argparse.ArgumentParser(description=title)
   parser.add_argument('--official', required=True,
                       help=f'a checkout or git directory of {repository} (read, never stored)')
   parser.add_argument('--write-fixture', default=None,
                       help='store the inputs and official outputs here (.npz, and a .json beside)')
+  parser.add_argument('--markdown', default=None, help='also write the output here (Markdown)')
   parser.add_argument('--quick', action='store_true', help=quick_help)
   opts = parser.parse_args()
   import torch  # pylint: disable=import-outside-toplevel  (official side only)
@@ -413,15 +431,23 @@ def main(title: str, repository: str, official_files: Sequence[str],
   report = compare(arrays, Report())
   if add_printed_rows is not None:
     add_printed_rows(report)
-  print(f'# {title}\n\nproject vs {repository} @ {source.describe()}, torch {torch.__version__}\n')
-  print(report.table())
-  print('official code as run: CUDA calls removed; ' + '; '.join(
-      e for e in applied if '.cuda()' not in e))
+  meta = run_metadata(source, repository, applied, torch.__version__)
+  verdict = (f'{"PASS" if report.ok else "FAIL"}: {sum(r.ok for r in report.rows)}/'
+             f'{len(report.rows)} quantities within {TOLERANCE:g} relative')
+  text = '\n'.join([
+      f'# {title}', '', f'- official: {repository} @ {meta["official_commit"]}'
+      + (' (modified working tree)' if source.dirty else ''),
+      f'- project: {meta["project_commit"]}; torch {torch.__version__} (CPU), '
+      f'{_common.device_description()}', f'- command: `{meta["command"]}`',
+      f'- date: {meta["date"]}; {time.perf_counter() - t0:.0f} s', f'- {verdict}', '',
+      report.summary(group), '', '<details><summary>Every row</summary>', '', report.table(),
+      '</details>', '', 'The official code as run: CUDA calls removed; ' + '; '.join(
+          e for e in applied if '.cuda()' not in e) + '.', ''])
+  print(text)
+  if opts.markdown:
+    pathlib.Path(opts.markdown).write_text(text)
   if opts.write_fixture:
-    meta = run_metadata(source, repository, applied, torch.__version__)
     size = write_fixture(opts.write_fixture, arrays, meta)
-    print(f'\nwrote {opts.write_fixture} ({size / 1024:.0f} kB, {len(arrays)} arrays) + .json')
-  print(f'\n{"PASS" if report.ok else "FAIL"}: {sum(r.ok for r in report.rows)}/'
-        f'{len(report.rows)} quantities within {TOLERANCE:g} relative '
-        f'({time.perf_counter() - t0:.0f} s)')
+    print(f'wrote {opts.write_fixture} ({size / 1024:.0f} kB, {len(arrays)} arrays) + .json')
+  print(verdict)
   return 0 if report.ok else 1

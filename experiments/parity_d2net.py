@@ -525,5 +525,6 @@ def official_arrays(source, full: bool):
 
 if __name__ == '__main__':
   sys.exit(pc.main('D2-Net parity', ck.REPOSITORY, OFFICIAL_FILES, official_arrays, ck.compare,
+                   ck.group,
                    quick_help='skip the printed-only checks (2048 wide network, 212 THUMOS14 '
                               'videos)'))

@@ -235,3 +235,12 @@ def compare(arrays, report: pc.Report, only=None, paths=tuple(PATHS)) -> pc.Repo
         report.array(f'step L_D {on}: {name.replace("grad/", "d total / d ")}', official[name],
                      ours[name])
   return report
+
+
+def group(name: str) -> str:
+  """The summary line of a row: its check and path, values apart from gradients."""
+  head = name.split(':')[0].replace(' L_D on', '').replace(' L_D off', '')
+  if 'localizer' in head:
+    return head.split(' (')[0].split(',')[0]
+  kind = 'gradients' if ('grad' in name or 'd total / d' in name) else 'values'
+  return f'{head}: {kind}' if head.startswith(('loss', 'step')) else head

@@ -320,5 +320,6 @@ def official_arrays(source, full: bool):
 
 if __name__ == '__main__':
   sys.exit(pc.main('SAL parity', ck.REPOSITORY, OFFICIAL_FILES, official_arrays, ck.compare,
+                   ck.group,
                    quick_help='skip the printed-only checks (the real widths at T = 750, 750 '
                               'snippets per video)'))

@@ -207,3 +207,13 @@ def compare(arrays, report: pc.Report, only=None) -> pc.Report:
                         pc.unpack_detections(arrays, f'{prefix}/official'),
                         project_detections(case))
   return report
+
+
+def group(name: str) -> str:
+  """The summary line of a row: its check and starting state, and the kind of quantity."""
+  head, _, rest = name.partition(': ')
+  if not rest:
+    return head.split(' (')[0] + ' (' + head.split(' (')[1]
+  kinds = (('output', 'outputs'), ('loss', 'loss terms'), ('d total / d', 'gradients'),
+           ('new', 'running statistics'), ('pseudo-labels', 'pseudo-labels'), ('mask', 'masks'))
+  return f'{head}: ' + next(label for prefix, label in kinds if prefix in rest)
