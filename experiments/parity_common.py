@@ -348,18 +348,33 @@ def group(arrays: Dict[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:
   return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
 
 
-def run_metadata(source: Source, repository: str, edits: Sequence[str], torch_version: str) -> Dict:
-  """What produced a fixture: the official repository and commit, the edits of the port, the
-  command, date and project commit."""
+@dataclasses.dataclass(frozen=True)
+class Official:
+  """An official repository a script reads: its command-line flag and the files it needs."""
+  flag: str
+  repository: str
+  files: Tuple[str, ...]
+  required: bool = True
+
+
+def run_metadata(sources: Dict[str, Source], officials: Sequence[Official],
+                 edits: Dict[str, Sequence[str]], torch_version: str) -> Dict:
+  """What produced a fixture: each official repository with its commit and the edits of its port,
+  the command (checkout paths replaced by a placeholder), date and project commit."""
   meta = _common.run_metadata()
   argv = sys.argv[1:]
-  given = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == '--official']
-  for path in set(given + [source.path]):  # No path of this machine in a stored file.
-    meta['command'] = meta['command'].replace(path, f'<checkout of {repository}>')
-  return {'official_repository': repository, 'official_commit': source.commit,
-          'official_modified_working_tree': source.dirty, 'port_edits': list(edits),
-          'torch': torch_version, 'command': meta['command'], 'date': meta['date'],
-          'project_commit': meta['git_commit'], 'tolerance': TOLERANCE}
+  for o in officials:  # No path of this machine in a stored file.
+    given = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == o.flag]
+    if o.flag in sources:
+      given.append(sources[o.flag].path)
+    for path in set(given):
+      meta['command'] = meta['command'].replace(path, f'<checkout of {o.repository}>')
+  official = [{'repository': o.repository, 'commit': sources[o.flag].commit,
+               'modified_working_tree': sources[o.flag].dirty,
+               'port_edits': list(edits.get(o.flag, ()))}
+              for o in officials if o.flag in sources]
+  return {'official': official, 'torch': torch_version, 'command': meta['command'],
+          'date': meta['date'], 'project_commit': meta['git_commit'], 'tolerance': TOLERANCE}
 
 
 def pack_detections(prefix: str, detections: Sequence[Sequence[tuple]]) -> Dict[str, np.ndarray]:
@@ -407,17 +422,18 @@ def seeded_rng(*key) -> np.random.Generator:
 # The scripts' command line.
 
 
-def main(title: str, repository: str, official_files: Sequence[str],
-         run_official: Callable, compare: Callable, group: Callable[[str], str],
-         quick_help: str) -> int:
-  """`--official PATH [--write-fixture FILE] [--markdown FILE] [--quick]`: runs the official code
-  (run_official(source, full) -> (arrays, applied edits, add_printed_rows(report) or None)),
-  compares the project with `compare(arrays, report)`, prints a summary (rows grouped by
-  `group(name)`), the table and the edits, writes the fixture; returns the exit status (0: every
-  row passes)."""
+def main(title: str, officials: Sequence[Official], run_official: Callable, compare: Callable,
+         group: Callable[[str], str], quick_help: str) -> int:
+  """`--official PATH [...] [--write-fixture FILE] [--markdown FILE] [--quick]`: runs the official
+  code (run_official({flag: Source}, full) -> (arrays, {flag: applied edits},
+  add_printed_rows(report) or None)), compares the project with `compare(arrays, report)`, prints a
+  summary (rows grouped by `group(name)`), the table and the edits, writes the fixture; returns the
+  exit status (0: every row passes)."""
   parser = argparse.ArgumentParser(description=title)
-  parser.add_argument('--official', required=True,
-                      help=f'a checkout or git directory of {repository} (read, never stored)')
+  for o in officials:
+    parser.add_argument(o.flag, required=o.required,
+                        help=f'a checkout or git directory of {o.repository} (read, never stored)'
+                        + ('' if o.required else '; its checks are skipped without it'))
   parser.add_argument('--write-fixture', default=None,
                       help='store the inputs and official outputs here (.npz, and a .json beside)')
   parser.add_argument('--markdown', default=None, help='also write the output here (Markdown)')
@@ -425,24 +441,29 @@ def main(title: str, repository: str, official_files: Sequence[str],
   opts = parser.parse_args()
   import torch  # pylint: disable=import-outside-toplevel  (official side only)
   torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-  source = open_source(opts.official, official_files)
+  sources = {o.flag: open_source(getattr(opts, o.flag.lstrip('-').replace('-', '_')), o.files)
+             for o in officials if getattr(opts, o.flag.lstrip('-').replace('-', '_'))}
   t0 = time.perf_counter()
-  arrays, applied, add_printed_rows = run_official(source, not opts.quick)
+  arrays, applied, add_printed_rows = run_official(sources, not opts.quick)
   report = compare(arrays, Report())
   if add_printed_rows is not None:
     add_printed_rows(report)
-  meta = run_metadata(source, repository, applied, torch.__version__)
+  meta = run_metadata(sources, officials, applied, torch.__version__)
   verdict = (f'{"PASS" if report.ok else "FAIL"}: {sum(r.ok for r in report.rows)}/'
              f'{len(report.rows)} quantities within {TOLERANCE:g} relative')
-  text = '\n'.join([
-      f'# {title}', '', f'- official: {repository} @ {meta["official_commit"]}'
-      + (' (modified working tree)' if source.dirty else ''),
-      f'- project: {meta["project_commit"]}; torch {torch.__version__} (CPU), '
-      f'{_common.device_description()}', f'- command: `{meta["command"]}`',
-      f'- date: {meta["date"]}; {time.perf_counter() - t0:.0f} s', f'- {verdict}', '',
-      report.summary(group), '', '<details><summary>Every row</summary>', '', report.table(),
-      '</details>', '', 'The official code as run: CUDA calls removed; ' + '; '.join(
-          e for e in applied if '.cuda()' not in e) + '.', ''])
+  lines = [f'# {title}', '']
+  lines += [f'- official: {m["repository"]} @ {m["commit"]}'
+            + (' (modified working tree)' if m['modified_working_tree'] else '')
+            for m in meta['official']]
+  lines += [f'- project: {meta["project_commit"]}; torch {torch.__version__} (CPU), '
+            f'{_common.device_description()}', f'- command: `{meta["command"]}`',
+            f'- date: {meta["date"]}; {time.perf_counter() - t0:.0f} s', f'- {verdict}', '',
+            report.summary(group), '', '<details><summary>Every row</summary>', '',
+            report.table(), '</details>', '']
+  for m in meta['official']:
+    lines.append(f'The official code ({m["repository"]}) as run: CUDA calls removed; '
+                 + '; '.join(e for e in m['port_edits'] if '.cuda()' not in e) + '.')
+  text = '\n'.join(lines) + '\n'
   print(text)
   if opts.markdown:
     pathlib.Path(opts.markdown).write_text(text)

@@ -471,9 +471,10 @@ class OfficialDetector:
     return res
 
 
-def official_arrays(source, full: bool):
+def official_arrays(sources, full: bool):
   """Runs the official code on every case: (the fixture's arrays, the port's edits, a function
   adding the printed-only rows (full) to a report, or None)."""
+  source = sources['--official']
   arrays, extra = {}, {}
   with pc.OfficialPort(source, EDITS) as port, tempfile.TemporaryDirectory() as tmp:
     off = type('Official', (), {n: port.imp(n) for n in
@@ -511,7 +512,7 @@ def official_arrays(source, full: bool):
       official_seconds = time.perf_counter() - t0
     applied = port.applied
   if not full:
-    return arrays, applied, None
+    return arrays, {'--official': applied}, None
 
   def add_printed_rows(report):
     ck.compare(extra, report, only=('model',))
@@ -520,11 +521,11 @@ def official_arrays(source, full: bool):
     report.detections(f"localizer thumos, the {len(tcams)} THUMOS14 test videos (lambda' = 1)",
                       official, ours, note=f'official {official_seconds:.1f} s, project '
                                            f'{time.perf_counter() - t0:.1f} s')
-  return arrays, applied, add_printed_rows
+  return arrays, {'--official': applied}, add_printed_rows
 
 
 if __name__ == '__main__':
-  sys.exit(pc.main('D2-Net parity', ck.REPOSITORY, OFFICIAL_FILES, official_arrays, ck.compare,
-                   ck.group,
+  sys.exit(pc.main('D2-Net parity', [pc.Official('--official', ck.REPOSITORY, OFFICIAL_FILES)],
+                   official_arrays, ck.compare, ck.group,
                    quick_help='skip the printed-only checks (2048 wide network, 212 THUMOS14 '
                               'videos)'))

@@ -19,8 +19,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import parity_common as pc  # noqa: E402  pylint: disable=wrong-import-position
 
 REPOSITORY = 'https://github.com/lizhilin-ustc/SAL'
+ANET_REPOSITORY = 'https://github.com/lizhilin-ustc/SAL_ActivityNet'
+# The project's preset of each check: configs/<preset>.py:sal.
+PRESETS = {'step': 'thumos14', 'step_full': 'thumos14', 'anet_step': 'activitynet13',
+           'localizer': 'thumos14', 'localizer_full': 'thumos14',
+           'anet_localizer': 'activitynet13'}
 NUM_CLASSES = 20
-HIDDEN = 16  # Hidden width of the stored checks (the real one: 512).
+HIDDEN = 8  # Hidden width of the stored checks (the real one: 512).
 GRID_LOGITS, GRID_UNIT = 10, 16  # Localizer inputs on dyadic grids (exact in float32).
 
 
@@ -38,9 +43,9 @@ def seconds_per_snippet(v_len, S, feature_fps=25):
 # The project's side.
 
 
-def project_config(hidden):
-  """configs/thumos14.py:sal at hidden width `hidden`, dropout off."""
-  module = pc.load_module(pc.ROOT / 'configs' / 'thumos14.py', '_parity_thumos14')
+def project_config(hidden, preset='thumos14'):
+  """configs/<preset>.py:sal at hidden width `hidden`, dropout off."""
+  module = pc.load_module(pc.ROOT / 'configs' / f'{preset}.py', f'_parity_{preset}')
   config = module.get_config('sal')
   config.sal.hidden = hidden
   config.sal.dropout_rate = 0.0
@@ -92,7 +97,7 @@ OUTPUTS = {'cas': 'cas', 'cas_bg': 'cas_bg', 'action_flow': 'a_f', 'action_rgb':
 TERMS = ('mil', 'bg', 'act', 'mix', 'mc', 'se')
 
 
-def project_step(case, states):
+def project_step(case, states, preset='thumos14'):
   """The project's training step (dropout off) from each (mu, var) of `states`: outputs, loss
   terms, pseudo-labels, masks, new statistics and the gradients (torch layout, and d / d x)."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -101,10 +106,10 @@ def project_step(case, states):
   from d2net_jax.methods.sal import losses  # pylint: disable=import-outside-toplevel
   x, labels = case['x'], case['labels']
   weights = pc.group(case, 'weights')
-  config = project_config(weights['fc1.weight'].shape[0])
+  config = project_config(weights['fc1.weight'].shape[0], preset)
   c = config.sal
   method = methods.get('sal')
-  model = method.build_model(config, NUM_CLASSES, x.shape[-1])
+  model = method.build_model(config, labels.shape[1], x.shape[-1])
   mask = np.ones(x.shape[:2], np.float32)
   batch = {'mask': mask, 'labels': labels}
 
@@ -149,15 +154,16 @@ def project_step(case, states):
   return results
 
 
-def project_detections(case):
+def project_detections(case, preset='thumos14'):
+  """The 'oic' localizer on each video's first T snippets (T: case['T'], else all)."""
   from d2net_jax import localize  # pylint: disable=import-outside-toplevel
-  config = project_config(HIDDEN).localize.oic
+  config = project_config(HIDDEN, preset).localize.oic
   f = localizer_floats(case)
-  S = f['cas'].shape[1]
+  lengths = case.get('T', np.full(len(case['v_len']), f['cas'].shape[1]))
   out = []
-  for v, v_len in enumerate(case['v_len']):
-    d = localize.oic.localize_video(f['cas'][v], f['a_f'][v], f['a_r'][v], f['sc'][v],
-                                    seconds_per_snippet(int(v_len), S), config)
+  for v, (v_len, T) in enumerate(zip(case['v_len'], lengths)):
+    d = localize.oic.localize_video(f['cas'][v, :T], f['a_f'][v, :T], f['a_r'][v, :T],
+                                    f['sc'][v], seconds_per_snippet(int(v_len), int(T)), config)
     out.append(d.to_list())
   return out
 
@@ -176,17 +182,18 @@ LABELS_OF = {'g': 'pseudo-labels g', 'g_mix': 'mix-up pseudo-labels g_mix', 'w':
 
 def compare(arrays, report: pc.Report, only=None) -> pc.Report:
   """Rows of `report` for the official quantities in `arrays` (the fixture's layout); `only`: a
-  collection of sections ('step', 'localizer')."""
-  want = lambda section: only is None or section in only
-  for prefix in ('step', 'step_full'):
-    if not (want('step') and f'{prefix}/in/x' in arrays):
+  collection of the checks to limit it to (keys of PRESETS)."""
+  want = lambda prefix: only is None or prefix in only
+  for prefix in ('step', 'step_full', 'anet_step'):
+    if not (want(prefix) and f'{prefix}/in/x' in arrays):
       continue
     case = pc.group(arrays, f'{prefix}/in')
     names = sorted({k.split('/')[1] for k in arrays if k.startswith(f'{prefix}/state')})
     officials = [pc.group(arrays, f'{prefix}/{n}') for n in names]
     states = [(o['state_before/mu'], o['state_before/var']) for o in officials]
     size = f'D={case["x"].shape[2]} hidden={case["weights/fc1.weight"].shape[0]}'
-    for name, official, ours in zip(names, officials, project_step(case, states)):
+    for name, official, ours in zip(names, officials,
+                                    project_step(case, states, PRESETS[prefix])):
       label = f'{prefix.replace("_", " ")} {size} {name.replace("state_", "from ")}'
       keys = [k for k in official if not k.startswith('state_before/')]
       for key in sorted(keys, key=lambda k: (list(KINDS).index(k.split('/')[0]), k)):
@@ -195,17 +202,18 @@ def compare(arrays, report: pc.Report, only=None) -> pc.Report:
         if kind == 'train' and what.startswith('g'):
           report.equal(text, official[key], ours[key])
         elif key == 'loss/bg':
-          report.array(text, official[key], ours[key], scale=np.log(NUM_CLASSES),
-                       note=BG_NOTE % np.log(NUM_CLASSES))
+          log_c = np.log(case['labels'].shape[1])
+          report.array(text, official[key], ours[key], scale=log_c, note=BG_NOTE % log_c)
         else:
           report.array(text, official[key], ours[key])
-  for prefix in ('localizer', 'localizer_full'):
-    if want('localizer') and f'{prefix}/in/cas' in arrays:
+  for prefix in ('localizer', 'localizer_full', 'anet_localizer'):
+    if want(prefix) and f'{prefix}/in/cas' in arrays:
       case = pc.group(arrays, f'{prefix}/in')
       V, S, _ = case['cas'].shape
-      report.detections(f'{prefix.replace("_", " ")} ({V} videos, {S} snippets each)',
+      size = f'{S} snippets each' if 'T' not in case else f'{min(case["T"])}-{S} snippets'
+      report.detections(f'{prefix.replace("_", " ")} ({V} videos, {size})',
                         pc.unpack_detections(arrays, f'{prefix}/official'),
-                        project_detections(case))
+                        project_detections(case, PRESETS[prefix]))
   return report
 
 

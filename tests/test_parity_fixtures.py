@@ -43,12 +43,15 @@ def _report(module, arrays, only=None):
 
 
 def test_fixtures_say_where_they_come_from():
-  for name, repo in (('parity_d2net', d2net.REPOSITORY), ('parity_sal', sal.REPOSITORY)):
+  for name, repos in (('parity_d2net', [d2net.REPOSITORY]),
+                      ('parity_sal', [sal.REPOSITORY, sal.ANET_REPOSITORY])):
     arrays, meta = pc.read_fixture(FIXTURES / f'{name}.npz')
-    assert meta['official_repository'] == repo
-    assert len(meta['official_commit']) == 40 and meta['command'] and meta['date']
-    assert sorted(meta['keys']) == sorted(arrays)
-    assert (FIXTURES / f'{name}.npz').stat().st_size < 400_000
+    assert [m['repository'] for m in meta['official']] == repos
+    assert all(len(m['commit']) == 40 and not m['modified_working_tree']
+               for m in meta['official'])
+    assert meta['command'].startswith(f'python experiments/{name}.py --official <checkout of')
+    assert meta['date'] and sorted(meta['keys']) == sorted(arrays)
+    assert (FIXTURES / f'{name}.npz').stat().st_size < 300_000
 
 
 def test_d2net_matches_its_authors_code(d2net_arrays):
@@ -65,9 +68,10 @@ def test_sal_matches_its_authors_code(sal_arrays):
   report = _report(sal, sal_arrays)
   assert report.ok, '\n'.join(report.failures())
   names = ' '.join(r.name for r in report.rows)
-  for part in ('from initial: output sc', 'from mid: loss mix', 'mix-up pseudo-labels g_mix',
-               'adaptive mask w', 'new var', 'd total / d fc1.weight', 'd total / d x',
-               'localizer'):
+  for part in ('step D=16 hidden=8 from initial: output sc', 'from mid: loss mix',
+               'mix-up pseudo-labels g_mix', 'adaptive mask w', 'new var',
+               'd total / d fc1.weight', 'd total / d x', 'anet step D=16 hidden=8 from mid',
+               'localizer (16 videos', 'anet localizer (16 videos'):
     assert part in names
 
 
@@ -119,6 +123,9 @@ MUTATIONS = {
                                  'localizer'),
     'sal bilinear divisor T': ('sal', 'step', _config('sal.bilinear_divisor', 't'), 'output sc'),
     'sal mix-up roll direction': ('sal', 'step', _roll_backwards, 'output action_flow_aug'),
+    # The ActivityNet code's mask: exp(-d^2 / (6 var)); a commented-out line of it has 4 var.
+    'sal ActivityNet mask denominator 4': ('sal', 'anet_step',
+                                           _config('sal.mask_denominator', 4.0), 'adaptive mask'),
     # The code hands its gamma (0.2) to get_proposal_oic's lambda; the function's default is 0.25.
     'sal OIC outer lambda 0.25': ('sal', 'localizer', _config('localize.oic.outer_lambda', 0.25),
                                   'localizer'),
