@@ -224,7 +224,7 @@ def thumos_length_videos(annotations, seed=0):
   subset, segs, labels = dec(ld('subset.npy')), ld('segments.npy'), ld('labels.npy')
   dur = ld('duration.npy').reshape(-1)
   classes = dec(ld('classlist.npy'))
-  rng = np.random.defaultpc.seeded_rng(seed)
+  rng = np.random.default_rng(seed)
   tcams = []
   for s, sg, lb, du in zip(subset, segs, labels, dur):
     if s != 'test' or len(sg) == 0:
