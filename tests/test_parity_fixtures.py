@@ -123,9 +123,9 @@ MUTATIONS = {
                                  'localizer'),
     'sal bilinear divisor T': ('sal', 'step', _config('sal.bilinear_divisor', 't'), 'output sc'),
     'sal mix-up roll direction': ('sal', 'step', _roll_backwards, 'output action_flow_aug'),
-    # The ActivityNet code's mask: exp(-d^2 / (6 var)); a commented-out line of it has 4 var.
-    'sal ActivityNet mask denominator 4': ('sal', 'anet_step',
-                                           _config('sal.mask_denominator', 4.0), 'adaptive mask'),
+    # The ActivityNet code's soft-NMS alpha is 0.35 (THUMOS14's 0.3).
+    'sal ActivityNet soft-NMS alpha 0.3': ('sal', 'anet_localizer',
+                                           _config('localize.oic.soft_alpha', 0.3), 'localizer'),
     # The code hands its gamma (0.2) to get_proposal_oic's lambda; the function's default is 0.25.
     'sal OIC outer lambda 0.25': ('sal', 'localizer', _config('localize.oic.outer_lambda', 0.25),
                                   'localizer'),
