@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """D2-Net against its authors' code (naraysa/D2-Net): both on the same weights and inputs.
 
-  python experiments/parity_d2net.py --official PATH [--write-fixture tests/fixtures/parity_d2net.npz]
+  python experiments/parity_d2net.py --official PATH
+      [--write-fixture tests/fixtures/parity_d2net.npz] [--markdown FILE] [--quick]
 
 PATH is the user's checkout of github.com/naraysa/D2-Net, or a git directory of it (`git clone
 --mirror`). That code has no license: it is read from PATH at run time and never stored
@@ -29,9 +30,10 @@ The Eq. 3 pairing draws (the official torch.randperm calls, the project's
 `pairing.official_permutations`) are both set to stored permutations: the two codes use different
 random generators, the pairing rule is what is compared.
 
-Prints a table (quantity, max abs diff, max rel diff, pass at 1e-5 relative); exit status 0 when all
-pass. --write-fixture stores the inputs and the official outputs (not the 2048-wide check, not the
-212 videos), which tests/test_parity_fixtures.py replays without the official code.
+Prints a summary and a table (quantity, max abs diff, max rel diff, pass at 1e-5 relative); exit
+status 0 when all pass. --write-fixture stores the inputs and the official outputs (not the 2048-wide
+check, not the 212 videos), which tests/test_parity_fixtures.py replays without the official code;
+--quick skips those two printed-only checks. docs/parity_d2net.md shows a run.
 """
 
 from __future__ import annotations

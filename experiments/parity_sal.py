@@ -33,7 +33,8 @@ split at 1024); the port makes them parameters (parity_common.Edit, listed in th
 
 Prints a summary and a table (quantity, max abs diff, max rel diff, pass at 1e-5 relative); exit
 status 0 when all pass. --write-fixture stores the inputs and the official outputs of the narrow
-checks, which tests/test_parity_fixtures.py replays without the official code.
+checks, which tests/test_parity_fixtures.py replays without the official code. docs/parity_sal.md
+shows a run.
 """
 
 from __future__ import annotations
@@ -67,48 +68,45 @@ ANET_STEP_SHAPE = (3, 50)  # NUM_SEGMENTS = 50 (>= the 40 pseudo-label positives
 ANET_CLASSES = 20  # The code's 200 classes are a parameter of its step and localizer.
 ANET_LOC_VIDEOS = 16
 
-EDITS = [
-    pc.Edit('models/model_x4.py', r'\b512\b', 'HIDDEN', 12,
-            'the hidden width, a literal 512 (12 times, comments too), made a module constant '
-            'HIDDEN...'),
-    pc.Edit('models/model_x4.py', r'^import math$',
-            'import math\nHIDDEN = 512  # (parity port) set by the script', 1,
-            '...= 512, set by the script'),
-    pc.Edit('models/model_x4.py', r'\b1024\b', 'self.len_feature // 2', 2,
-            'the RGB / flow split at 1024 made len_feature / 2 (the same at the real 2048)'),
-    pc.Edit('main_thumos.py', r'^import time$',
-            'import time\n\n\ndef _parity_hook(scope):  # (parity port) replaced at run time\n'
-            '    return None', 1, 'a hook function added'),
-    pc.Edit('main_thumos.py', r'^(?P<i>[ \t]*)cost\.backward\(\)\s*$',
-            r'\g<i>cost.backward()\n\g<i>_parity_hook(locals())', 1,
-            "train(): the hook reads the step's locals after backward (before Adam)"),
+
+def _width_edits(model_file, literals_512, literals_1024):
+  """The model file's widths, literals there, made parameters (the same at the real widths)."""
+  return [
+      pc.Edit(model_file, r'\b512\b', 'HIDDEN', literals_512,
+              f'the hidden width, a literal 512 ({literals_512} times, comments too), made a '
+              'module constant HIDDEN...'),
+      pc.Edit(model_file, r'^import math$',
+              'import math\nHIDDEN = 512  # (parity port) set by the script', 1,
+              '...= 512, set by the script'),
+      pc.Edit(model_file, r'\b1024\b', 'self.len_feature // 2', literals_1024,
+              'the RGB / flow split at 1024 made len_feature / 2 (the same at the real 2048)')]
+
+
+def _hook_edits(main_file, function):
+  """A hook the script sets, called with the training step's locals after its backward pass."""
+  return [
+      pc.Edit(main_file, r'^import time$',
+              'import time\n\n\ndef _parity_hook(scope):  # (parity port) replaced at run time\n'
+              '    return None', 1, 'a hook function added'),
+      pc.Edit(main_file, r'^(?P<i>[ \t]*)cost\.backward\(\)\s*$',
+              r'\g<i>cost.backward()\n\g<i>_parity_hook(locals())', 1,
+              f"{function}: the hook reads the step's locals after backward")]
+
+
+EDITS = _width_edits('models/model_x4.py', 12, 2) + _hook_edits('main_thumos.py', 'train()') + [
     pc.Edit('inference_thumos.py', r'(score_np = score_supp\[0, :\]\.cpu\(\)\.numpy\(\))',
             r'\1.copy()', 1,
             "inference(): score_np copied, as .cpu() of a CUDA tensor copies (on CPU .numpy() "
-            "would alias score_supp, whose binarisation would leak into the OIC scores)"),
-]
-ANET_EDITS = [
-    pc.Edit('core/SA13_1.py', r'\b512\b', 'HIDDEN', 13,
-            'the hidden width, a literal 512 (13 times, comments too), made a module constant '
-            'HIDDEN...'),
-    pc.Edit('core/SA13_1.py', r'^import math$',
-            'import math\nHIDDEN = 512  # (parity port) set by the script', 1,
-            '...= 512, set by the script'),
-    pc.Edit('core/SA13_1.py', r'\b1024\b', 'self.len_feature // 2', 3,
-            'the RGB / flow split at 1024 (and a comment) made len_feature / 2 (the same at 2048)'),
-    pc.Edit('main_SA13_1.py', r'^from core\.SA13_2 import SALModel$',
-            'from core.SA13_1 import SALModel', 1,
-            'the model is imported from core/SA13_2.py, absent from the repository: core/SA13_1.py'),
-    pc.Edit('main_SA13_1.py', r'^import time$',
-            'import time\n\n\ndef _parity_hook(scope):  # (parity port) replaced at run time\n'
-            '    return None', 1, 'a hook function added'),
-    pc.Edit('main_SA13_1.py', r'^(?P<i>[ \t]*)cost\.backward\(\)\s*$',
-            r'\g<i>cost.backward()\n\g<i>_parity_hook(locals())', 1,
-            "train_one_step(): the hook reads the step's locals after backward"),
-    pc.Edit('main_SA13_1.py',
-            r'(score_np = score_supp\[0, :\]\.cpu\(\)\.data\.numpy\(\))', r'\1.copy()', 1,
-            'test_all(): score_np copied, as .cpu() of a CUDA tensor copies'),
-]
+            "would alias score_supp, whose binarisation would leak into the OIC scores)")]
+ANET_EDITS = _width_edits('core/SA13_1.py', 13, 3) + _hook_edits(
+    'main_SA13_1.py', 'train_one_step()') + [
+        pc.Edit('main_SA13_1.py', r'^from core\.SA13_2 import SALModel$',
+                'from core.SA13_1 import SALModel', 1,
+                'the model is imported from core/SA13_2.py, absent from the repository: '
+                'core/SA13_1.py'),
+        pc.Edit('main_SA13_1.py',
+                r'(score_np = score_supp\[0, :\]\.cpu\(\)\.data\.numpy\(\))', r'\1.copy()',
+                1, 'test_all(): score_np copied, as .cpu() of a CUDA tensor copies')]
 
 
 # =================================================================================================
