@@ -179,9 +179,10 @@ def local_detections(forward, params, state, videos: Sequence[VideoRecord], conf
 def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRecord], config, *,
              process_index: Optional[int] = None, process_count: Optional[int] = None,
              allgather: Callable[[Any], List[Any]] = allgather_objects,
-             progress: Optional[bool] = None
-             ) -> Tuple[evaluation.EvaluationResult, Dict[str, localize.Detections]]:
-  """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring).
+             progress: Optional[bool] = None, scored: bool = True
+             ) -> Tuple[Optional[evaluation.EvaluationResult], Dict[str, localize.Detections]]:
+  """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring); the
+  result is None unless `scored` (videos without ground truth).
 
   With several processes each runs the network on its share (`process_videos`) and the
   detections of all are gathered (`allgather`), so every process returns the result of all
@@ -197,7 +198,7 @@ def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRec
       merged.update(part)
     found = merged
   detections = {v.video_id: found[v.video_id] for v in videos}
-  return score(dataset, videos, detections, config), detections
+  return (score(dataset, videos, detections, config) if scored else None), detections
 
 
 def selection_value(result: evaluation.EvaluationResult, iou: float) -> Tuple[str, float]:
