@@ -207,6 +207,8 @@ def test_corrupt_or_missing_best_checkpoint(run_copy, data_dir, capsys):
   assert _train(run_copy, data_dir) == 0
   out = capsys.readouterr().out
   assert 'testing the final state (step 24) instead' in out
+  # The line above the table says what was tested (it said 'selected by validation').
+  assert 'Test set, final state (step 24; the selected checkpoint is unusable' in out, out
   results = json.loads((run_copy / 'results.json').read_text())
   assert 'fallback' in results['selected_checkpoint']
   shutil.rmtree(step_dir)  # Missing, while selection.json still names it.

@@ -7,6 +7,8 @@ no ground-truth segment (weak labels only). A best checkpoint that is missing or
 the end is replaced by the final state, and the record says so ('fallback').
 """
 
+from d2net_jax.training import checkpointing
+
 
 def no_selection(step: int, pool: str) -> dict:
   """The selection record of a run without ground truth to select on."""
@@ -41,8 +43,7 @@ def best_or_final(checkpointer, final_state, selection, log):
     best_state = checkpointer.restore_best(final_state)
     problem = None if best_state is not None else 'missing'
   except Exception as e:  # pylint: disable=broad-except
-    first = str(e).splitlines()[0][:200] if str(e) else ''
-    best_state, problem = None, f'unreadable ({type(e).__name__}: {first})'
+    best_state, problem = None, f'unreadable ({checkpointing.read_problem(e)})'
   if best_state is not None:
     return best_state, selection
   step = int(final_state.step)
