@@ -259,7 +259,7 @@ def test_localize_on_a_new_store_maps_classes_by_name(finished_run, data_dir, tm
                    '--output', str(output), '--per-class']) == 0  # Run's data.kind: 'synthetic'.
   printed = capsys.readouterr().out
   assert 'Per-class AP (%)' in printed
-  assert '6 new videos' in printed and 'mAP (%)' in printed
+  assert "6 videos (subset 'new'" in printed and 'mAP (%)' in printed
   # The same videos and model: the same detections, labelled by name despite the new order.
   assert _detections(output) == _detections(finished_run / 'detections_test.json')
   test_map = json.loads((finished_run / 'results.json').read_text())['test']['average_mAP']

@@ -89,8 +89,9 @@ def main(argv) -> int:
     print(f'{PROG}: error: cannot write {e.filename or output}: {e.strerror or e}',
           file=sys.stderr)
     return 1
-  print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} {subset} videos '
-        f'({which} checkpoint, step {int(state.step)}) written to {output}')
+  of = 'all of the store' if subset == 'all' else f'subset {subset!r}'
+  print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} videos ({of}; '
+        f'{which} checkpoint, step {int(state.step)}) written to {output}')
   if any(len(v.segments) for v in videos):
     result = inference.score(dataset, videos, found, config)
     print(evaluation.format_table(result, per_class=fv['per-class'].value))

@@ -205,7 +205,8 @@ def _write_index(group, videos, num_classes):
   group['seconds_per_snippet'] = np.array([v.seconds_per_snippet for v in videos], np.float64)
   group.create_dataset('subset', data=np.array([v.subset for v in videos], dtype=object),
                        dtype=strings)
-  group['labels'] = np.array([v.labels for v in videos], np.float32).reshape(-1, num_classes)
+  group['labels'] = np.array([v.labels for v in videos], np.float32).reshape(len(videos),
+                                                                          num_classes)
   segments = [np.asarray(v.segments, np.float64).reshape(-1, 2) for v in videos]
   group['segments'] = np.concatenate(segments + [np.zeros((0, 2))])
   group['segment_classes'] = np.concatenate(

@@ -178,15 +178,17 @@ def read_model_info(workdir) -> Optional[dict]:
   return json.loads(path.read_text())
 
 
-def class_mapping(model_names: Sequence[str], data_names: Sequence[str], source) -> List[int]:
+def class_mapping(model_names: Sequence[str], data_names: Sequence[str], source,
+                  some: bool = False) -> List[int]:
   """index_in_model[data class index]: the data's classes mapped to the model's by name.
 
-  Raises ValueError listing the names that only one side has (never a silent relabelling).
+  Raises ValueError listing the names that only one side has (never a silent relabelling);
+  with `some` (new videos), the data may have only some of the model's classes.
   """
   model_names, data_names = [str(c) for c in model_names], [str(c) for c in data_names]
   only_model = [c for c in model_names if c not in data_names]
   only_data = [c for c in data_names if c not in model_names]
-  if only_model or only_data or len(set(data_names)) != len(data_names):
+  if (only_model and not some) or only_data or len(set(data_names)) != len(data_names):
     raise ValueError(
         f'{source}: class names differ from the model\'s: only in the data {only_data}, only in '
         f'the model {only_model} (the model was trained on {len(model_names)} classes; '
