@@ -56,3 +56,22 @@ def small_disk(tmp_path):
   yield make
   for folder in mounts:
     subprocess.run(['umount', '-l', str(folder)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+  """A folder nothing can be written into: a read-only tmpfs for root (whom permissions do not
+  stop), a chmod 500 folder for anyone else."""
+  folder = tmp_path / 'read_only'
+  folder.mkdir()
+  if os.geteuid() != 0:
+    folder.chmod(0o500)
+    yield folder
+    folder.chmod(0o700)
+    return
+  result = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(folder)],
+                          capture_output=True, text=True, check=False)
+  if result.returncode:
+    pytest.skip(f'cannot mount a read-only tmpfs: {result.stderr.strip()}')
+  yield folder
+  subprocess.run(['umount', '-l', str(folder)], check=False)

@@ -196,6 +196,42 @@ def _corrupt_best(workdir):
 
 
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_ctrl_c_during_the_final_test_says_so_and_the_run_finishes_later(
+    run_copy, data_dir, monkeypatch, capsys):
+  """Issue 23.6: a Ctrl-C during the final test said 'before training started'."""
+  run = train.Evaluator.run
+
+  def interrupted_test(self, state, scored=True):
+    if self.split == 'test':
+      raise KeyboardInterrupt
+    return run(self, state, scored)
+
+  (run_copy / 'results.json').unlink()
+  monkeypatch.setattr(train.Evaluator, 'run', interrupted_test)
+  assert _train(run_copy, data_dir) == 130
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'during the final evaluation' in err, err
+  assert 'checkpoint of step 24 saved' in err and 'before training' not in err, err
+  assert _history(run_copy)[-1]['outcome'].startswith('KeyboardInterrupt')
+  monkeypatch.setattr(train.Evaluator, 'run', run)
+  assert _train(run_copy, data_dir) == 0  # The same command finishes it.
+  assert (run_copy / 'results.json').is_file()
+
+
+def test_plot_and_localize_into_a_read_only_place_are_one_line(finished_run, read_only_dir,
+                                                               capsys):
+  """Issue 23.6: `plot` into a read-only place raised a raw OSError traceback."""
+  video = next(iter(_detections(finished_run / 'detections_test.json')))
+  for argv in (['plot', '--video', video, '--output', str(read_only_dir / 'v.png')],
+               ['plot', '--video', video, '--output', str(read_only_dir / 'sub' / 'v.png')],
+               ['localize', '--output', str(read_only_dir / 'd.json')]):
+    assert cli.main([*argv[:1], '--workdir', str(finished_run), *argv[1:]]) == 1, argv
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(read_only_dir) in err, err
+    assert 'Read-only file system' in err or 'Permission denied' in err, err
+  assert not list(read_only_dir.iterdir())
+
+
 def test_corrupt_or_missing_best_checkpoint(run_copy, data_dir, capsys):
   step_dir = _corrupt_best(run_copy)
   assert cli.main(['localize', '--workdir', str(run_copy)]) == 1

@@ -92,13 +92,17 @@ def _run(name: str, argv) -> int:
   except Exception:  # pylint: disable=broad-except
     if not interrupts.pending():
       raise
-    return _interrupted(name)  # Ctrl-C during an import: numpy turns it into an ImportError.
-  except KeyboardInterrupt:  # Ctrl-C anywhere outside train's step loop (imports, compiling).
-    return _interrupted(name)
+    # Ctrl-C during an import: numpy turns it into an ImportError.
+    return _interrupted(name, interrupts.pending())
+  except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM outside train's step loop (imports, ...).
+    return _interrupted(name, interrupts.signal_name(e))
 
 
-def _interrupted(name: str) -> int:
+def _interrupted(name: str, signal_name: str) -> int:
   interrupts.clear()
+  if signal_name == 'SIGTERM':
+    print(f'd2net-jax {name}: terminated (SIGTERM)', file=sys.stderr)
+    return 143
   print(f'd2net-jax {name}: interrupted', file=sys.stderr)
   return 130
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from jax import lax
 
@@ -169,6 +170,25 @@ class Evaluator:
                               self.config, progress=self.progress, scored=scored)
 
 
+class NoUpdateError(RuntimeError):
+  """Every update of a run so far was skipped (its loss or gradient is not finite): nothing
+  trains, so the run stops (with the likely cause) instead of evaluating an untrained model."""
+
+
+def _check_updates(num_skipped: int, start: int, done: int, batch, config) -> None:
+  """Raises NoUpdateError when all of at least 10 updates since `start` were skipped."""
+  if num_skipped < done - start or done - start < 10:
+    return
+  largest = float(np.max(np.abs(batch['features']))) if np.size(batch['features']) else 0.0
+  if largest > 1e15:
+    cause = (f'the features reach |x| = {largest:.3g}, beyond what float32 arithmetic handles '
+             f'(squares overflow past 1.8e19): rescale them ({config.data.path or "the data"})')
+  else:
+    cause = 'check the data (`d2net-jax check`) and config.train.learning_rate'
+  raise NoUpdateError(f'all {done - start} updates of steps {start + 1}-{done} were skipped (the '
+                      f'loss or its gradient is not finite); nothing trains: {cause}')
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop.
 
@@ -198,6 +218,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
       summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started,
                                     per_class)
     except BaseException as e:
+      if isinstance(e, KeyboardInterrupt):  # Where it stopped, for the command's message.
+        e.phase, e.step = started[-1] if started else ('start-up', None)
       if started and is_main:
         with contextlib.suppress(OSError):  # Disk full: the first error is the one to report.
           run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
@@ -209,8 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
 
 
 def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, per_class):
-  """`train_and_evaluate` in the locked workdir; `started` gets an item once config.json is
-  written."""
+  """`train_and_evaluate` in the locked workdir; `started` gets (phase, step) items once
+  config.json is written: ('start-up', None), ('training', None), ('final evaluation', step)."""
   method = methods.get(config.method)
   is_main = jax.process_index() == 0
   c = config.train
@@ -241,7 +263,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   if is_main:  # The run has started: only now config.json may change.
     run_dir.commit_config(workdir, config, argv, changes)
     run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name)
-    started.append(True)
+    started.append(('start-up', None))
     if changes:
       log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
           f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
@@ -285,10 +307,12 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   bar = progress_lib.Progress(start, c.num_steps, disable=None if progress is None else not progress)
   log = bar.wrap(log)  # Log lines during training clear and redraw the bar.
   pending, last_logged, t0 = [], start, time.perf_counter()
+  skipped_before = int(jax.device_get(state.num_skipped))
   # Each process builds only its own rows of the global batch (all of them on one host).
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
   batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
   interrupts.check()
+  started.append(('training', None))
   with run_dir.StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
@@ -306,6 +330,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
           if skipped:
             log(f'step {done}: {skipped} of the last {len(fetched)} updates skipped (non-finite '
                 f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
+          _check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done, batch,
+                         config)
           bar.update(done, {k: fetched[-1][k] for k in method.progress_metrics
                             if k in fetched[-1]})
           last_logged, t0, pending = done, time.perf_counter(), []
@@ -322,6 +348,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   checkpointer.save(state, force=True)
   checkpointer.wait()
   final_step = int(jax.device_get(state.step))
+  started.append(('final evaluation', final_step))
   summary = {'step': final_step, 'interrupted': interrupt.signal_name,
              'num_skipped': int(jax.device_get(state.num_skipped))}
   if interrupt.stop:
