@@ -332,8 +332,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
                 f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
           _check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done, batch,
                          config)
-          bar.update(done, {k: fetched[-1][k] for k in method.progress_metrics
-                            if k in fetched[-1]})
+          bar.update(done, progress_lib.window_means(fetched, method.progress_metrics),
+                     window=len(fetched))
           last_logged, t0, pending = done, time.perf_counter(), []
         if done % c.checkpoint_every == 0 or interrupt.stop:
           checkpointer.save(state)
