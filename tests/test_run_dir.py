@@ -143,6 +143,19 @@ def test_failing_call_never_replaces_config_json(run_copy, data_dir, tmp_path, c
   assert not (fresh / 'config.json').exists()
 
 
+def test_a_deleted_config_json_does_not_let_a_changed_config_resume(run_copy, data_dir, capsys):
+  """Issue 23.7: with config.json deleted, a resume with another learning rate was accepted
+  silently (the checkpoints and history.jsonl still hold the run)."""
+  (run_copy / 'config.json').unlink()
+  before = (run_copy / 'history.jsonl').read_text()
+  assert _train(run_copy, data_dir, '--config.train.learning_rate=0.5') == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'config.json' in err and 'missing' in err, err
+  assert '--allow-config-change' in err
+  assert (run_copy / 'history.jsonl').read_text() == before
+  assert not (run_copy / 'config.json').exists()
+
+
 def test_print_config_prints_and_does_not_train(tmp_path, capsys):
   assert cli.main(['train', '--config', SMOKE, '--print-config',
                    '--config.train.learning_rate=0.25']) == 0
@@ -320,6 +333,32 @@ def test_localize_on_data_with_other_class_names_lists_them(finished_run, data_d
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1
   assert "['Juggling']" in err and repr([names[3]]) in err
+
+
+def test_localize_keeps_the_detections_train_wrote(run_copy, capsys):
+  """Issue 23.7: `localize --workdir RUN` silently overwrote RUN/detections_test.json, the file
+  results.json's test score was computed from."""
+  trained = (run_copy / 'detections_test.json').read_text()
+  assert cli.main(['localize', '--workdir', str(run_copy),
+                   '--config.localize.nms_threshold=0.1']) == 0
+  out = capsys.readouterr().out
+  assert (run_copy / 'detections_test.json').read_text() == trained
+  assert str(run_copy / 'detections_test_localize.json') in out, out
+
+
+def test_localize_on_the_training_subset_says_which_videos_were_trained_on(finished_run, capsys):
+  """Issue 23.7: `localize --subset validation` (THUMOS14's training subset) scored 200 videos,
+  160 of them trained on, with no note."""
+  config = json.loads((finished_run / 'config.json').read_text())
+  subset = config['data']['train_subset']
+  assert cli.main(['localize', '--workdir', str(finished_run), '--subset', subset,
+                   '--output', str(finished_run / 'train_subset.json')]) == 0
+  out = capsys.readouterr().out
+  note = [line for line in out.splitlines() if line.startswith('note:')]
+  assert len(note) == 1 and 'trained on' in note[0] and 'not a held-out score' in note[0], out
+  assert cli.main(['localize', '--workdir', str(finished_run), '--output',
+                   str(finished_run / 'test_subset.json')]) == 0
+  assert 'note:' not in capsys.readouterr().out
 
 
 def test_fields_added_to_the_schema_since_the_run_are_no_change(tmp_path):

@@ -100,12 +100,16 @@ def _harmless(field: str, old, new) -> bool:
 
 
 def has_run(workdir: pathlib.Path) -> bool:
-  """Whether `workdir` holds a started run (its config.json and metrics or checkpoints)."""
-  if not (workdir / 'config.json').is_file():
-    return False
+  """Whether `workdir` holds a started run (its config.json, and metrics or checkpoints)."""
+  return (workdir / 'config.json').is_file() and _run_traces(workdir) != []
+
+
+def _run_traces(workdir: pathlib.Path) -> List[str]:
+  """What in `workdir` shows that a run has started there (metrics, checkpoints, history)."""
   checkpoints = workdir / 'checkpoints'
-  return (workdir / 'metrics.jsonl').is_file() or (
-      checkpoints.is_dir() and any(checkpoints.iterdir()))
+  traces = [name for name in ('metrics.jsonl', 'history.jsonl') if (workdir / name).is_file()]
+  return traces + (['checkpoints/'] if checkpoints.is_dir() and any(checkpoints.iterdir())
+                   else [])
 
 
 def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool = False
@@ -116,6 +120,17 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
   `allow_change` is False. Harmless changes (HARMLESS_FIELDS, num_steps extended) pass.
   """
   workdir = pathlib.Path(workdir)
+  if not (workdir / 'config.json').exists():
+    traces = _run_traces(workdir)
+    if not traces:
+      return {}  # A new run.
+    if allow_change:  # Recorded in history.jsonl, with the config this call writes.
+      return {'config.json': ('missing', 'written anew from this call')}
+    raise RunDirError(
+        f'{workdir} holds a run ({", ".join(traces)}) but its config.json is missing, so this '
+        "call's config cannot be checked against it: put the run's config.json back, use a new "
+        'workdir, or --allow-config-change to resume with this config (recorded in '
+        'history.jsonl)')
   if not has_run(workdir):
     return {}
   try:
