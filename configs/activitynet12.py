@@ -58,7 +58,7 @@ def get_config(arg=None):
                                                       flags=_THUMOS.FLAGS,
                                                       keys=config_lib.PRESET_KEYS)
   _THUMOS.check_flags(flags, 'configs/activitynet12.py')
-  config = _THUMOS.get_config(config_lib.format_preset_arg(method, (), values))
+  config = _THUMOS.get_config(config_lib.format_preset_arg(method, (), values), method_preset=None)
   config.preset = f'configs/activitynet12.py:{arg or ""}'
 
   config.data.name = 'ActivityNet1.2'
@@ -89,7 +89,8 @@ def get_config(arg=None):
 
   if 'paper' in flags:
     _THUMOS.apply_overrides(config, PAPER)
-  if 'official_protocol' in flags:
-    _THUMOS.apply_overrides(config, OFFICIAL_PROTOCOL)
+  if 'official_protocol' in flags:  # D2-Net's (mil's, DFE over D2-Net's); SAL has none here.
+    _THUMOS.apply_overrides(config, _THUMOS.official_protocol(
+        config, 'activitynet12', OFFICIAL_PROTOCOL, 'configs/activitynet12.py'))
   _THUMOS.config_lib.apply_method_preset(config, 'activitynet12')
   return config

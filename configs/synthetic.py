@@ -67,9 +67,12 @@ def get_config(arg=None):
   config.loss.pdmi_start_step = 250  # THUMOS14: 1000 of 20000 steps.
 
   thumos.config_lib.apply_method_preset(config, 'synthetic')
-  if 'official_protocol' in flags:
-    thumos.apply_overrides(config, thumos.OFFICIAL_PROTOCOL)
-    config.evaluation.official_gt = 'annotations'  # No test_gt_segments.npy for synthetic data.
+  if 'official_protocol' in flags:  # The method's authors' THUMOS14 protocol.
+    protocol = thumos.official_protocol(config, 'thumos14', thumos.OFFICIAL_PROTOCOL,
+                                        'configs/synthetic.py')
+    thumos.apply_overrides(config, protocol)
+    if config.evaluation.protocol == 'd2net_official':
+      config.evaluation.official_gt = 'annotations'  # No test_gt_segments.npy for synthetic data.
   if 'smoke' in flags:
     config.data.synthetic.num_train = 16
     config.data.synthetic.num_test = 6

@@ -11,11 +11,16 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
   d2net-jax train --config configs/thumos14.py:dfe,base=sal ...  # DFE over SAL: SAL's settings
 
 The argument is a comma-separated list: a method name (d2net_jax.methods.names(), default
-'d2net') and flags ('paper': D2-Net's paper values; 'official_protocol': the official code's
-switches, the official scorer and its protocol of selecting the checkpoint on the test set every
-500 steps by mAP@0.5, training on all 200 training videos), e.g. `configs/thumos14.py:d2net,paper`,
-and `base=BASE` for a method that wraps one (DFE), whose settings (SAL's data, schedule and
-localizer for base=sal) apply first.
+'d2net') and flags ('paper': D2-Net's paper values; 'official_protocol': the protocol of the
+method's authors, `official_protocol` below), e.g. `configs/thumos14.py:d2net,paper`, and
+`base=BASE` for a method that wraps one (DFE), whose settings (SAL's data, schedule and localizer
+for base=sal) apply first.
+
+'official_protocol' is D2-Net's official code's switches, its scorer and its protocol of selecting
+the checkpoint on the test set every 500 steps by mAP@0.5, training on all 200 training videos;
+for SAL its authors' (the test set every 10 steps, the ActivityNet-style evaluator: SAL's
+'thumos14:official_protocol' preset). mil, our baseline, runs under D2-Net's (the method it is
+compared with), DFE under its base's.
 
 Every field of d2net_jax/config.py can be overridden (`--config.train.batch_size=10`). The values
 below repeat the schema's defaults on purpose, so the settings that matter read in one place; each
@@ -23,6 +28,7 @@ paper/official difference is a named field with a `paper:` comment, and `PAPER` 
 """
 
 from d2net_jax import config as config_lib
+from d2net_jax import methods
 
 # The paper's values where the official code differs (arg 'paper').
 PAPER = {
@@ -74,15 +80,35 @@ OFFICIAL_PROTOCOL = {
 FLAGS = ('paper', 'official_protocol')
 
 
+def official_protocol(config, dataset: str, d2net_protocol: dict, preset: str) -> dict:
+  """The overrides of 'official_protocol' for `config.method` on `dataset`: the protocol of the
+  method's authors. D2-Net's is `d2net_protocol`; mil (our baseline, compared with D2-Net) takes
+  D2-Net's too; DFE (our design over a base) its base's; another method its preset
+  '<dataset>:official_protocol' (SAL on THUMOS14). ValueError (one line) when there is none."""
+  owner = methods.method_chain(config)[0].name  # The innermost: DFE's base.
+  if owner in ('d2net', 'mil'):
+    return d2net_protocol
+  own = methods.get(owner).presets.get(f'{dataset}:official_protocol')
+  if own is None:
+    raise ValueError(f"{preset}: official_protocol is the protocol of a method's authors, and "
+                     f'{owner!r} has none for {dataset} (no released code or protocol to follow); '
+                     'leave out official_protocol')
+  return own
+
+
 def apply_overrides(config, overrides):
   """Sets 'section.field' -> value on a locked config (a misspelt field raises)."""
   return config_lib.apply_overrides(config, overrides)
 
 
-def get_config(arg=None):
+def get_config(arg=None, method_preset='thumos14'):
   """arg: '[METHOD][,paper|,official_protocol][,base=BASE]': METHOD as registered (default d2net);
-  'paper': D2-Net's paper values; 'official_protocol': the official code's protocol end to end;
-  base=BASE: the base of a method that wraps one (dfe)."""
+  'paper': D2-Net's paper values; 'official_protocol': the method's authors' protocol end to end
+  (`official_protocol`); base=BASE: the base of a method that wraps one (dfe).
+
+  method_preset: the method's dataset settings applied last (`config_lib.apply_method_preset`);
+  None for the presets that build on this one with their own (configs/activitynet12.py), so
+  SAL's THUMOS14 settings (its STPN layout, jit for a batch of 2) do not leak into them."""
   method, flags, values = config_lib.parse_preset_arg(arg, 'configs/thumos14.py', flags=FLAGS,
                                                       keys=config_lib.PRESET_KEYS)
   check_flags(flags, 'configs/thumos14.py')
@@ -126,12 +152,17 @@ def get_config(arg=None):
   config.localize.nms_threshold = 0.3  # paper: 0.5.
   config.evaluation.tiou_thresholds = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
+  config_lib.apply_preset_values(config, values, 'configs/thumos14.py')  # Before: base=sal.
   if 'paper' in flags:
     apply_overrides(config, PAPER)
-  if 'official_protocol' in flags:
-    apply_overrides(config, OFFICIAL_PROTOCOL)
-  config_lib.apply_preset_values(config, values, 'configs/thumos14.py')  # Before: base=sal.
-  config_lib.apply_method_preset(config, 'thumos14')
+  protocol = (official_protocol(config, 'thumos14', OFFICIAL_PROTOCOL, 'configs/thumos14.py')
+              if 'official_protocol' in flags else None)
+  if protocol is OFFICIAL_PROTOCOL:  # D2-Net's, under the method's settings.
+    apply_overrides(config, protocol)
+  if method_preset is not None:
+    config_lib.apply_method_preset(config, method_preset)
+  if protocol is not None and protocol is not OFFICIAL_PROTOCOL:  # The method's own, over them.
+    apply_overrides(config, protocol)
   return config
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from d2net_jax import localize
 from d2net_jax import methods
 from d2net_jax.data import batching
-from d2net_jax.data.records import Dataset, VideoRecord
+from d2net_jax.data.records import DataError, Dataset, VideoRecord
 from d2net_jax.evaluation import mean_ap as evaluation
 from d2net_jax.evaluation import official as evaluation_official
 from d2net_jax.methods import layers
@@ -99,14 +99,27 @@ def video_outputs(forward, params, state, videos: Sequence[VideoRecord], config,
         seconds = record.seconds_per_snippet
         if s != record.num_snippets:  # Resampled: s fed snippets span the video's num_snippets.
           seconds = seconds * record.num_snippets / s
+        arrays = {k: np.asarray(v[row, :s]) for k, v in snippet.items()}
+        _check_finite(arrays, record, np.asarray(batch['features'][row, :s]))
         results[index] = VideoOutputs(
-            snippet={k: np.asarray(v[row, :s]) for k, v in snippet.items()},
+            snippet=arrays,
             video={k: np.asarray(v[row]) for k, v in video.items()},
             seconds_per_snippet=seconds)
   missing = [videos[i].video_id for i, r in enumerate(results) if r is None]
   if missing:
     raise RuntimeError(f'eval_batches left out {len(missing)} videos, e.g. {missing[:3]}')
   return results
+
+
+def _check_finite(arrays: Dict[str, np.ndarray], video: VideoRecord, features: np.ndarray):
+  """DataError naming the video (and the likely cause) when a per-snippet output is not finite:
+  the localizers cannot place an action on NaN or inf (their error was a traceback)."""
+  bad = sorted(k for k, v in arrays.items() if not np.isfinite(v).all())
+  if bad:
+    largest = float(np.max(np.abs(features))) if features.size else 0.0
+    raise DataError(f'video {video.video_id!r}: the network outputs {bad} are not finite (the '
+                    f'features reach |x| = {largest:.3g}; float32 overflows past ~1e19 when '
+                    'squared: rescale very large features)')
 
 
 def detect(outputs: Sequence[VideoOutputs], videos: Sequence[VideoRecord], config,
@@ -179,9 +192,10 @@ def local_detections(forward, params, state, videos: Sequence[VideoRecord], conf
 def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRecord], config, *,
              process_index: Optional[int] = None, process_count: Optional[int] = None,
              allgather: Callable[[Any], List[Any]] = allgather_objects,
-             progress: Optional[bool] = None
-             ) -> Tuple[evaluation.EvaluationResult, Dict[str, localize.Detections]]:
-  """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring).
+             progress: Optional[bool] = None, scored: bool = True
+             ) -> Tuple[Optional[evaluation.EvaluationResult], Dict[str, localize.Detections]]:
+  """(mAP result, detections) of the network on `videos` (outputs, localizer, scoring); the
+  result is None unless `scored` (videos without ground truth).
 
   With several processes each runs the network on its share (`process_videos`) and the
   detections of all are gathered (`allgather`), so every process returns the result of all
@@ -197,7 +211,7 @@ def evaluate(forward, params, state, dataset: Dataset, videos: Sequence[VideoRec
       merged.update(part)
     found = merged
   detections = {v.video_id: found[v.video_id] for v in videos}
-  return score(dataset, videos, detections, config), detections
+  return (score(dataset, videos, detections, config) if scored else None), detections
 
 
 def selection_value(result: evaluation.EvaluationResult, iou: float) -> Tuple[str, float]:

@@ -1,7 +1,11 @@
 """Orbax checkpoints: exact resume of the step loop, fallback past a corrupt latest checkpoint,
 best-checkpoint bookkeeping."""
 
+import gc
 import pathlib
+import sys
+import time
+import warnings
 
 import chex
 import jax
@@ -97,6 +101,31 @@ def test_corrupt_latest_falls_back_to_previous_with_warning(config, tmp_path):
   assert checkpointer.latest_step() == 2
   chex.assert_trees_all_equal(checkpointer.restore_latest(state), again)
   checkpointer.close()
+
+
+def test_a_failed_restore_is_one_warning_not_dozens_of_tracebacks(config, tmp_path, monkeypatch):
+  """Issue 23.4: after one failed read, orbax's event loop closed under the reads still in flight,
+  and each printed 'Event loop is closed' with its traceback (41 for a truncated checkpoint),
+  burying the one-line warning. The warning names the innermost cause, not tensorstore's spec."""
+  state, runner = _fresh(config)
+  checkpointer = checkpointing.Checkpointer(tmp_path, keep=3)
+  _train(runner, state, 2, checkpointer, every=1)
+  checkpointer.close()
+  _corrupt(tmp_path / 'checkpoints' / '2')
+  _corrupt(tmp_path / 'checkpoints' / '1')
+  printed = []
+  monkeypatch.setattr(sys, 'unraisablehook', printed.append)  # What Python would print.
+  checkpointer = checkpointing.Checkpointer(tmp_path, keep=3)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    assert checkpointer.restore_latest(state) is None
+  checkpointer.close()
+  time.sleep(0.5)  # The reads still in flight finish.
+  gc.collect()
+  assert [str(u.exc_value) for u in printed] == []
+  messages = [str(w.message) for w in caught]
+  assert len(messages) == 2 and all('unreadable' in m for m in messages), messages
+  assert not any('tensorstore_spec' in m for m in messages), messages
 
 
 def test_missing_metadata_also_falls_back(config, tmp_path):

@@ -141,3 +141,41 @@ def test_mil_presets():
   assert load('synthetic').get_config('mil').train.learning_rate == 3e-3
   assert load('synthetic').get_config('d2net').train.learning_rate == 1e-3
   assert load('thumos14').get_config('mil').localize.activitynet_class_floor == 0.5
+
+
+def test_official_protocol_is_the_methods_authors(capsys):
+  """Issue 23.8: `thumos14.py:sal,official_protocol` scored SAL with D2-Net's official scorer and
+  its ground-truth file. A protocol belongs to a method's authors: SAL's selects on the test set
+  every 10 steps with the ActivityNet-style evaluator. mil (our baseline, compared with D2-Net)
+  runs under D2-Net's, DFE under its base's; a method without one on a dataset is refused."""
+  thumos, synthetic = load('thumos14'), load('synthetic')
+  for config in (thumos.get_config('sal,official_protocol'),
+                 thumos.get_config('dfe,base=sal,official_protocol'),
+                 synthetic.get_config('sal,official_protocol')):
+    assert config.evaluation.protocol == 'activitynet', config.preset
+    assert (config.train.selection, config.train.eval_every) == ('test', 10), config.preset
+    assert config.train.selection_iou == -1.0 and not config.evaluation.use_ambiguous
+    assert config.loss.pairing != 'official'  # D2-Net's switches stay D2-Net's.
+  for arg in ('official_protocol', 'mil,official_protocol', 'dfe,base=d2net,official_protocol'):
+    config = thumos.get_config(arg)
+    assert (config.evaluation.protocol, config.train.eval_every) == ('d2net_official', 500), arg
+  assert load('activitynet12').get_config('official_protocol').evaluation.protocol == (
+      'd2net_official')
+  with pytest.raises(ValueError, match="official_protocol.*'sal'.*activitynet12"):
+    load('activitynet12').get_config('sal,official_protocol')
+  assert cli.main(['train', '--config', f'{CONFIGS / "activitynet12.py"}:sal,official_protocol',
+                   '--workdir', 'x', '--print-config']) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'official_protocol' in err, err
+
+
+def test_activitynet12_sal_reads_the_wtalc_layout_not_sals_thumos14_settings():
+  """Issue 23.8: activitynet12.py:sal (and DFE over SAL) carried data.kind='stpn' (and jit
+  parallelism) from SAL's THUMOS14 settings; the README added --config.data.kind=wtalc by hand."""
+  d2net = load('activitynet12').get_config()
+  for arg in ('sal', 'dfe,base=sal'):
+    config = load('activitynet12').get_config(arg)
+    assert config.data.kind == 'wtalc' == d2net.data.kind, arg
+    assert config.train.parallelism == d2net.train.parallelism, arg
+  assert load('activitynet13').get_config('sal').data.kind == 'hdf5'
+  assert load('thumos14').get_config('sal').data.kind == 'stpn'  # SAL's own THUMOS14 layout.

@@ -87,6 +87,32 @@ def test_errors_exit_nonzero_with_a_message(tmp_path, capsys):
                    '--detections', str(det)]) == 1
 
 
+def test_a_bad_detection_names_its_file_and_the_hint_names_a_flag(tmp_path, capsys):
+  """Issue 23.6: a string inside a segment lost the file name ('could not convert string to
+  float'); the unknown-label hint named `class_names`, a Python argument with no flag."""
+  gt, _ = _files(tmp_path)
+  bad = tmp_path / 'str.json'
+  bad.write_text(json.dumps({'results': {'v1': [
+      {'label': 'Jump', 'score': 0.5, 'segment': ['x', 5.0]}]}}))
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(bad),
+                   '--subset', 'test']) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and str(bad) in err and "'v1'" in err and "'x'" in err, err
+  swim = detections_lib.write_detections(tmp_path / 'swim.json', {'v1': [
+      ('Jump', 0.0, 10.0, 0.9), ('Swim', 0.0, 5.0, 0.8)]})
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(swim),
+                   '--subset', 'test']) == 1
+  err = capsys.readouterr().err
+  assert '--classes' in err and 'class_names' not in err, err
+  (tmp_path / 'classes.txt').write_text('Jump\nRun\nSwim\n')
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(swim),
+                   '--subset', 'test', '--classes', str(tmp_path / 'classes.txt')]) == 0
+  assert 'mAP (%)' in capsys.readouterr().out
+  (tmp_path / 'model.json').write_text(json.dumps({'class_names': ['Jump', 'Run', 'Swim']}))
+  assert cli.main(['evaluate', '--ground-truth', str(gt), '--detections', str(swim),
+                   '--subset', 'test', '--classes', str(tmp_path / 'model.json')]) == 0
+
+
 def _dataset_with_ambiguous_regions():
   """Two test videos; v1's region [45, 46] overlaps the Run detection of `_DETECTIONS`."""
   from d2net_jax.data import validation  # pylint: disable=import-outside-toplevel

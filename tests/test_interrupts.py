@@ -17,12 +17,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def handler():
-  previous = signal.getsignal(signal.SIGINT), sys.unraisablehook
-  interrupts.install()
+  restore = interrupts.install()
   yield
   interrupts.clear()
-  signal.signal(signal.SIGINT, previous[0])
-  sys.unraisablehook = previous[1]
+  restore()
 
 
 def test_a_ctrl_c_swallowed_by_a_gc_callback_is_raised_at_the_next_check(handler, capsys):

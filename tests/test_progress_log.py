@@ -72,3 +72,18 @@ def test_store_writes_and_evaluation_passes_show_a_bar_on_a_terminal_only(tmp_pa
   config = config_lib.base_config()
   assert 'localizing' in stderr_of(lambda: inference.detect(outputs, dataset.videos, config))
   assert not stderr_of(lambda: inference.detect(outputs, dataset.videos, config, progress=False))
+
+
+def test_training_lines_show_window_means_and_say_so(capsys):
+  """Issue 23.8: the console showed the last step's losses (noise with SAL's batch of 2) while
+  metrics.jsonl has every step; now the means of the log window, said in the line."""
+  window = [{'loss': 1.0, 'loss_a': 2.0}, {'loss': float('nan'), 'loss_a': 4.0},
+            {'loss': 3.0, 'loss_a': 6.0}]
+  means = progress_lib.window_means(window, ['loss', 'loss_a', 'absent'])
+  assert means == {'loss': 2.0, 'loss_a': 4.0}  # A skipped step's NaN is left out.
+  assert np.isnan(progress_lib.window_means([{'loss': float('nan')}], ['loss'])['loss'])
+  bar = progress_lib.Progress(0, 10, disable=True)
+  bar.update(3, means, window=3)
+  bar.close()
+  line = capsys.readouterr().err.strip()
+  assert line.startswith('step 3: loss=2 loss_a=4 (means of 3 steps;'), line

@@ -143,6 +143,19 @@ def test_failing_call_never_replaces_config_json(run_copy, data_dir, tmp_path, c
   assert not (fresh / 'config.json').exists()
 
 
+def test_a_deleted_config_json_does_not_let_a_changed_config_resume(run_copy, data_dir, capsys):
+  """Issue 23.7: with config.json deleted, a resume with another learning rate was accepted
+  silently (the checkpoints and history.jsonl still hold the run)."""
+  (run_copy / 'config.json').unlink()
+  before = (run_copy / 'history.jsonl').read_text()
+  assert _train(run_copy, data_dir, '--config.train.learning_rate=0.5') == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'config.json' in err and 'missing' in err, err
+  assert '--allow-config-change' in err
+  assert (run_copy / 'history.jsonl').read_text() == before
+  assert not (run_copy / 'config.json').exists()
+
+
 def test_print_config_prints_and_does_not_train(tmp_path, capsys):
   assert cli.main(['train', '--config', SMOKE, '--print-config',
                    '--config.train.learning_rate=0.25']) == 0
@@ -196,6 +209,42 @@ def _corrupt_best(workdir):
 
 
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_ctrl_c_during_the_final_test_says_so_and_the_run_finishes_later(
+    run_copy, data_dir, monkeypatch, capsys):
+  """Issue 23.6: a Ctrl-C during the final test said 'before training started'."""
+  run = train.Evaluator.run
+
+  def interrupted_test(self, state, scored=True):
+    if self.split == 'test':
+      raise KeyboardInterrupt
+    return run(self, state, scored)
+
+  (run_copy / 'results.json').unlink()
+  monkeypatch.setattr(train.Evaluator, 'run', interrupted_test)
+  assert _train(run_copy, data_dir) == 130
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'during the final evaluation' in err, err
+  assert 'checkpoint of step 24 saved' in err and 'before training' not in err, err
+  assert _history(run_copy)[-1]['outcome'].startswith('KeyboardInterrupt')
+  monkeypatch.setattr(train.Evaluator, 'run', run)
+  assert _train(run_copy, data_dir) == 0  # The same command finishes it.
+  assert (run_copy / 'results.json').is_file()
+
+
+def test_plot_and_localize_into_a_read_only_place_are_one_line(finished_run, read_only_dir,
+                                                               capsys):
+  """Issue 23.6: `plot` into a read-only place raised a raw OSError traceback."""
+  video = next(iter(_detections(finished_run / 'detections_test.json')))
+  for argv in (['plot', '--video', video, '--output', str(read_only_dir / 'v.png')],
+               ['plot', '--video', video, '--output', str(read_only_dir / 'sub' / 'v.png')],
+               ['localize', '--output', str(read_only_dir / 'd.json')]):
+    assert cli.main([*argv[:1], '--workdir', str(finished_run), *argv[1:]]) == 1, argv
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(read_only_dir) in err, err
+    assert 'Read-only file system' in err or 'Permission denied' in err, err
+  assert not list(read_only_dir.iterdir())
+
+
 def test_corrupt_or_missing_best_checkpoint(run_copy, data_dir, capsys):
   step_dir = _corrupt_best(run_copy)
   assert cli.main(['localize', '--workdir', str(run_copy)]) == 1
@@ -207,6 +256,8 @@ def test_corrupt_or_missing_best_checkpoint(run_copy, data_dir, capsys):
   assert _train(run_copy, data_dir) == 0
   out = capsys.readouterr().out
   assert 'testing the final state (step 24) instead' in out
+  # The line above the table says what was tested (it said 'selected by validation').
+  assert 'Test set, final state (step 24; the selected checkpoint is unusable' in out, out
   results = json.loads((run_copy / 'results.json').read_text())
   assert 'fallback' in results['selected_checkpoint']
   shutil.rmtree(step_dir)  # Missing, while selection.json still names it.
@@ -257,7 +308,7 @@ def test_localize_on_a_new_store_maps_classes_by_name(finished_run, data_dir, tm
                    '--output', str(output), '--per-class']) == 0  # Run's data.kind: 'synthetic'.
   printed = capsys.readouterr().out
   assert 'Per-class AP (%)' in printed
-  assert '6 new videos' in printed and 'mAP (%)' in printed
+  assert "6 videos (subset 'new'" in printed and 'mAP (%)' in printed
   # The same videos and model: the same detections, labelled by name despite the new order.
   assert _detections(output) == _detections(finished_run / 'detections_test.json')
   test_map = json.loads((finished_run / 'results.json').read_text())['test']['average_mAP']
@@ -282,6 +333,32 @@ def test_localize_on_data_with_other_class_names_lists_them(finished_run, data_d
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1
   assert "['Juggling']" in err and repr([names[3]]) in err
+
+
+def test_localize_keeps_the_detections_train_wrote(run_copy, capsys):
+  """Issue 23.7: `localize --workdir RUN` silently overwrote RUN/detections_test.json, the file
+  results.json's test score was computed from."""
+  trained = (run_copy / 'detections_test.json').read_text()
+  assert cli.main(['localize', '--workdir', str(run_copy),
+                   '--config.localize.nms_threshold=0.1']) == 0
+  out = capsys.readouterr().out
+  assert (run_copy / 'detections_test.json').read_text() == trained
+  assert str(run_copy / 'detections_test_localize.json') in out, out
+
+
+def test_localize_on_the_training_subset_says_which_videos_were_trained_on(finished_run, capsys):
+  """Issue 23.7: `localize --subset validation` (THUMOS14's training subset) scored 200 videos,
+  160 of them trained on, with no note."""
+  config = json.loads((finished_run / 'config.json').read_text())
+  subset = config['data']['train_subset']
+  assert cli.main(['localize', '--workdir', str(finished_run), '--subset', subset,
+                   '--output', str(finished_run / 'train_subset.json')]) == 0
+  out = capsys.readouterr().out
+  note = [line for line in out.splitlines() if line.startswith('note:')]
+  assert len(note) == 1 and 'trained on' in note[0] and 'not a held-out score' in note[0], out
+  assert cli.main(['localize', '--workdir', str(finished_run), '--output',
+                   str(finished_run / 'test_subset.json')]) == 0
+  assert 'note:' not in capsys.readouterr().out
 
 
 def test_fields_added_to_the_schema_since_the_run_are_no_change(tmp_path):

@@ -15,6 +15,7 @@ from d2net_jax.evaluation import detections as detections_lib
 from d2net_jax.training import checkpointing
 from d2net_jax.utils import atomic_write
 
+import cli_process
 from test_data_readers import D, VIDEOS, features_of, tiny_dataset, write_stpn, write_wtalc
 
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -101,6 +102,32 @@ def test_disk_full_while_writing_a_store_is_one_line_and_leaves_the_old_store(tm
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and str(tmp_path / 'new.h5') in err
   assert 'No space left on device' in err and not list(tmp_path.glob('.*'))
+
+
+def test_a_really_full_disk_while_writing_a_store(small_disk, tmp_path):
+  """Issue 23.1: a disk that fills up under HDF5 (a 300 KiB tmpfs) used to segfault at exit (rc
+  139) after hundreds of lines of h5py tracebacks and leave the temporary file. Now: status 1, one
+  line naming the store and the cause, nothing left on the disk; for `synthetic` and `import`."""
+  disk = small_disk(300)
+  result = cli_process.run('synthetic', '--preset', 'thumos14_like', '--out', disk,
+                           '--feature-dim', 256, '--num-train', 16, '--num-test', 4,
+                           '--no-progress')
+  cli_process.assert_clean_failure(result.returncode, result.stderr, 1, disk,
+                                   'No space left on device')
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert not list(disk.iterdir())
+  feats = tmp_path / 'feats'
+  feats.mkdir()
+  rows = []
+  for i in range(12):
+    np.save(feats / f'clip{i}.npy', np.ones((100, 64), np.float32) * i)
+    rows.append(f'clip{i},A')
+  (tmp_path / 'labels.csv').write_text('video,labels\n' + '\n'.join(rows) + '\n')
+  result = cli_process.run('import', '--features', feats, '--labels', tmp_path / 'labels.csv',
+                           '--out', disk / 'mine.h5', '--no-progress')
+  cli_process.assert_clean_failure(result.returncode, result.stderr, 1, disk / 'mine.h5',
+                                   'No space left on device')
+  assert not list(disk.iterdir())
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')

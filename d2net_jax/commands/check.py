@@ -15,6 +15,7 @@ from d2net_jax.config import checks as config_checks
 from d2net_jax.data import check
 from d2net_jax.data import loading
 from d2net_jax.data.records import DataError
+from d2net_jax.training import setup
 
 PROG = 'd2net-jax check'
 
@@ -50,7 +51,22 @@ def main(argv) -> int:
     return 1
   print(f'{dataset.name}: all {len(dataset.videos)} videos of subsets {subsets} read and valid '
         f'({dataset.num_classes} classes, feature dim {dataset.feature_dim}).')
+  _note_missing_ground_truth(config, dataset)
   return 0
+
+
+def _note_missing_ground_truth(config, dataset) -> None:
+  """A note when training could not select a checkpoint or the test could not be scored."""
+  _, _, protocol = setup.selection_videos(config, dataset)
+  missing = []
+  if protocol == 'final':
+    missing.append(f'the {setup.selection_pool(config)} videos: `train` learns from the video labels '
+                   'alone and keeps its final state (no checkpoint selection)')
+  if not setup.has_ground_truth(dataset.test_videos()):
+    missing.append('the test videos: their detections are written, not scored')
+  if missing:
+    print(f'note: no ground-truth segment in {"; in ".join(missing)} (segments: '
+          '`d2net-jax import --segments`).')
 
 
 if __name__ == '__main__':

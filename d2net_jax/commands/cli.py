@@ -4,12 +4,17 @@ Each command module has `main(argv: list[str]) -> int`, with argv excluding the 
 """
 
 import difflib
+import functools
 import importlib
 import os
+import pathlib
 import signal
 import sys
+import warnings
 
 from d2net_jax.utils import interrupts
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1]
 
 COMMANDS = {
     'train': ('d2net_jax.commands.train', 'train (and evaluate) from a config'),
@@ -45,9 +50,12 @@ def main(argv=None) -> int:
           file=sys.stderr)
     return 2
   restore = interrupts.install()  # A Ctrl-C is never swallowed (interrupts.py).
+  show = warnings.showwarning
+  warnings.showwarning = functools.partial(_show_warning, f'd2net-jax {name}', show)
   try:
     code = _run(name, rest)
   finally:
+    warnings.showwarning = show
     if not from_command_line:
       restore()
   if from_command_line:
@@ -57,6 +65,15 @@ def main(argv=None) -> int:
       sys.stderr.flush()
       os._exit(code)  # pylint: disable=protected-access
   return code
+
+
+def _show_warning(prog, show, message, category, filename, lineno, file=None, line=None):
+  """Our own warnings as one line, 'd2net-jax COMMAND: warning: ...' (not Python's two, with the
+  file, line number and source line); other libraries' as Python shows them."""
+  if pathlib.Path(filename).resolve().is_relative_to(PACKAGE):
+    print(f'{prog}: warning: {message}', file=file or sys.stderr)
+  else:
+    show(message, category, filename, lineno, file, line)
 
 
 def _run(name: str, argv) -> int:
@@ -75,13 +92,17 @@ def _run(name: str, argv) -> int:
   except Exception:  # pylint: disable=broad-except
     if not interrupts.pending():
       raise
-    return _interrupted(name)  # Ctrl-C during an import: numpy turns it into an ImportError.
-  except KeyboardInterrupt:  # Ctrl-C anywhere outside train's step loop (imports, compiling).
-    return _interrupted(name)
+    # Ctrl-C during an import: numpy turns it into an ImportError.
+    return _interrupted(name, interrupts.pending())
+  except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM outside train's step loop (imports, ...).
+    return _interrupted(name, interrupts.signal_name(e))
 
 
-def _interrupted(name: str) -> int:
+def _interrupted(name: str, signal_name: str) -> int:
   interrupts.clear()
+  if signal_name == 'SIGTERM':
+    print(f'd2net-jax {name}: terminated (SIGTERM)', file=sys.stderr)
+    return 143
   print(f'd2net-jax {name}: interrupted', file=sys.stderr)
   return 130
 

@@ -43,13 +43,15 @@ def table(runs: List[pathlib.Path], max_fields: int = 30) -> str:
     config.setdefault('method', 'd2net')
     configs.append(config)
     results = _read(run / 'results.json') or {}
-    test = results.get('test', {})
+    test = results.get('test') or {}  # None: the test videos had no ground truth.
     tiou = test.get('tiou', [])
     at_05 = next((m for t, m in zip(tiou, test.get('mAP', [])) if abs(t - 0.5) < 1e-9), None)
     selection = results.get('selected_checkpoint') or {}
     protocol = selection.get('protocol', '-') if results else 'not finished'
     if 'fallback' in selection:
       protocol = 'final state (best checkpoint unusable)'
+    elif protocol == 'final':
+      protocol = 'final state (no ground truth)'
     rows.append([str(run), config['method'], _percent(test.get('average_mAP')), _percent(at_05),
                  str(selection.get('step', '-')), protocol])
   header = ['run', 'method', 'test avg mAP', 'mAP@0.5', 'step', 'selected on']

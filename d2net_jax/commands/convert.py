@@ -69,7 +69,8 @@ def summary_lines(dataset: Dataset) -> list[str]:
   instances = collections.Counter()
   for v in dataset.videos:
     instances[v.subset] += len(v.segments)
-  lines = [f'{dataset.name}: {len(dataset.videos)} videos, {dataset.num_classes} classes, '
+  classes = f'{dataset.num_classes} classes' if dataset.num_classes else 'no labels'
+  lines = [f'{dataset.name}: {len(dataset.videos)} videos, {classes}, '
            f'feature dim {dataset.feature_dim}']
   for subset, n in counts.items():
     role = {dataset.train_subset: ' (train)', dataset.test_subset: ' (test)'}.get(subset, '')
@@ -77,8 +78,10 @@ def summary_lines(dataset: Dataset) -> list[str]:
   return lines
 
 
-def write_outputs(dataset: Dataset, args, report: validation.Report, problems=()) -> None:
-  """Writes the store (and ground truth), then prints the summary, the issues and the flags.
+def write_outputs(dataset: Dataset, args, report: validation.Report, problems=(),
+                  for_training: bool = True) -> None:
+  """Writes the store (and ground truth), then prints the summary, the issues and the flags
+  (those to train on it, unless not `for_training`).
 
   problems: the bad videos the reader left out; with the store's own they fail it (DataErrors)."""
   path = hdf5_store.write_store(args.out, dataset, compression=args.compression,
@@ -91,6 +94,8 @@ def write_outputs(dataset: Dataset, args, report: validation.Report, problems=()
     print(f'{len(report.issues)} issues (handled as stated):')
     for issue in report.issues:
       print(f'  {issue}')
+  if not for_training:
+    return
   sps = dataset.videos[0].seconds_per_snippet if dataset.videos else args.seconds_per_snippet
   print('train on it with: --config.data.kind=hdf5 '
         f'--config.data.path={path} --config.data.feature_dim={dataset.feature_dim} '

@@ -27,6 +27,7 @@ import sys
 from d2net_jax import config as config_lib
 from d2net_jax.commands import argparse_cli
 from d2net_jax.data import ground_truth as ground_truth_lib
+from d2net_jax.data import stpn
 from d2net_jax.data.records import DataError
 from d2net_jax.evaluation import mean_ap as evaluation
 from d2net_jax.evaluation import official as evaluation_official
@@ -75,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--official-frames', type=int,
                       default=defaults.official_frames_per_snippet,
                       help='d2net_official: frames per snippet of the grid (default %(default)s).')
+  parser.add_argument('--classes', default=None,
+                      help="the model's class names: a run's model.json or a text file, one per "
+                      'line; detections of classes the ground truth lacks then count as false '
+                      'positives of those classes instead of an error.')
   parser.add_argument('--no-per-class', action='store_true', help='omit the per-class table.')
   parser.add_argument('--output', default=None, help='write the metrics JSON here.')
   return parser
@@ -113,6 +118,19 @@ def _official(args) -> evaluation.EvaluationResult:
       class_names=list(dataset.class_names))
 
 
+def _class_names(path) -> list[str] | None:
+  """--classes: a run's model.json ("class_names") or a text file of names, one per line."""
+  if path is None:
+    return None
+  if str(path).endswith('.json'):
+    data = ground_truth_lib.load_json(path)
+    names = data.get('class_names') if isinstance(data, dict) else None
+    if not isinstance(names, list):
+      raise DataError(f'{path}: no "class_names" list (a run\'s model.json has one)')
+    return [str(n) for n in names]
+  return stpn.read_class_list(path)
+
+
 def main(argv: list[str]) -> int:
   args = _parser().parse_args(argv)
   try:
@@ -129,7 +147,8 @@ def main(argv: list[str]) -> int:
             '--no-ambiguous')
       result = evaluation.evaluate_detections(
           args.ground_truth, args.detections, tiou, subset=args.subset, ambiguous=ambiguous,
-          ambiguous_source=source, ambiguous_note=note, unknown_videos=args.unknown_videos)
+          ambiguous_source=source, ambiguous_note=note, unknown_videos=args.unknown_videos,
+          class_names=_class_names(args.classes))
   except (DataError, ValueError, OSError) as e:
     print(f'd2net-jax evaluate: error: {e}', file=sys.stderr)
     return 1

@@ -3,6 +3,8 @@ features and labels into the HDF5 store. What it reads, and the rules: `d2net_ja
 
   d2net-jax import --features feats/ --labels labels.csv [--segments segments.csv] \\
       [--classes classes.txt] --out mydata.h5 [--gt-out mydata_gt.json]
+  d2net-jax import --features new_feats/ --out new.h5    # new videos, no labels: then
+  d2net-jax localize --workdir RUN --data new.h5         # (class names from the run)
 """
 
 import argparse
@@ -23,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--features', required=True, type=pathlib.Path,
                       help='folder of <video>.npy (T, D) float features')
-  parser.add_argument('--labels', required=True, type=pathlib.Path,
-                      help='video-level labels: .csv (video,labels[,subset][,duration]) or .json')
+  parser.add_argument('--labels', type=pathlib.Path, default=None,
+                      help='video-level labels: .csv (video,labels[,subset][,duration]) or .json '
+                      "(default: none, new videos for `localize --data`, in subset 'new')")
   parser.add_argument('--segments', type=pathlib.Path, default=None,
                       help='optional ground-truth instances for evaluation: .csv '
                       '(video,label,start,end) or ActivityNet .json')
@@ -47,8 +50,9 @@ def main(argv=None) -> int:
 
   def body():
     report, problems = validation.Report(), []
-    train_subset = args.train_subset or 'train'
-    test_subset = args.test_subset or 'test'
+    new = args.default_subset or own_data.NEW_SUBSET  # Without labels: new videos only.
+    train_subset = args.train_subset or ('train' if args.labels else new)
+    test_subset = args.test_subset or ('test' if args.labels else new)
     dataset = own_data.build_dataset(
         args.features, args.labels, segments_path=args.segments,
         class_names=stpn.read_class_list(args.classes) if args.classes else None,
@@ -58,7 +62,12 @@ def main(argv=None) -> int:
         video_column=args.video_column, labels_column=args.labels_column,
         subset_column=args.subset_column, duration_column=args.duration_column,
         collect=problems, **convert.timing_options(args))
-    convert.write_outputs(dataset, args, report, problems)  # Reports them with the store's own.
+    convert.write_outputs(dataset, args, report, problems,  # Reports them with the store's own.
+                          for_training=args.labels is not None)
+    if args.labels is None:
+      print(f'{len(dataset.videos)} new videos without labels: run a trained model on them with '
+            f'`d2net-jax localize --workdir RUN --data {args.out}` (class names from the run)')
+      return
     try:
       validation.check_subsets([v.subset for v in dataset.videos], train_subset, test_subset,
                                args.out)

@@ -3,7 +3,9 @@
 Runs a trained checkpoint (the selected best one by default) over a subset of the run's dataset
 (the test subset by default), writes the detections as an ActivityNet results JSON and, when the
 subset has ground truth, prints its mAP table. The run's config (RUN/config.json) applies;
-`--config.localize.nms_threshold=0.5` and the like override it.
+`--config.localize.nms_threshold=0.5` and the like override it. RUN/detections_test.json, what
+`train` scored, is never overwritten. On the run's training subset a note says how many of the
+videos were trained on (their mAP is no held-out score).
 
 `--data NEW.h5` runs the model on another store, whatever the run's data.kind was (a folder is
 read as the run's kind when that is 'wtalc' or 'stpn'): it needs no training subset, and without
@@ -15,8 +17,8 @@ Flags:
   --workdir RUN         the training run folder (required)
   --data PATH           apply the model to this data (HDF5 store, or a W-TALC / STPN folder)
   --subset NAME         subset to run on (default above)
-  --output FILE         detections JSON (default: RUN/detections_<subset>.json, with --data
-                        RUN/detections_<data file stem>_<subset>.json)
+  --output FILE         detections JSON (default: RUN/detections_<subset>_localize.json, with
+                        --data RUN/detections_<data file stem>_<subset>.json)
   --checkpoint best|latest   which checkpoint (default best: the selected one)
   --per-class           also print the per-class AP table
   --[no]progress        progress bars (default: when stderr is a terminal)
@@ -33,6 +35,7 @@ from d2net_jax.commands import trained_run
 from d2net_jax.data.records import DataError
 from d2net_jax.evaluation import detections as detections_lib
 from d2net_jax.evaluation import mean_ap as evaluation
+from d2net_jax.training import train
 
 PROG = 'd2net-jax localize'
 
@@ -42,8 +45,8 @@ def _define(fv):
                       "run's data.kind).", flag_values=fv)
   flags.DEFINE_string('subset', None, 'Subset to run on (default: config.data.test_subset).',
                       flag_values=fv)
-  flags.DEFINE_string('output', None, 'Detections JSON (default: RUN/detections_<subset>.json).',
-                      flag_values=fv)
+  flags.DEFINE_string('output', None, 'Detections JSON (default: '
+                      'RUN/detections_<subset>_localize.json).', flag_values=fv)
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.', flag_values=fv)
   flags.DEFINE_bool('per-class', False, 'Also print the per-class AP table.', flag_values=fv)
   flags.DEFINE_bool('progress', None, 'Progress bars (default: when stderr is a terminal).',
@@ -70,7 +73,7 @@ def main(argv) -> int:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
   default = (f'detections_{pathlib.Path(fv.data).stem}_{subset}.json' if fv.data else
-             f'detections_{subset}.json')
+             f'detections_{subset}_localize.json')  # detections_test.json is train's.
   output = pathlib.Path(fv.output or run.workdir / default)
   try:
     detections_lib.write_detections(output, found, dataset.class_names)
@@ -78,14 +81,28 @@ def main(argv) -> int:
     print(f'{PROG}: error: cannot write {e.filename or output}: {e.strerror or e}',
           file=sys.stderr)
     return 1
-  print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} {subset} videos '
-        f'({run.which} checkpoint, step {int(state.step)}) written to {output}')
+  of = 'all of the store' if subset == 'all' else f'subset {subset!r}'
+  print(f'{sum(len(d) for d in found.values())} detections in {len(videos)} videos ({of}; '
+        f'{run.which} checkpoint, step {int(state.step)}) written to {output}')
+  if not fv.data and subset == dataset.train_subset:
+    print(_trained_on_note(config, dataset, videos))
   if any(len(v.segments) for v in videos):
     result = inference.score(dataset, videos, found, config)
     print(evaluation.format_table(result, per_class=fv['per-class'].value))
   else:
     print(f'No ground truth in these {len(videos)} videos: detections written, scoring skipped.')
   return 0
+
+
+def _trained_on_note(config, dataset, videos) -> str:
+  """How many of `videos` (of the run's training subset) the run trained on."""
+  trained_ids, selecting, protocol = train.selection_videos(config, dataset)
+  trained = len({v.video_id for v in trained_ids} & {v.video_id for v in videos})
+  held_out = (f'; the other {len(videos) - trained} are its validation split, which selected '
+              'the checkpoint' if protocol == 'validation' and selecting else '')
+  return (f'note: subset {dataset.train_subset!r} is the run\'s training subset: {trained} of '
+          f'these {len(videos)} videos were trained on{held_out}; this mAP is not a held-out '
+          'score')
 
 
 if __name__ == '__main__':

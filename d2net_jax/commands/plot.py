@@ -82,6 +82,10 @@ def main(argv) -> int:
   except (DataError, FileNotFoundError, ValueError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
+  except OSError as e:  # A read-only place, a full disk: the path and the cause.
+    print(f'{PROG}: error: cannot write {e.filename or fv.output}: {e.strerror or e}',
+          file=sys.stderr)
+    return 1
   print(f'wrote {output}')
   return 0
 

@@ -75,19 +75,31 @@ def main(argv) -> int:
         config, fv.workdir, progress=fv.progress, argv=['d2net-jax', 'train', *argv],
         allow_config_change=fv['allow-config-change'].value, per_class=fv['per-class'].value)
   except (DataError, FileNotFoundError, train.ConfigError, run_dir.RunDirError,
-          checkpointing.CheckpointMismatchError) as e:
+          checkpointing.CheckpointMismatchError, train.NoUpdateError) as e:
     print(f'{PROG}: error: {e}', file=sys.stderr)
     return 1
   except OSError as e:  # A workdir that cannot be written (read-only, disk full, not a folder).
     print(f'{PROG}: error: cannot write {e.filename or fv.workdir}: {e.strerror or e}',
           file=sys.stderr)
     return 1
-  except KeyboardInterrupt:  # Before the step loop (loading, building): nothing to save.
+  except KeyboardInterrupt as e:  # Outside the step loop, or a second Ctrl-C in it.
     interrupts.clear()
-    print(f'{PROG}: interrupted (before training started, or a second Ctrl-C); nothing saved '
-          'since the last checkpoint', file=sys.stderr)
-    return 130
+    print(f'{PROG}: {_interrupted(e)}', file=sys.stderr)
+    return interrupts.exit_status(e)
   return {'SIGINT': 130, 'SIGTERM': 143}.get(summary['interrupted'], 0)
+
+
+def _interrupted(error: KeyboardInterrupt) -> str:
+  """What a Ctrl-C or SIGTERM outside the step loop stopped, and what is saved."""
+  what = 'interrupted' if interrupts.signal_name(error) == 'SIGINT' else 'terminated (SIGTERM)'
+  phase, step = getattr(error, 'phase', 'start-up'), getattr(error, 'step', None)
+  if phase == 'final evaluation':
+    return (f'{what} during the final evaluation; training is complete (checkpoint of step '
+            f'{step} saved): run the same command to evaluate it')
+  if phase == 'training':
+    return (f'{what} during training (a second Ctrl-C); nothing saved since the last checkpoint: '
+            'run the same command to resume')
+  return f'{what} (before training started); nothing saved since the last checkpoint'
 
 
 if __name__ == '__main__':

@@ -19,7 +19,8 @@ Layout (format version 1):
                         segment_offsets[v]:segment_offsets[v + 1]
 
 `write_store` streams (one video's features in memory at a time) into a temporary file that is
-renamed over `path` only once complete, so a crash never leaves a half file that looks valid.
+renamed over `path` only once complete, so a crash never leaves a half file that looks valid, and
+removed when the write fails (`_TemporaryFile`: a full disk is one OSError, not a crash).
 `read_store` reads the annotations and opens features lazily (`VideoRecord.load`), so a store
 larger than memory works.
 """
@@ -27,6 +28,7 @@ larger than memory works.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import pathlib
 import threading
@@ -85,58 +87,115 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
     raise ValueError(f'compression must be one of {COMPRESSIONS}, got {compression!r}')
   path = pathlib.Path(path)
   tmp = atomic_write.temporary_path(path)
-  num_classes = len(dataset.class_names)
-  source = f'{path} (writing {dataset.name!r})'
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(tmp, 'w') as f:
-      f.attrs['format'] = FORMAT
-      f.attrs['format_version'] = FORMAT_VERSION
-      f.attrs['complete'] = False
-      f.attrs['name'] = dataset.name
-      f.attrs['feature_dim'] = int(dataset.feature_dim)
-      f.attrs['train_subset'] = dataset.train_subset
-      f.attrs['test_subset'] = dataset.test_subset
-      f.attrs['seconds_per_snippet'] = float(
-          dataset.videos[0].seconds_per_snippet if dataset.videos else 0.64)
-      strings = h5py.string_dtype()
-      f.create_dataset('class_names', data=np.array(list(dataset.class_names), dtype=object),
-                       dtype=strings)
-      videos = f.create_group('videos')
-      earlier = len(problems)
-      ids, seen, problems = [], set(), list(problems)
-      for video in progress_lib.progress_bar(dataset.videos, f'writing {path.name}', enable=progress):
-        try:  # After a bad video the others are still read and checked, no longer written.
-          key = video_key(video.video_id)
-          if key in seen:
-            raise DataError(f'{source}: video {video.video_id!r} appears twice')
-          seen.add(key)
-          arrays = _checked_video(video, num_classes=num_classes,
-                                  feature_dim=dataset.feature_dim, source=source)
-          if not problems:
-            _write_video(videos.create_group(key), video, arrays, compression=compression,
-                         chunk_snippets=chunk_snippets)
-          ids.append(video.video_id)
-        except DataError as e:
-          problems.append(str(e))
-      raise_problems(problems, f'{path}: {len(problems)} of {len(dataset.videos) + earlier} '
-                     'videos cannot be written (no store written)')
-      f.create_dataset('video_ids', data=np.array(ids, dtype=object), dtype=strings)
-      _write_index(f.create_group('index'), dataset.videos, num_classes)
-      if dataset.ambiguous:
-        group = f.create_group('ambiguous')
-        for video_id, regions in dataset.ambiguous.items():
-          group.create_dataset(video_key(video_id),
-                               data=np.asarray(regions, np.float64).reshape(-1, 2))
-      f.attrs.update(attrs or {})
-      f.attrs['complete'] = True
+    with _TemporaryFile(tmp) as raw:
+      f = h5py.File(raw, 'w', rdcc_nbytes=0)  # No chunk cache: chunks are written at once.
+      try:
+        _write_contents(f, raw, dataset, path=path, compression=compression,
+                        chunk_snippets=chunk_snippets, progress=progress, attrs=attrs,
+                        problems=problems)
+        f.close()  # Flushes HDF5's metadata cache.
+        raw.check()
+        os.fsync(raw.fileno())
+      finally:
+        if f.id.valid:  # Failed: nothing more reaches the disk, so HDF5 can close the file.
+          raw.abandon()
+          f.close()
     os.replace(tmp, path)
   except BaseException as e:
     tmp.unlink(missing_ok=True)
-    if isinstance(e, OSError):  # h5py: disk full, read-only folder, quota.
+    if isinstance(e, OSError):  # Disk full, read-only folder, quota.
       raise atomic_write.write_failed(path, e, 'store') from e
     raise
   return path
+
+
+class _TemporaryFile(io.FileIO):
+  """The temporary file under HDF5 (h5py's file-object driver), which lets a failed write end
+  cleanly. HDF5 flushes its caches when a file closes; on a full disk that fails again, the file
+  stays open, and HDF5 retries at interpreter exit: hundreds of lines of tracebacks, then a
+  segfault. Here the first failed write is raised and remembered (`check` raises it again, for one
+  that h5py could only print), and after `abandon` nothing reaches the disk, so HDF5 closes."""
+
+  def __init__(self, path: pathlib.Path):
+    super().__init__(path, 'w+')
+    self.failure: OSError | None = None
+    self.abandoned = False
+
+  def write(self, data) -> int:
+    if self.abandoned:
+      return len(memoryview(data))
+    view, done = memoryview(data).cast('B'), 0
+    try:
+      while done < len(view):  # HDF5 ignores a short count (the last bytes before a full disk).
+        done += super().write(view[done:])
+    except OSError as e:
+      self.failure = self.failure or e
+      raise
+    return done
+
+  def truncate(self, size=None):
+    return size if self.abandoned else super().truncate(size)
+
+  def flush(self):
+    if not self.abandoned:
+      super().flush()
+
+  def check(self):
+    if self.failure is not None:
+      raise self.failure
+
+  def abandon(self):
+    self.abandoned = True
+
+
+def _write_contents(f: h5py.File, raw: '_TemporaryFile', dataset: Dataset, *, path, compression,
+                    chunk_snippets, progress, attrs, problems):
+  """Writes the store's groups and attributes into the open file `f` (module docstring)."""
+  num_classes = len(dataset.class_names)
+  source = f'{path} (writing {dataset.name!r})'
+  f.attrs['format'] = FORMAT
+  f.attrs['format_version'] = FORMAT_VERSION
+  f.attrs['complete'] = False
+  f.attrs['name'] = dataset.name
+  f.attrs['feature_dim'] = int(dataset.feature_dim)
+  f.attrs['train_subset'] = dataset.train_subset
+  f.attrs['test_subset'] = dataset.test_subset
+  f.attrs['seconds_per_snippet'] = float(
+      dataset.videos[0].seconds_per_snippet if dataset.videos else 0.64)
+  strings = h5py.string_dtype()
+  f.create_dataset('class_names', data=np.array(list(dataset.class_names), dtype=object),
+                   dtype=strings)
+  videos = f.create_group('videos')
+  earlier = len(problems)
+  ids, seen, problems = [], set(), list(problems)
+  for video in progress_lib.progress_bar(dataset.videos, f'writing {path.name}', enable=progress):
+    try:  # After a bad video the others are still read and checked, no longer written.
+      key = video_key(video.video_id)
+      if key in seen:
+        raise DataError(f'{source}: video {video.video_id!r} appears twice')
+      seen.add(key)
+      arrays = _checked_video(video, num_classes=num_classes,
+                              feature_dim=dataset.feature_dim, source=source)
+      if not problems:
+        _write_video(videos.create_group(key), video, arrays, compression=compression,
+                     chunk_snippets=chunk_snippets)
+        raw.check()
+      ids.append(video.video_id)
+    except DataError as e:
+      problems.append(str(e))
+  raise_problems(problems, f'{path}: {len(problems)} of {len(dataset.videos) + earlier} '
+                 'videos cannot be written (no store written)')
+  f.create_dataset('video_ids', data=np.array(ids, dtype=object), dtype=strings)
+  _write_index(f.create_group('index'), dataset.videos, num_classes)
+  if dataset.ambiguous:
+    group = f.create_group('ambiguous')
+    for video_id, regions in dataset.ambiguous.items():
+      group.create_dataset(video_key(video_id),
+                           data=np.asarray(regions, np.float64).reshape(-1, 2))
+  f.attrs.update(attrs or {})
+  f.attrs['complete'] = True
 
 
 def _write_index(group, videos, num_classes):
@@ -146,7 +205,8 @@ def _write_index(group, videos, num_classes):
   group['seconds_per_snippet'] = np.array([v.seconds_per_snippet for v in videos], np.float64)
   group.create_dataset('subset', data=np.array([v.subset for v in videos], dtype=object),
                        dtype=strings)
-  group['labels'] = np.array([v.labels for v in videos], np.float32).reshape(-1, num_classes)
+  group['labels'] = np.array([v.labels for v in videos], np.float32).reshape(len(videos),
+                                                                          num_classes)
   segments = [np.asarray(v.segments, np.float64).reshape(-1, 2) for v in videos]
   group['segments'] = np.concatenate(segments + [np.zeros((0, 2))])
   group['segment_classes'] = np.concatenate(

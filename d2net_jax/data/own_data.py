@@ -2,6 +2,11 @@
 
   d2net-jax import --features feats/ --labels labels.csv [--segments segments.csv] \\
       [--classes classes.txt] --out mydata.h5 [--gt-out mydata_gt.json]
+  d2net-jax import --features new_feats/ --out new.h5      # new videos, for `localize --data`
+
+Without --labels every feature file is a new video without labels, in subset 'new' (or
+--default-subset), and the store has no class list: `d2net-jax localize --workdir RUN --data
+new.h5` takes the class names of the trained run (RUN/model.json).
 
 Inputs:
   feats/<video>.npy     (T, D) float features of one video (no pickle): RGB in the first D/2
@@ -159,6 +164,18 @@ def _load_features(path: pathlib.Path, video_id: str, num_snippets: int,
   return features
 
 
+NEW_SUBSET = 'new'
+
+
+def unlabeled_entries(features_dir: pathlib.Path, subset: str) -> dict[str, _Entry]:
+  """{video_id: entry without labels} of every <video>.npy in `features_dir`."""
+  entries = {p.stem: _Entry(p.stem, [], subset, None, features_dir)
+             for p in sorted(features_dir.glob('*.npy'))}
+  if not entries:
+    raise DataError(f'{features_dir}: no <video>.npy feature file')
+  return entries
+
+
 def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=None,
                   name: str = '', seconds_per_snippet: float = 0.64,
                   feature_dim: int | None = None, train_subset: str = 'train',
@@ -170,6 +187,8 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
                   collect: list[str] | None = None, **columns) -> Dataset:
   """A `Dataset` of your own features and labels (module docstring); features load lazily.
 
+  labels_path None: new videos, every feature file one without labels (module docstring).
+
   Every bad file or entry is found in one pass: DataErrors lists them all; with `collect` they are
   appended to it and the bad videos left out instead.
   """
@@ -178,8 +197,12 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
     raise DataError(f'{features_dir}: missing features folder')
   own_report = report is None
   report = validation.Report() if own_report else report
-  entries = read_labels(labels_path, default_subset=default_subset or train_subset,
-                        separator=separator, **columns)
+  if labels_path is None:
+    entries = unlabeled_entries(features_dir, default_subset or NEW_SUBSET)
+    default_subset = default_subset or NEW_SUBSET
+  else:
+    entries = read_labels(labels_path, default_subset=default_subset or train_subset,
+                          separator=separator, **columns)
   allowed = sorted({train_subset, test_subset, default_subset or train_subset})
   # Every problem of the pass is collected, then reported together.
   problems = [f'{labels_path}, video {e.video_id!r}: subset {e.subset!r} is not one of '
@@ -190,11 +213,15 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   files = {p.stem: p for p in sorted(features_dir.glob('*.npy'))}
   problems += [f'{files[v]}, video {v!r}: feature file without a label entry in {labels_path}'
                for v in sorted(set(files) - set(entries))]
+  if labels_path is None:  # New videos: the classes are the segments', or the model's.
+    for e in entries.values():
+      e.labels = list(dict.fromkeys(s[2] for s in e.segments))
   if class_names is None:
     class_names = sorted({n for e in entries.values() for n in e.labels} |
                          {s[2] for e in entries.values() for s in e.segments})
-  if not class_names:
-    raise DataError(f'{labels_path}: no class labels at all')
+  if not class_names and labels_path is not None:
+    raise DataError(f'{labels_path}: no class labels at all (new videos without labels: leave '
+                    'out --labels)')
   class_index = {c: i for i, c in enumerate(class_names)}
   videos = []
 

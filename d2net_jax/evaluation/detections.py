@@ -59,17 +59,26 @@ def _check_row(video: str, label: str, start: float, end: float, score: float, s
     raise DataError(f'{source}: video {video!r}: non-finite score {score} ({label!r}).')
 
 
+def _number(value: Any, what: str, video: str, source: str) -> float:
+  """`value` as a float; DataError naming the file, the video and the field otherwise."""
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    raise DataError(f'{source}: video {video!r}: {what} {value!r} is not a number.') from None
+
+
 def _label_name(value: Any, class_names: Sequence[str] | None, video: str, source: str) -> str:
   """A class given as a name or an index into `class_names` -> the name."""
   if isinstance(value, (str, np.str_)):
     return str(value)
   if isinstance(value, bytes):
     return value.decode('utf-8')
-  index = float(value)
+  index = _number(value, 'class', video, source)
   if not index.is_integer():
     raise DataError(f'{source}: video {video!r}: class {value!r} is neither a name nor an index.')
   if class_names is None:
-    raise ValueError(f'{source}: video {video!r}: detections give class indices; pass class_names.')
+    raise ValueError(f'{source}: video {video!r}: detections give class indices; pass class_names '
+                     '(their names in index order).')
   if not 0 <= index < len(class_names):
     raise DataError(f'{source}: video {video!r}: class index {int(index)} outside '
                     f'[0, {len(class_names)}).')
@@ -97,16 +106,18 @@ def _video_rows(video: str, rows: Any, class_names: Sequence[str] | None, source
       if missing:
         raise DataError(f'{source}: video {video!r}: detection {row!r} lacks {sorted(missing)}.')
       segment = row['segment']
-      if len(segment) != 2:
+      if not isinstance(segment, (list, tuple, np.ndarray)) or len(segment) != 2:
         raise DataError(f'{source}: video {video!r}: segment {segment!r} is not [start, end].')
       label = _label_name(row['label'], class_names, video, source)
-      start, end, score = float(segment[0]), float(segment[1]), float(row['score'])
+      start, end = (_number(x, 'segment bound', video, source) for x in segment)
+      score = _number(row['score'], 'score', video, source)
     else:
-      if len(row) != 4:
+      if not isinstance(row, (list, tuple, np.ndarray)) or len(row) != 4:
         raise DataError(f'{source}: video {video!r}: detection {row!r} is not '
                         '(class, start_s, end_s, score).')
       label = _label_name(row[0], class_names, video, source)
-      start, end, score = float(row[1]), float(row[2]), float(row[3])
+      start, end, score = (_number(x, what, video, source)
+                           for x, what in zip(row[1:], ('start', 'end', 'score')))
     _check_row(video, label, start, end, score, source)
     out.append((label, start, end, score))
   return out

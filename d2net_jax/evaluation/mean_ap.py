@@ -261,7 +261,8 @@ def evaluate_detections(ground_truth: Any,
     listed = sorted(known)
     raise DataError(f'{det_source}: labels {unknown_labels} are not classes of {gt.source} '
                     f'({len(listed)} classes: {listed[:20]}{" ..." if len(listed) > 20 else ""}).'
-                    ' Pass class_names to score a model whose classes the GT lacks.')
+                    ' To score a model whose classes the GT lacks, give its class names '
+                    '(`d2net-jax evaluate --classes RUN/model.json`).')
 
   # Videos outside the scored GT (the reference counts their detections as FPs, silently).
   video_of = {v: i for i, v in enumerate(gt.video_ids)}

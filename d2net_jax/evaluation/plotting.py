@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from d2net_jax import localize
+from d2net_jax.utils import atomic_write
 
 
 def _class_index(value: Any, class_names: Sequence[str], what: str) -> int:
@@ -89,12 +90,20 @@ def check_window(window: Sequence[float] | None, duration: float | None = None
 
 def plot_video(path: str | os.PathLike, **kwargs) -> pathlib.Path:
   """Writes `figure(**kwargs)` to `path` (format from the extension: `check_output`) and returns
-  the path; missing parent folders are created."""
+  the path; missing parent folders are created. Written whole or not at all: a failed write
+  (read-only place, disk full) raises an OSError naming `path` (`atomic_write.write_failed`)."""
   fmt = check_output(path)
   fig = figure(**kwargs)
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, format=fmt, bbox_inches='tight')
+  tmp = atomic_write.temporary_path(path)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(tmp, format=fmt, bbox_inches='tight')
+    os.replace(tmp, path)
+  except OSError as e:
+    raise atomic_write.write_failed(path, e, 'figure') from e
+  finally:
+    tmp.unlink(missing_ok=True)
   return path
 
 

@@ -100,12 +100,16 @@ def _harmless(field: str, old, new) -> bool:
 
 
 def has_run(workdir: pathlib.Path) -> bool:
-  """Whether `workdir` holds a started run (its config.json and metrics or checkpoints)."""
-  if not (workdir / 'config.json').is_file():
-    return False
+  """Whether `workdir` holds a started run (its config.json, and metrics or checkpoints)."""
+  return (workdir / 'config.json').is_file() and _run_traces(workdir) != []
+
+
+def _run_traces(workdir: pathlib.Path) -> List[str]:
+  """What in `workdir` shows that a run has started there (metrics, checkpoints, history)."""
   checkpoints = workdir / 'checkpoints'
-  return (workdir / 'metrics.jsonl').is_file() or (
-      checkpoints.is_dir() and any(checkpoints.iterdir()))
+  traces = [name for name in ('metrics.jsonl', 'history.jsonl') if (workdir / name).is_file()]
+  return traces + (['checkpoints/'] if checkpoints.is_dir() and any(checkpoints.iterdir())
+                   else [])
 
 
 def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool = False
@@ -116,6 +120,17 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
   `allow_change` is False. Harmless changes (HARMLESS_FIELDS, num_steps extended) pass.
   """
   workdir = pathlib.Path(workdir)
+  if not (workdir / 'config.json').exists():
+    traces = _run_traces(workdir)
+    if not traces:
+      return {}  # A new run.
+    if allow_change:  # Recorded in history.jsonl, with the config this call writes.
+      return {'config.json': ('missing', 'written anew from this call')}
+    raise RunDirError(
+        f'{workdir} holds a run ({", ".join(traces)}) but its config.json is missing, so this '
+        "call's config cannot be checked against it: put the run's config.json back, use a new "
+        'workdir, or --allow-config-change to resume with this config (recorded in '
+        'history.jsonl)')
   if not has_run(workdir):
     return {}
   try:
@@ -178,15 +193,17 @@ def read_model_info(workdir) -> Optional[dict]:
   return json.loads(path.read_text())
 
 
-def class_mapping(model_names: Sequence[str], data_names: Sequence[str], source) -> List[int]:
+def class_mapping(model_names: Sequence[str], data_names: Sequence[str], source,
+                  some: bool = False) -> List[int]:
   """index_in_model[data class index]: the data's classes mapped to the model's by name.
 
-  Raises ValueError listing the names that only one side has (never a silent relabelling).
+  Raises ValueError listing the names that only one side has (never a silent relabelling);
+  with `some` (new videos), the data may have only some of the model's classes.
   """
   model_names, data_names = [str(c) for c in model_names], [str(c) for c in data_names]
   only_model = [c for c in model_names if c not in data_names]
   only_data = [c for c in data_names if c not in model_names]
-  if only_model or only_data or len(set(data_names)) != len(data_names):
+  if (only_model and not some) or only_data or len(set(data_names)) != len(data_names):
     raise ValueError(
         f'{source}: class names differ from the model\'s: only in the data {only_data}, only in '
         f'the model {only_model} (the model was trained on {len(model_names)} classes; '

@@ -11,10 +11,13 @@ fresh start). A truncated or otherwise unreadable newest checkpoint is moved asi
 and the previous one is tried.
 """
 
+import asyncio
 import json
 import logging
 import pathlib
+import re
 import shutil
+import sys
 import warnings
 from typing import Any, Optional
 
@@ -77,17 +80,92 @@ def _restore(manager, step: int, template, where: pathlib.Path):
   return template.replace(method_state={'x_ref': restored['x_ref']}, **fields)
 
 
-class _NoOrbaxTraceback(logging.Filter):
-  """Orbax logs a failed background save with its traceback; the error itself reaches the caller
-  (CheckpointWriteError, one line), so the log keeps orbax's message line only."""
+class _OrbaxErrors(logging.Filter):
+  """Orbax logs a failed background save in several ERROR records, with tracebacks, from its
+  threads; the error itself reaches the caller (CheckpointWriteError, one line). So orbax's ERROR
+  records are held back: dropped when the Checkpointer raises the error they are about
+  (`discard`), logged (without traceback) at its next call that succeeds (`release`)."""
+
+  def __init__(self):
+    super().__init__()
+    self.held = []
 
   def filter(self, record):
-    if record.exc_info and 'orbax' in record.pathname:
-      record.exc_info, record.exc_text = None, None
-    return True
+    if 'orbax' not in record.pathname:
+      return True
+    record.exc_info, record.exc_text = None, None
+    if record.levelno < logging.ERROR or getattr(record, 'released', False):
+      return True
+    self.held.append(record)
+    return False
+
+  def release(self):
+    held, self.held = self.held, []
+    for record in held:
+      record.released = True
+      logging.getLogger(record.name).handle(record)
+
+  def discard(self):
+    self.held = []
 
 
-_NO_ORBAX_TRACEBACK = _NoOrbaxTraceback()
+_ORBAX_ERRORS = _OrbaxErrors()
+
+
+def _is_closed_loop_noise(unraisable) -> bool:
+  """Whether an unraisable exception is asyncio's 'Event loop is closed' from a late callback.
+
+  When one read of a restore (or one write of a save) fails, orbax's event loop stops and closes
+  while tensorstore still completes the others; each completion then tries to wake the closed
+  loop, and Python printed 'Event loop is closed' with its traceback (41 of them for a truncated
+  checkpoint), burying the one-line error. The error itself is raised to the caller."""
+  error, tb = unraisable.exc_value, unraisable.exc_traceback
+  if not isinstance(error, RuntimeError) or str(error) != 'Event loop is closed' or tb is None:
+    return False
+  while tb.tb_next is not None:
+    tb = tb.tb_next
+  return tb.tb_frame.f_code.co_filename == asyncio.base_events.__file__
+
+
+def _quiet_unraisable(unraisable):
+  if not _is_closed_loop_noise(unraisable):
+    _quiet_unraisable.previous(unraisable)
+
+
+class _TensorstoreTaskErrors(logging.Filter):
+  """asyncio's 'Task exception was never retrieved' for the other failed reads of a restore that
+  failed (the first error is raised; these repeat it with a traceback)."""
+
+  def filter(self, record):
+    error = record.exc_info[1] if record.exc_info else None
+    return not (record.msg == 'Task exception was never retrieved' and error is not None and
+                'tensorstore_spec' in str(error))
+
+
+_TENSORSTORE_TASK_ERRORS = _TensorstoreTaskErrors()
+
+
+def _install_quiet_hooks() -> None:
+  """The filters above (each installed once; the unraisable hook chains to the one before)."""
+  logging.getLogger('absl').addFilter(_ORBAX_ERRORS)
+  logging.getLogger('asyncio').addFilter(_TENSORSTORE_TASK_ERRORS)
+  if sys.unraisablehook is not _quiet_unraisable:
+    _quiet_unraisable.previous = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable
+
+
+def read_problem(error: BaseException) -> str:
+  """Why a checkpoint did not restore, in a few words: tensorstore's innermost cause ('Requested
+  byte range [0, 14354) is not valid for value of size 7177': a truncated file) without its
+  spec, or the OS error, else the exception's first line."""
+  text = str(error).strip()
+  if 'os_error_code' in text:
+    return atomic_write.reason(error)
+  text = re.sub(r'\s*\[tensorstore_spec=.*$', '', text.splitlines()[0] if text else '')
+  status, _, rest = text.partition(': ')
+  if re.fullmatch(r'[A-Z_]+', status) and rest:  # A tensorstore status: its innermost clause.
+    text = f'{status}: {rest.rsplit(": ", 1)[-1]}'
+  return f'{type(error).__name__}: {text[:200]}' if text else type(error).__name__
 
 
 def _write_json(path: pathlib.Path, value) -> None:
@@ -102,7 +180,7 @@ class Checkpointer:
     self.workdir = pathlib.Path(workdir).absolute()
     self.read_only = read_only
     self._saving = None  # The step of the latest asynchronous save (error messages).
-    logging.getLogger('absl').addFilter(_NO_ORBAX_TRACEBACK)  # Added once (the same object).
+    _install_quiet_hooks()
     options = dict(create=not read_only, read_only=read_only,
                    enable_async_checkpointing=async_save)
     level = absl_logging.get_verbosity()
@@ -125,6 +203,7 @@ class Checkpointer:
       self.close()
     except Exception:  # pylint: disable=broad-except
       pass  # The save's own error is the one to report.
+    _ORBAX_ERRORS.discard()
     for parent in (self.workdir / 'checkpoints', self.workdir / 'best'):
       for tmp in parent.glob('*.orbax-checkpoint-tmp*'):
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,9 +221,11 @@ class Checkpointer:
       if step in self._latest.all_steps():
         return False
       self._saving = step
-      return self._latest.save(step, args=ocp.args.StandardSave(state), force=force)
+      saved = self._latest.save(step, args=ocp.args.StandardSave(state), force=force)
     except Exception as e:  # pylint: disable=broad-except
       raise self._write_failed(self._latest.directory, step, e) from e
+    _ORBAX_ERRORS.release()
+    return saved
 
   def latest_step(self) -> Optional[int]:
     return self._latest.latest_step()
@@ -159,27 +240,27 @@ class Checkpointer:
     expected = _signature(template)
     for step in sorted(self._latest.all_steps(), reverse=True):
       try:
-        found = _signature(dict(self._latest.item_metadata(step)))
-      except Exception:  # pylint: disable=broad-except
-        found = None  # Unreadable metadata: corrupt, handled below.
+        found, unreadable = _signature(dict(self._latest.item_metadata(step))), None
+      except Exception as e:  # pylint: disable=broad-except
+        found, unreadable = None, e  # Unreadable metadata: corrupt, handled below.
       if found is not None and found != expected:
         raise CheckpointMismatchError(
             f'{self._latest.directory / str(step)} holds a state of other shapes than this '
             'config builds (was the run started with another model or data config? see '
             f'{self.workdir / "config.json"}); use a new workdir or that config')
-      try:
-        if found is None:
-          raise ValueError('unreadable checkpoint metadata')
-        return _restore(self._latest, step, template, self._latest.directory / str(step))
-      except CheckpointMismatchError:
-        raise
-      except Exception as e:  # pylint: disable=broad-except
-        where = 'left in place' if self.read_only else f'moved to {self._move_aside(step)}'
-        message = (f'checkpoint step {step} in {self.workdir / "checkpoints"} is unreadable '
-                   f'({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}); '
-                   f'{where}, trying the previous one')
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-        logging.warning(message)
+      if found is None:
+        problem = f'its metadata: {read_problem(unreadable)}'
+      else:
+        try:
+          return _restore(self._latest, step, template, self._latest.directory / str(step))
+        except CheckpointMismatchError:
+          raise
+        except Exception as e:  # pylint: disable=broad-except
+          problem = read_problem(e)
+      where = 'left in place' if self.read_only else f'moved to {self._move_aside(step)}'
+      warnings.warn(f'checkpoint step {step} in {self.workdir / "checkpoints"} is unreadable '
+                    f'({problem}); {where}, trying the previous one', RuntimeWarning,
+                    stacklevel=2)
     return None
 
   def _move_aside(self, step: int) -> pathlib.Path:
@@ -204,6 +285,7 @@ class Checkpointer:
         self._best.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       raise self._write_failed(self._best.directory, step, e) from e
+    _ORBAX_ERRORS.release()
     if jax.process_index() == 0:
       _write_json(self.workdir / 'best' / 'selection.json', dict(selection, step=step))
 
@@ -232,10 +314,9 @@ class Checkpointer:
     except CheckpointMismatchError:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      first = str(e).splitlines()[0][:200] if str(e) else ''
       raise BestCheckpointError(
-          f'the best checkpoint in {self.workdir / "best"} is unreadable ({type(e).__name__}: '
-          f'{first}); --checkpoint latest uses the latest checkpoint instead') from None
+          f'the best checkpoint in {self.workdir / "best"} is unreadable ({read_problem(e)}); '
+          '--checkpoint latest uses the latest checkpoint instead') from None
     if state is not None:
       return state, 'best'
     if recorded:
@@ -255,7 +336,9 @@ class Checkpointer:
         manager.wait_until_finished()
       except Exception as e:  # pylint: disable=broad-except
         raise self._write_failed(manager.directory, self._saving, e) from e
+    _ORBAX_ERRORS.release()
 
   def close(self) -> None:
     self._latest.close()
     self._best.close()
+    _ORBAX_ERRORS.release()

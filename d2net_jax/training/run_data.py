@@ -56,20 +56,22 @@ def _load_new(config: ml_collections.ConfigDict) -> Dataset:
   return dataset
 
 
-def in_model_order(dataset: Dataset, model_names, source) -> Dataset:
+def in_model_order(dataset: Dataset, model_names, source, some: bool = False) -> Dataset:
   """`dataset` with its classes re-indexed to `model_names` (labels (C,), segment classes).
 
-  Raises DataError listing the names only one side has.
+  Raises DataError listing the names only one side has; with `some` (new videos) the data may
+  have only some of the model's classes (`run_dir.class_mapping`).
   """
   if not dataset.class_names and not any(len(v.segments) for v in dataset.videos):
     dataset = dataclasses.replace(  # New videos without any annotation or class list.
         dataset, class_names=[str(c) for c in model_names], videos=[dataclasses.replace(
             v, labels=np.zeros(len(model_names), np.float32)) for v in dataset.videos])
   try:
-    to_model = np.asarray(run_dir.class_mapping(model_names, dataset.class_names, source))
+    to_model = np.asarray(run_dir.class_mapping(model_names, dataset.class_names, source, some),
+                          np.int64)
   except ValueError as e:
     raise DataError(str(e)) from None
-  if np.array_equal(to_model, np.arange(len(to_model))):
+  if len(to_model) == len(model_names) and np.array_equal(to_model, np.arange(len(to_model))):
     return dataset
 
   def remap(video):
@@ -101,5 +103,5 @@ def load_for_run(config: ml_collections.ConfigDict, workdir, data_path: Optional
   if dataset.feature_dim != model['feature_dim']:
     raise DataError(f'{source}: features have dim {dataset.feature_dim}, the model in {workdir} '
                     f'was trained on dim {model["feature_dim"]}')
-  dataset = in_model_order(dataset, model['class_names'], source)
+  dataset = in_model_order(dataset, model['class_names'], source, some=data_path is not None)
   return dataset, len(model['class_names']), model['feature_dim']

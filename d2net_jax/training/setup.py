@@ -32,12 +32,32 @@ def split_validation(videos, fraction: float, seed: int):
 
 
 def selection_videos(config: ml_collections.ConfigDict, dataset):
-  """(training videos, videos that select the best checkpoint, their name) by train.selection."""
+  """(training videos, videos that select the best checkpoint, their name) by train.selection.
+
+  Without a ground-truth segment in the videos that would select (own data with video-level
+  labels only: weak supervision needs no more), nothing can select: (all training videos, [],
+  'final'), and the final state is the result.
+  """
   if config.train.selection == 'validation':
-    train_videos, val_videos = split_validation(dataset.train_videos(), config.data.val_fraction,
+    pool = dataset.train_videos()
+    if not has_ground_truth(pool):
+      return pool, [], 'final'
+    train_videos, val_videos = split_validation(pool, config.data.val_fraction,
                                                 config.data.val_seed)
     return train_videos, val_videos, 'validation'
+  if not has_ground_truth(dataset.test_videos()):
+    return dataset.train_videos(), [], 'final'
   return dataset.train_videos(), dataset.test_videos(), 'test'
+
+
+def selection_pool(config: ml_collections.ConfigDict) -> str:
+  """The subset whose videos select the checkpoint: 'training' (its validation split) or 'test'."""
+  return 'training' if config.train.selection == 'validation' else 'test'
+
+
+def has_ground_truth(videos) -> bool:
+  """Whether any of `videos` has a ground-truth segment (what evaluation scores against)."""
+  return any(len(v.segments) for v in videos)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from jax import lax
 
@@ -30,9 +31,11 @@ from d2net_jax.utils import interrupts
 from d2net_jax.methods import layers
 from d2net_jax import methods
 from d2net_jax.training import parallel
+from d2net_jax.training import selection as selection_lib
 from d2net_jax.runs import run_dir
-from d2net_jax.training.setup import (build, load_data, make_batcher, restore_trained,  # noqa: F401
-                                 selection_videos, split_validation)
+from d2net_jax.training.setup import (build, has_ground_truth, load_data,  # noqa: F401
+                                      make_batcher, restore_trained, selection_pool,
+                                      selection_videos, split_validation)
 from d2net_jax.data import batching
 from d2net_jax.runs import run_log
 from d2net_jax.training.train_state import TrainState
@@ -160,30 +163,30 @@ class Evaluator:
   split: str
   progress: Optional[bool] = None  # A bar for passes over 2 s (None: on a terminal).
 
-  def run(self, state):
-    """(EvaluationResult, {video_id: Detections})."""
+  def run(self, state, scored: bool = True):
+    """(EvaluationResult, {video_id: Detections}); the result is None unless `scored`."""
     params, method_state = jax.device_get((state.params, state.method_state))
     return inference.evaluate(self.forward, params, method_state, self.dataset, self.videos,
-                              self.config, progress=self.progress)
+                              self.config, progress=self.progress, scored=scored)
 
 
-def _best_or_final(checkpointer, final_state, selection, log):
-  """(state, selection) to test: the best checkpoint, or, when it is missing or unreadable, the
-  final state (one line says so; `selection` then records the fallback)."""
-  try:
-    best_state = checkpointer.restore_best(final_state)
-    problem = None if best_state is not None else 'missing'
-  except Exception as e:  # pylint: disable=broad-except
-    first = str(e).splitlines()[0][:200] if str(e) else ''
-    best_state, problem = None, f'unreadable ({type(e).__name__}: {first})'
-  if best_state is not None:
-    return best_state, selection
-  step = int(final_state.step)
-  log(f'WARNING: the best checkpoint in {checkpointer.workdir / "best"} is {problem}; testing '
-      f'the final state (step {step}) instead')
-  return final_state, {'step': step, 'fallback': f'best checkpoint {problem}; final state tested',
-                       'metric': (selection or {}).get('metric', 'none'),
-                       'value': (selection or {}).get('value', float('nan'))}
+class NoUpdateError(RuntimeError):
+  """Every update of a run so far was skipped (its loss or gradient is not finite): nothing
+  trains, so the run stops (with the likely cause) instead of evaluating an untrained model."""
+
+
+def _check_updates(num_skipped: int, start: int, done: int, batch, config) -> None:
+  """Raises NoUpdateError when all of at least 10 updates since `start` were skipped."""
+  if num_skipped < done - start or done - start < 10:
+    return
+  largest = float(np.max(np.abs(batch['features']))) if np.size(batch['features']) else 0.0
+  if largest > 1e15:
+    cause = (f'the features reach |x| = {largest:.3g}, beyond what float32 arithmetic handles '
+             f'(squares overflow past 1.8e19): rescale them ({config.data.path or "the data"})')
+  else:
+    cause = 'check the data (`d2net-jax check`) and config.train.learning_rate'
+  raise NoUpdateError(f'all {done - start} updates of steps {start + 1}-{done} were skipped (the '
+                      f'loss or its gradient is not finite); nothing trains: {cause}')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +218,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
       summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started,
                                     per_class)
     except BaseException as e:
+      if isinstance(e, KeyboardInterrupt):  # Where it stopped, for the command's message.
+        e.phase, e.step = started[-1] if started else ('start-up', None)
       if started and is_main:
         with contextlib.suppress(OSError):  # Disk full: the first error is the one to report.
           run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
@@ -226,8 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
 
 
 def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, per_class):
-  """`train_and_evaluate` in the locked workdir; `started` gets an item once config.json is
-  written."""
+  """`train_and_evaluate` in the locked workdir; `started` gets (phase, step) items once
+  config.json is written: ('start-up', None), ('training', None), ('final evaluation', step)."""
   method = methods.get(config.method)
   is_main = jax.process_index() == 0
   c = config.train
@@ -237,11 +242,15 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   data_check.check_for_run(config, dataset, workdir, log)
   interrupts.check()  # Ctrl-C during set-up stops here if JAX swallowed it (interrupts.py).
   train_videos, select_videos, protocol = selection_videos(config, dataset)
-  if not select_videos:
+  if not select_videos and protocol != 'final':
     raise ConfigError(f'config.train.selection={c.selection!r} leaves no video to select on')
   batcher = make_batcher(config, train_videos, dataset.num_classes)
-  log(f'{method.name} on {dataset.name}: {len(train_videos)} training videos, {len(select_videos)} '
-      f'{protocol} videos select the checkpoint, {len(dataset.test_videos())} test videos.')
+  selecting = (f'{len(select_videos)} {protocol} videos select the checkpoint' if select_videos
+               else f'no ground-truth segment in the {selection_pool(config)} videos, so no '
+               'checkpoint selection: the final state is the result (segments only score; '
+               'training needs the video labels alone)')
+  log(f'{method.name} on {dataset.name}: {len(train_videos)} training videos, {selecting}, '
+      f'{len(dataset.test_videos())} test videos.')
 
   # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
   model, optimizer, state = build(config, dataset.num_classes, dataset.feature_dim)
@@ -254,7 +263,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   if is_main:  # The run has started: only now config.json may change.
     run_dir.commit_config(workdir, config, argv, changes)
     run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name)
-    started.append(True)
+    started.append(('start-up', None))
     if changes:
       log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
           f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
@@ -298,10 +307,12 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   bar = progress_lib.Progress(start, c.num_steps, disable=None if progress is None else not progress)
   log = bar.wrap(log)  # Log lines during training clear and redraw the bar.
   pending, last_logged, t0 = [], start, time.perf_counter()
+  skipped_before = int(jax.device_get(state.num_skipped))
   # Each process builds only its own rows of the global batch (all of them on one host).
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
   batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
   interrupts.check()
+  started.append(('training', None))
   with run_dir.StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
@@ -319,14 +330,16 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
           if skipped:
             log(f'step {done}: {skipped} of the last {len(fetched)} updates skipped (non-finite '
                 f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
-          bar.update(done, {k: fetched[-1][k] for k in method.progress_metrics
-                            if k in fetched[-1]})
+          _check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done, batch,
+                         config)
+          bar.update(done, progress_lib.window_means(fetched, method.progress_metrics),
+                     window=len(fetched))
           last_logged, t0, pending = done, time.perf_counter(), []
         if done % c.checkpoint_every == 0 or interrupt.stop:
           checkpointer.save(state)
         if interrupt.stop:
           break
-        if done % c.eval_every == 0 and done < c.num_steps:
+        if done % c.eval_every == 0 and done < c.num_steps and select_videos:
           evaluate_and_select(state)
           t0 = time.perf_counter()  # steps/s counts training only.
     finally:
@@ -335,6 +348,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   checkpointer.save(state, force=True)
   checkpointer.wait()
   final_step = int(jax.device_get(state.step))
+  started.append(('final evaluation', final_step))
   summary = {'step': final_step, 'interrupted': interrupt.signal_name,
              'num_skipped': int(jax.device_get(state.num_skipped))}
   if interrupt.stop:
@@ -344,35 +358,46 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
     return summary
 
   # Selection and the test set.
-  if last_eval_step != final_step and best.get('step') != final_step:
-    evaluate_and_select(state)
-  selection = checkpointer.best_selection()
+  if select_videos:
+    if last_eval_step != final_step and best.get('step') != final_step:
+      evaluate_and_select(state)
+    selection = checkpointer.best_selection()
+  else:
+    selection = selection_lib.no_selection(final_step, selection_pool(config))
   summary['selection'] = selection
   if c.final_test:
-    best_state, selection = _best_or_final(checkpointer, jax.device_get(state), selection, log)
-    test_evaluator = dataclasses.replace(evaluator, videos=dataset.test_videos(), split='test')
-    result, detections = test_evaluator.run(best_state)
+    if select_videos:
+      best_state, selection = selection_lib.best_or_final(checkpointer, jax.device_get(state), selection, log)
+    else:
+      best_state = jax.device_get(state)
+    test_videos = dataset.test_videos()
+    scored = has_ground_truth(test_videos)
+    test_evaluator = dataclasses.replace(evaluator, videos=test_videos, split='test')
+    result, detections = test_evaluator.run(best_state, scored=scored)
+    note = None if scored else f'no ground-truth segment in the {len(test_videos)} test videos'
     if is_main:
       detections_lib.write_detections(workdir / 'detections_test.json', detections,
                                       dataset.class_names)
       run_dir.write_json_atomic(workdir / 'results.json', {
           **run_dir.provenance(), 'config': run_dir.config_dict(config),
-          'test': result.to_dict(),
+          'test': result.to_dict() if scored else None,
+          **({} if scored else {'test_note': f'{note}: detections written, nothing scored'}),
           'selected_checkpoint': selection,
           'preset': config.preset,
           'official_protocol': 'official_protocol' in config.preset.partition(':')[2].split(','),
-          'evaluation_protocol': result.protocol_name,
-          'evaluation_protocol_description': result.protocol,
-          'ground_truth': result.ground_truth,
-          'selection_protocol': (
-              'best checkpoint selected on a validation split held out from the training subset'
-              if protocol == 'validation' else
-              'best checkpoint selected on the TEST set (published protocol; optimistic)'),
+          'evaluation_protocol': result.protocol_name if scored else None,
+          'evaluation_protocol_description': result.protocol if scored else None,
+          'ground_truth': result.ground_truth if scored else None,
+          'selection_protocol': selection_lib.PROTOCOLS[protocol],
       })
-    log(f'\nTest set, checkpoint of step {selection["step"]} (selected by {protocol} '
-        f'{selection["metric"]} = {100 * selection["value"]:.2f}):')
-    log(evaluation.format_table(result, per_class=per_class))
-    writer.scalars(final_step, {'test/average_mAP': result.average_mAP})
-    summary['test'] = result.to_dict()
+    if scored:
+      log(f'\nTest set, {selection_lib.selected_words(selection, protocol)}:')
+      log(evaluation.format_table(result, per_class=per_class))
+      writer.scalars(final_step, {'test/average_mAP': result.average_mAP})
+      summary['test'] = result.to_dict()
+    else:
+      log(f'\nTest set, {selection_lib.selected_words(selection, protocol)}: detections written to '
+          f'{workdir / "detections_test.json"}; {note}, nothing scored.')
+      summary['test'] = None
   checkpointer.close()
   return summary

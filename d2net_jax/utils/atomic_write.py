@@ -15,9 +15,10 @@ import threading
 
 def reason(error: BaseException) -> str:
   """The cause of a failed write in a few words: the OS message of its errno ('No space left on
-  device'), else the 'error message' an HDF5 error carries, else its first line."""
-  code = getattr(error, 'errno', None)
-  if isinstance(code, int) and code > 0:
+  device'; a tensorstore error's os_error_code too), else the 'error message' an HDF5 error
+  carries, else its first line."""
+  code = _errno(error)
+  if code:
     return os.strerror(code)
   text = str(error)
   match = re.search(r"error message = '([^']+)'", text) or re.search(r'\[Errno \d+\] ([^\n:(]+)',
@@ -28,6 +29,16 @@ def reason(error: BaseException) -> str:
   return f'{type(error).__name__}: {first}' if first else type(error).__name__
 
 
+def _errno(error: BaseException) -> int:
+  """The OS error number of `error`: its errno, else the one a tensorstore error carries
+  ("[os_error_code='28']"), else 0."""
+  code = getattr(error, 'errno', None)
+  if isinstance(code, int) and code > 0:
+    return code
+  match = re.search(r"os_error_code='?(\d+)", str(error))
+  return int(match.group(1)) if match else 0
+
+
 def temporary_path(path: pathlib.Path) -> pathlib.Path:
   """A hidden sibling of `path`, unique to this process and thread."""
   return path.with_name(f'.{path.name}.tmp-{os.getpid()}-{threading.get_ident()}')
@@ -36,8 +47,7 @@ def temporary_path(path: pathlib.Path) -> pathlib.Path:
 def write_failed(path, error: BaseException, what: str = '') -> OSError:
   """The OSError to raise for a failed write of `path`: its errno, filename `path`, and a strerror
   that says the cause and that nothing was left half-written."""
-  code = getattr(error, 'errno', None)
-  code = code if isinstance(code, int) and code > 0 else errno.EIO
+  code = _errno(error) or errno.EIO
   what = f'{what} ' if what else ''
   return OSError(code, f'{what}not written ({reason(error)}); no partial file left', str(path))
 

@@ -14,24 +14,48 @@ KeyboardInterrupt, but remembers the interrupt: `check()` raises it again at the
 `deferred()` (the commands' imports) a Ctrl-C is only remembered, and raised when it ends.
 `run_dir.StopFlag` replaces the handler during the training loop (a first Ctrl-C saves a
 checkpoint and stops).
+
+SIGTERM (a cluster's preemption, `kill`) is handled the same way and raises `Terminated`, a
+KeyboardInterrupt that says so: its default action killed the process without a word (during
+start-up, before the training loop's own handler).
 """
 
 import contextlib
 import signal
 import sys
 import threading
+from typing import Optional
 
-_pending = False
+_pending = None  # The name of a signal that nothing has handled yet.
 _deferring = 0
 _previous_hook = None
 
 
-def _on_sigint(signum, frame):
-  del signum, frame
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt (commands exit with status 143)."""
+  signal_name = 'SIGTERM'
+  exit_status = 143
+
+
+def _interrupt(name: Optional[str]) -> KeyboardInterrupt:
+  return Terminated() if name == 'SIGTERM' else KeyboardInterrupt()
+
+
+def exit_status(error: BaseException) -> int:
+  """130 for Ctrl-C, 143 for SIGTERM (128 + the signal number, as a shell reports them)."""
+  return getattr(error, 'exit_status', 130)
+
+
+def signal_name(error: BaseException) -> str:
+  return getattr(error, 'signal_name', 'SIGINT')
+
+
+def _on_signal(signum, frame):
+  del frame
   global _pending
-  _pending = True
+  _pending = signal.Signals(signum).name
   if not _deferring:
-    raise KeyboardInterrupt
+    raise _interrupt(_pending)
 
 
 @contextlib.contextmanager
@@ -58,30 +82,34 @@ def install():
   global _previous_hook
   if threading.current_thread() is not threading.main_thread():
     return lambda: None
-  handler, hook = signal.signal(signal.SIGINT, _on_sigint), sys.unraisablehook
+  handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+  hook = sys.unraisablehook
   if hook is not _unraisable:
     _previous_hook = hook
     sys.unraisablehook = _unraisable
 
   def restore():
-    signal.signal(signal.SIGINT, handler)
+    for signum, handler in handlers.items():
+      signal.signal(signum, handler)
     sys.unraisablehook = hook
   return restore
 
 
 def check() -> None:
-  """Raises KeyboardInterrupt if a Ctrl-C came that nothing has handled yet."""
+  """Raises KeyboardInterrupt (`Terminated` for SIGTERM) if a Ctrl-C or SIGTERM came that
+  nothing has handled yet."""
   global _pending
   if _pending:
-    _pending = False
-    raise KeyboardInterrupt
+    name, _pending = _pending, None
+    raise _interrupt(name)
 
 
-def pending() -> bool:
+def pending() -> Optional[str]:
+  """The name of the signal ('SIGINT', 'SIGTERM') that nothing has handled yet, or None."""
   return _pending
 
 
 def clear() -> None:
   """The interrupt was handled (the caller reports it)."""
   global _pending
-  _pending = False
+  _pending = None

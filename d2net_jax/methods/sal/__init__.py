@@ -136,6 +136,17 @@ _THUMOS14 = {
     'evaluation.tiou_thresholds': (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
     'evaluation.use_ambiguous': False,  # SAL's evaluation filters nothing.
 }
+# SAL's authors' protocol on THUMOS14 (arg 'official_protocol' of configs/thumos14.py and
+# configs/synthetic.py): their code tests every 10 steps on the test set and keeps the best by
+# the mean mAP over 0.1:0.7, with the ActivityNet-style evaluator (no ambiguous regions).
+_THUMOS14_OFFICIAL_PROTOCOL = {
+    'train.selection': 'test',
+    'train.eval_every': 10,
+    'train.selection_iou': -1.0,
+    'evaluation.protocol': 'activitynet',
+    'evaluation.use_ambiguous': False,
+    'evaluation.tiou_thresholds': (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+}
 _ACTIVITYNET13 = {
     'data.sampling': 'resample',
     'data.num_segments': 50,
@@ -205,7 +216,8 @@ METHOD = base.register(base.Method(
     sampling='resample',
     progress_metrics=('loss', 'loss_mil', 'loss_act', 'loss_se'),
     smoke_overrides={'sal.hidden': 8},
-    presets={'thumos14': _THUMOS14, 'activitynet13': _ACTIVITYNET13,
+    presets={'thumos14': _THUMOS14, 'thumos14:official_protocol': _THUMOS14_OFFICIAL_PROTOCOL,
+             'activitynet13': _ACTIVITYNET13,
              'activitynet12': _ACTIVITYNET12, 'synthetic': _SYNTHETIC},
     dropout_fields=('sal.dropout_rate',),
     validate_config=_validate,
