@@ -181,6 +181,7 @@ def localize_config() -> ml_collections.ConfigDict:
   c.score_threshold = 0.1
   c.score_threshold_scope = 'class'  # paper: 'video'.
   c.oic = oic_config()
+  c.hamnet = hamnet_config()
   return c
 
 
@@ -214,6 +215,21 @@ def oic_config() -> ml_collections.ConfigDict:
   c.nms = 'basnet_soft'
   c.nms_threshold = 0.4  # IoU with "+1" lengths in seconds. ActivityNet: 0.7.
   c.soft_alpha = 0.3  # ActivityNet: 0.35.
+  return c
+
+
+def hamnet_config() -> ml_collections.ConfigDict:
+  """CO2-Net's 'hamnet' localizer (d2net_jax/localize/hamnet.py), the authors' values (both
+  datasets)."""
+  c = ml_collections.ConfigDict()
+  c.class_topk_ratio = 10  # p = softmax(top-k mean of cas * attention), k = max(1, s // 10).
+  c.class_threshold = 0.2  # Classes with p_c >= this (argmax p when none).
+  c.thresholds = (0.1, 0.9, 10)  # np.linspace(start, stop, count) on the attention (a > theta).
+  # The code's `if temp_list.any()`: a threshold passed by snippet 0 alone gives no proposal.
+  c.skip_index0_quirk = True
+  c.outer_lambda = 0.25  # Outer region int(s - lambda L) .. int(e + lambda L).
+  c.gamma = 0.2  # score = inner - outer + gamma * p_c (--gamma-oic).
+  c.nms_sigma = 0.3  # Gaussian soft-NMS: scores * exp(-IoU^2 / sigma); nothing is discarded.
   return c
 
 
