@@ -68,6 +68,17 @@ def data_config() -> ml_collections.ConfigDict:
   # Which videos a training batch holds: 'replacement' (each row drawn uniformly, official D2-Net)
   # or 'epoch' (a fresh permutation of the videos every epoch, no repeats within one).
   c.shuffle = 'replacement'
+  # Which videos a training batch holds: 'uniform' (each row drawn as `shuffle` says),
+  # 'similar_pairs' (CO2-Net: first `num_similar` groups of `similar_size` videos that share a
+  # class, drawn among the classes with that many videos, then uniform rows with replacement;
+  # data/similar_pairs.py) or 'auto' (the method's own choice).
+  c.sampler = 'auto'
+  c.num_similar = 3
+  c.similar_size = 2  # CO2-Net's loader: 2 (its --similar-size flag never reaches the loader).
+  # What the network sees at test: 'whole' (every snippet of a video, padded to a length bucket),
+  # 'resample' (num_segments snippets by uniform_sampling, see resample_short) or 'auto' (the
+  # method's choice: CO2-Net 'whole'; otherwise 'resample' when training resamples).
+  c.test_sampling = 'auto'
   # Official ActivityNet1.2 loader: videos with at most `short_video_snippets` feature rows are
   # dropped from every subset (training and test). False (default): all videos are kept. True:
   # dropped, and their number and names are printed.
