@@ -35,7 +35,6 @@ from typing import Dict, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 LEAKY_SLOPE = 0.2
 
@@ -53,10 +52,9 @@ def average_pool(x: jax.Array, kernel: int) -> jax.Array:
   """AvgPool1d(kernel, stride 1, padding kernel // 2, count_include_pad=True) over axis 1 of
   x (B, T, ...): the sum over the zero-padded window divided by `kernel` (odd)."""
   pad = kernel // 2
-  window = (1, kernel) + (1,) * (x.ndim - 2)
-  padding = ((0, 0), (pad, pad)) + ((0, 0),) * (x.ndim - 2)
-  return lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, window, (1,) * x.ndim,
-                           padding) / kernel
+  padded = jnp.pad(x, ((0, 0), (pad, pad)) + ((0, 0),) * (x.ndim - 2))
+  length = x.shape[1]
+  return sum(padded[:, j:j + length] for j in range(kernel)) / kernel
 
 
 class CCM(nn.Module):
