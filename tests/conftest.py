@@ -32,3 +32,13 @@ def fast_compile():
   jax.config.update('jax_disable_most_optimizations', True)
   yield
   jax.config.update('jax_disable_most_optimizations', previous)
+
+
+@pytest.fixture
+def x64():
+  """float64 enabled for the test (finite-difference gradients), restored afterwards."""
+  import jax  # pylint: disable=import-outside-toplevel
+  previous = jax.config.read('jax_enable_x64')
+  jax.config.update('jax_enable_x64', True)
+  yield
+  jax.config.update('jax_enable_x64', previous)

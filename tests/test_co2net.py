@@ -28,14 +28,6 @@ CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
-@pytest.fixture
-def x64():
-  previous = jax.config.read('jax_enable_x64')
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', previous)
-
-
 def _config(**overrides):
   config = config_lib.base_config()
   config.method = 'co2net'
