@@ -100,8 +100,9 @@ def validate_config(config: ml_collections.ConfigDict, check_data_path: bool = T
                       '(RGB and flow halves)')
   groups = config.data.num_similar * config.data.similar_size
   if methods.resolve_batch_sampler(config) == 'similar_pairs' and config.train.batch_size < groups:
-    raise ConfigError(f'config.train.batch_size={config.train.batch_size}: the similar-pair '
-                      f'sampler needs at least data.num_similar * data.similar_size = {groups}')
+    raise ConfigError(f'config.train.batch_size={config.train.batch_size} with config.data.'
+                      f'num_similar={config.data.num_similar} and config.data.similar_size='
+                      f'{config.data.similar_size}: the similar-pair sampler needs {groups} rows')
   if config.train.selection == 'validation' and not 0 < config.data.val_fraction < 1:
     raise ConfigError(f'config.data.val_fraction={config.data.val_fraction}: selection on a '
                       'validation split needs 0 < val_fraction < 1 (or train.selection=test)')

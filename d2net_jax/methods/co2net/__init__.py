@@ -114,10 +114,14 @@ def _validate(config):
   for field in ('channel_kernel', 'smooth_kernel'):
     if c[field] > 1 and c[field] % 2 == 0:
       raise checks.ConfigError(f'config.co2net.{field}={c[field]}: must be odd (centred)')
+  if c.contrastive_pairs and config.data.similar_size != 2:
+    raise checks.ConfigError(
+        f'config.data.similar_size={config.data.similar_size}: co2net compares rows (2i, 2i + 1) '
+        'as pairs, so the similar groups must be pairs (2), or co2net.contrastive_pairs=0')
   if 2 * c.contrastive_pairs > config.train.batch_size:
     raise checks.ConfigError(
-        f'config.co2net.contrastive_pairs={c.contrastive_pairs}: needs a batch of at least '
-        f'{2 * c.contrastive_pairs} (train.batch_size={config.train.batch_size})')
+        f'config.co2net.contrastive_pairs={c.contrastive_pairs} with config.train.batch_size='
+        f'{config.train.batch_size}: the pairs need a batch of at least {2 * c.contrastive_pairs}')
 
 
 # The authors' settings per dataset preset (run.sh, options.py; co2net-facts.md Sec. 6).
