@@ -6,6 +6,7 @@ r"""The demo: D2-Net on the `thumos14_like` synthetic benchmark, small enough fo
   d2net-jax train --config configs/synthetic.py:official_protocol ...   # the authors' protocol
   d2net-jax train --config configs/synthetic.py:dfe --workdir runs/dfe  # DFE over D2-Net
   d2net-jax train --config configs/synthetic.py:dfe,base=sal ...        # DFE over SAL
+  d2net-jax train --config configs/synthetic.py:co2net --workdir runs/co2net  # CO2-Net (docs/co2net.md)
 
 Generates the synthetic features into `<workdir>/data` on first use, trains, keeps the best
 checkpoint by mAP on a validation split held out from the training videos, and ends with the

@@ -9,6 +9,7 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
   d2net-jax train --config configs/thumos14.py:sal --workdir runs/sal_thumos14 \
       --config.data.path=/path/to/BaS-Net_layout  # SAL: STPN layout (data.kind='stpn'), its schedule
   d2net-jax train --config configs/thumos14.py:dfe,base=sal ...  # DFE over SAL: SAL's settings
+  d2net-jax train --config configs/thumos14.py:co2net ...  # CO2-Net: the authors' run.sh settings
 
 The argument is a comma-separated list: a method name (d2net_jax.methods.names(), default
 'd2net') and flags ('paper': D2-Net's paper values; 'official_protocol': the protocol of the

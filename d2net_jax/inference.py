@@ -70,9 +70,10 @@ def make_forward(model, config):
 
 
 def eval_batches(videos: Sequence[VideoRecord], config, num_classes: int):
-  """`batching.eval_batches` as `config.data` asks (whole videos in buckets, or resampled)."""
+  """`batching.eval_batches` as `config.data` asks (whole videos in buckets, or resampled:
+  `methods.resolve_test_sampling`)."""
   data = config.data
-  resample = methods.resolve_sampling(config) == 'resample'
+  resample = methods.resolve_test_sampling(config) == 'resample'
   return batching.eval_batches(
       videos, data.eval_bucket, data.eval_batch_size, num_classes, data.eval_bucket_mode,
       max_programs=data.eval_max_programs,

@@ -75,3 +75,13 @@ def read_only_dir(tmp_path):
     pytest.skip(f'cannot mount a read-only tmpfs: {result.stderr.strip()}')
   yield folder
   subprocess.run(['umount', '-l', str(folder)], check=False)
+
+
+@pytest.fixture
+def x64():
+  """float64 enabled for the test (finite-difference gradients), restored afterwards."""
+  import jax  # pylint: disable=import-outside-toplevel
+  previous = jax.config.read('jax_enable_x64')
+  jax.config.update('jax_enable_x64', True)
+  yield
+  jax.config.update('jax_enable_x64', previous)

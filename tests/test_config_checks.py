@@ -25,7 +25,8 @@ def _preset(name, arg=None):
 @pytest.mark.parametrize('name,arg', [
     ('synthetic', None), ('synthetic', 'smoke'), ('synthetic', 'mil,smoke'), ('thumos14', None),
     ('thumos14', 'paper'), ('thumos14', 'mil'), ('activitynet12', None),
-    ('activitynet12', 'paper')])
+    ('activitynet12', 'paper'), ('thumos14', 'co2net'), ('activitynet12', 'co2net'),
+    ('activitynet13', 'co2net'), ('synthetic', 'co2net,smoke')])
 def test_every_preset_passes(name, arg, tmp_path):
   config = _preset(name, arg)
   config.data.path = str(tmp_path)
@@ -56,6 +57,15 @@ BAD = [  # (method, field, value, what the message says)
     ('mil', 'mil.dropout_rate', -0.1, 'in [0, 1)'),
     ('mil', 'mil.topk_ratio', 0, '> 0'),
     ('mil', 'mil.kernel_size', 0, '>= 1'),
+    ('co2net', 'co2net.topk_ratio', 0.0, '> 0'),
+    ('co2net', 'co2net.smooth_kernel', 12, 'odd'),
+    ('co2net', 'co2net.contrastive_no_pairs', 'inf', "one of ('zero', 'nan')"),
+    ('co2net', 'co2net.contrastive_pairs', 11, 'need a batch of at least 22'),
+    ('co2net', 'data.similar_size', 3, 'must be pairs'),
+    ('co2net', 'data.sampler', 'pairs', "one of ('auto', 'uniform', 'similar_pairs')"),
+    ('co2net', 'data.test_sampling', 'all', "one of ('auto', 'whole', 'resample')"),
+    ('co2net', 'train.batch_size', 5, 'the pairs need a batch of at least 6'),
+    ('co2net', 'data.num_similar', 11, 'the similar-pair sampler needs 22 rows'),
 ]
 
 

@@ -62,6 +62,11 @@ def _batches(config):
     for b in batches:
       b['features'] = train_fixtures.random_batch(100)['features'] + b['features']
       b['mask'] = np.ones_like(b['mask'])
+  if methods.resolve_batch_sampler(config) == 'similar_pairs':  # Groups share a class (CO2-Net).
+    size = config.data.similar_size
+    for b in batches:
+      for g in range(config.data.num_similar):
+        b['labels'][g * size:(g + 1) * size] = b['labels'][g * size]
   return batches
 
 

@@ -22,14 +22,6 @@ B, T, D, C, H = 3, 12, 8, 4, 5
 pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
-@pytest.fixture
-def x64():
-  previous = jax.config.read('jax_enable_x64')
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', previous)
-
-
 def _cfg(**overrides):
   config = config_lib.base_config()
   for name, value in overrides.items():

@@ -5,7 +5,7 @@ import pytest
 
 from d2net_jax.data import batching
 from d2net_jax.data import sampling
-from d2net_jax.data.records import VideoRecord
+from d2net_jax.data.records import DataError, VideoRecord
 
 
 def _perturb_reference(length, num_segments, draw):
@@ -112,3 +112,50 @@ def test_bad_sampling_arguments():
     batching.TrainBatcher(_videos([4]), 1, 4, 0, sampling='bins')
   with pytest.raises(ValueError, match='shuffle'):
     batching.TrainBatcher(_videos([4]), 1, 4, 0, shuffle='cycle')
+
+
+def _multilabel(videos, extra):
+  """videos with class `extra[i]` added to video i's labels (a multi-label video)."""
+  for video, c in zip(videos, extra):
+    if c is not None:
+      video.labels[c] = 1.0
+  return videos
+
+
+def test_similar_pair_batches_share_a_class_per_group():
+  """sampler='similar_pairs': rows (0, 1), (2, 3), (4, 5) are distinct videos sharing a class
+  (drawn among the classes with >= 2 videos), the rest any video; a pure function of the step."""
+  videos = _multilabel(_videos([6] * 9), [None] * 8 + [0])  # Class 2 has 3 videos, 0 has 4.
+  batcher = batching.TrainBatcher(videos, 8, 6, seed=2, sampling='resample', num_segments=6,
+                                  sampler='similar_pairs')
+  seen_classes, seen_rest = set(), set()
+  for step in range(40):
+    batch = batcher.batch(step)
+    rows = batch['video_index']
+    for g in range(3):
+      a, b = rows[2 * g], rows[2 * g + 1]
+      assert a != b
+      shared = np.flatnonzero(videos[a].labels * videos[b].labels)
+      assert shared.size
+      seen_classes.update(shared.tolist())
+    seen_rest.update(rows[6:].tolist())
+    again = batching.TrainBatcher(videos, 8, 6, seed=2, sampling='resample', num_segments=6,
+                                  sampler='similar_pairs').batch(step)
+    np.testing.assert_array_equal(again['video_index'], rows)
+    np.testing.assert_array_equal(again['features'], batch['features'])
+  assert seen_classes == {0, 1, 2} and seen_rest == set(range(9))
+  # Only class 0 has 2+ videos here: every group is drawn from it.
+  few = _multilabel(_videos([4] * 3), [None, None, 0])
+  rows = batching.TrainBatcher(few, 6, 4, seed=0, sampler='similar_pairs').batch(3)['video_index']
+  assert all({rows[2 * g], rows[2 * g + 1]} == {0, 2} for g in range(3))
+
+
+def test_similar_pair_sampler_refuses_what_it_cannot_draw():
+  with pytest.raises(ValueError, match='num_similar'):
+    batching.TrainBatcher(_videos([4] * 6), 5, 4, 0, sampler='similar_pairs')
+  with pytest.raises(ValueError, match="with replacement"):
+    batching.TrainBatcher(_videos([4] * 6), 6, 4, 0, sampler='similar_pairs', shuffle='epoch')
+  with pytest.raises(ValueError, match='sampler'):
+    batching.TrainBatcher(_videos([4] * 6), 6, 4, 0, sampler='pairs')
+  with pytest.raises(DataError, match='no class has 2 or more'):
+    batching.TrainBatcher(_videos([4] * 3), 6, 4, 0, sampler='similar_pairs')

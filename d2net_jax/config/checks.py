@@ -12,7 +12,7 @@ import ml_collections
 
 from d2net_jax import localize
 from d2net_jax import methods
-from d2net_jax.data import batching, validation, wtalc
+from d2net_jax.data import batching, similar_pairs, validation, wtalc
 from d2net_jax.evaluation import mean_ap as evaluation
 from d2net_jax.localize import tcam
 from d2net_jax.utils.checks import ConfigError, check_choices, check_range  # noqa: F401
@@ -27,6 +27,8 @@ def _choices():
       'data.kind': ('synthetic', 'hdf5', 'wtalc', 'stpn'),
       'data.sampling': ('auto', 'crop', 'resample'),
       'data.shuffle': ('replacement', 'epoch'),
+      'data.sampler': ('auto',) + similar_pairs.SAMPLERS,
+      'data.test_sampling': ('auto', 'whole', 'resample'),
       'data.resample_short': ('repeat', 'keep'),
       'data.resample_train': ('perturb', 'sorted_random'),
       'data.eval_bucket_mode': batching.BUCKET_MODES,
@@ -43,7 +45,8 @@ def _choices():
 _POSITIVE = ('train.batch_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
              'train.checkpoint_every', 'train.keep_checkpoints', 'data.max_seqlen',
              'data.eval_bucket', 'data.eval_batch_size', 'train.learning_rate', 'train.adam_eps',
-             'data.seconds_per_snippet', 'data.eval_max_programs')
+             'data.seconds_per_snippet', 'data.eval_max_programs', 'data.num_similar',
+             'data.similar_size')
 _NON_NEGATIVE = ('train.weight_decay', 'data.timing_tolerance_snippets',
                  'data.timing_tolerance_fraction', 'data.prefetch', 'data.num_segments',
                  'localize.score_threshold', 'localize.inflation')
@@ -95,6 +98,11 @@ def validate_config(config: ml_collections.ConfigDict, check_data_path: bool = T
   if config.data.feature_dim % 2:  # <= 0: taken from the data.
     raise ConfigError(f'config.data.feature_dim={config.data.feature_dim}: must be even '
                       '(RGB and flow halves)')
+  groups = config.data.num_similar * config.data.similar_size
+  if methods.resolve_batch_sampler(config) == 'similar_pairs' and config.train.batch_size < groups:
+    raise ConfigError(f'config.train.batch_size={config.train.batch_size} with config.data.'
+                      f'num_similar={config.data.num_similar} and config.data.similar_size='
+                      f'{config.data.similar_size}: the similar-pair sampler needs {groups} rows')
   if config.train.selection == 'validation' and not 0 < config.data.val_fraction < 1:
     raise ConfigError(f'config.data.val_fraction={config.data.val_fraction}: selection on a '
                       'validation split needs 0 < val_fraction < 1 (or train.selection=test)')

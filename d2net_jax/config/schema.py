@@ -70,6 +70,17 @@ def data_config() -> ml_collections.ConfigDict:
   # Which videos a training batch holds: 'replacement' (each row drawn uniformly, official D2-Net)
   # or 'epoch' (a fresh permutation of the videos every epoch, no repeats within one).
   c.shuffle = 'replacement'
+  # Which videos a training batch holds: 'uniform' (each row drawn as `shuffle` says),
+  # 'similar_pairs' (CO2-Net: first `num_similar` groups of `similar_size` videos that share a
+  # class, drawn among the classes with that many videos, then uniform rows with replacement;
+  # data/similar_pairs.py) or 'auto' (the method's own choice).
+  c.sampler = 'auto'
+  c.num_similar = 3
+  c.similar_size = 2  # CO2-Net's loader: 2 (its --similar-size flag never reaches the loader).
+  # What the network sees at test: 'whole' (every snippet of a video, padded to a length bucket),
+  # 'resample' (num_segments snippets by uniform_sampling, see resample_short) or 'auto' (the
+  # method's choice: CO2-Net 'whole'; otherwise 'resample' when training resamples).
+  c.test_sampling = 'auto'
   # Official ActivityNet1.2 loader: videos with at most `short_video_snippets` feature rows are
   # dropped from every subset (training and test). False (default): all videos are kept. True:
   # dropped, and their number and names are printed.
@@ -183,6 +194,7 @@ def localize_config() -> ml_collections.ConfigDict:
   c.score_threshold = 0.1
   c.score_threshold_scope = 'class'  # paper: 'video'.
   c.oic = oic_config()
+  c.hamnet = hamnet_config()
   return c
 
 
@@ -220,6 +232,21 @@ def oic_config() -> ml_collections.ConfigDict:
   c.nms = 'basnet_soft'
   c.nms_threshold = 0.4  # IoU with "+1" lengths in seconds. ActivityNet: 0.7.
   c.soft_alpha = 0.3  # ActivityNet: 0.35.
+  return c
+
+
+def hamnet_config() -> ml_collections.ConfigDict:
+  """CO2-Net's 'hamnet' localizer (d2net_jax/localize/hamnet.py), the authors' values (both
+  datasets)."""
+  c = ml_collections.ConfigDict()
+  c.class_topk_ratio = 10  # p = softmax(top-k mean of cas * attention), k = max(1, s // 10).
+  c.class_threshold = 0.2  # Classes with p_c >= this (argmax p when none).
+  c.thresholds = (0.1, 0.9, 10)  # np.linspace(start, stop, count) on the attention (a > theta).
+  # The code's `if temp_list.any()`: a threshold passed by snippet 0 alone gives no proposal.
+  c.skip_index0_quirk = True
+  c.outer_lambda = 0.25  # Outer region int(s - lambda L) .. int(e + lambda L).
+  c.gamma = 0.2  # score = inner - outer + gamma * p_c (--gamma-oic).
+  c.nms_sigma = 0.3  # Gaussian soft-NMS: scores * exp(-IoU^2 / sigma); nothing is discarded.
   return c
 
 

@@ -40,13 +40,14 @@ validation (experiments/bench_eval_programs.py).
 
 from __future__ import annotations
 
-import collections
-import math
 import threading
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from d2net_jax.data import similar_pairs
+from d2net_jax.data.buckets import (BUCKET_MODES, bucket_length, eval_lengths,  # noqa: F401
+                                     fitted_edges, padded_lengths)
 from d2net_jax.data.prefetch import Prefetcher, count_from, parallel_map, prefetch  # noqa: F401
 from d2net_jax.data.records import DataError, VideoRecord
 from d2net_jax.data.sampling import (RESAMPLE_TRAIN, SAMPLINGS, SHUFFLES,  # noqa: F401
@@ -54,7 +55,6 @@ from d2net_jax.data.sampling import (RESAMPLE_TRAIN, SAMPLINGS, SHUFFLES,  # noq
                                      uniform_sampling)
 
 Batch = Dict[str, np.ndarray]
-BUCKET_MODES = ('multiple', 'pow2', 'fitted')
 
 
 def _num_classes(videos: Sequence[VideoRecord], num_classes: Optional[int]) -> int:
@@ -97,12 +97,14 @@ class TrainBatcher:
   window of `max_seqlen` snippets (every start in [0, T - max_seqlen] equally likely; the official
   `random_extract` never picks the last one); shorter videos are zero-padded and masked.
   sampling='resample' (T = num_segments): `random_perturb`, every row fully valid.
+  sampler='similar_pairs' (CO2-Net): groups of videos sharing a class first (similar_pairs.py).
   """
 
   def __init__(self, videos: Sequence[VideoRecord], batch_size: int, max_seqlen: int, seed: int,
                num_classes: Optional[int] = None, *, pad_to: Optional[int] = None,
                cache: bool = False, sampling: str = 'crop', num_segments: Optional[int] = None,
-               shuffle: str = 'replacement', resample_train: str = 'perturb'):
+               shuffle: str = 'replacement', resample_train: str = 'perturb',
+               sampler: str = 'uniform', num_similar: int = 3, similar_size: int = 2):
     """
     Args:
       videos: the training videos; 'video_index' of a batch indexes this list.
@@ -118,6 +120,8 @@ class TrainBatcher:
       num_segments: the resampled length (default: max_seqlen).
       shuffle: 'replacement' or 'epoch'.
       resample_train: 'perturb' (`random_perturb`) or 'sorted_random' (`random_sample`).
+      sampler: 'uniform' or 'similar_pairs' (with shuffle='replacement'); num_similar,
+        similar_size: its groups.
     """
     if sampling not in SAMPLINGS:
       raise ValueError(f'sampling={sampling!r}: one of {SAMPLINGS}')
@@ -141,6 +145,12 @@ class TrainBatcher:
     if resample_train not in RESAMPLE_TRAIN:
       raise ValueError(f'resample_train={resample_train!r}: one of {RESAMPLE_TRAIN}')
     self._draw = random_perturb if resample_train == 'perturb' else random_sample
+    if sampler not in similar_pairs.SAMPLERS or (sampler != 'uniform' and shuffle != 'replacement'):
+      raise ValueError(f'sampler={sampler!r} with shuffle={shuffle!r}: one of '
+                       f"{similar_pairs.SAMPLERS}, and 'similar_pairs' draws with replacement")
+    self._pairs = similar_pairs.SimilarPairs(
+        [_labels(v, self.num_classes) for v in self.videos], self.batch_size, num_similar,
+        similar_size) if sampler == 'similar_pairs' else None
     self._cache: Optional[Dict[int, np.ndarray]] = {} if cache else None
     self._cache_lock = threading.Lock()
     self._feature_dim: Optional[int] = None
@@ -166,7 +176,9 @@ class TrainBatcher:
     replayed from their videos' lengths (`num_snippets`), without loading their features.
     """
     rng = np.random.default_rng([self.seed, int(step)])
-    if self.shuffle == 'replacement':
+    if self._pairs is not None:
+      indices = self._pairs.draw(rng)
+    elif self.shuffle == 'replacement':
       indices = rng.integers(len(self.videos), size=self.batch_size)
     else:
       indices = self._epoch_indices(int(step))
@@ -224,73 +236,6 @@ class TrainBatcher:
       return prefetch(parallel_map(lambda step: self.batch(step, rows), steps, num_workers),
                       prefetch_size)
     return prefetch((self.batch(step, rows) for step in steps), prefetch_size)
-
-
-def bucket_length(num_snippets: int, bucket: int, mode: str = 'multiple') -> int:
-  """Padded length of a T-snippet video: ceil(T / bucket) * bucket, or for 'pow2' the least
-  bucket * 2^k >= T."""
-  if bucket < 1:
-    raise ValueError(f'bucket={bucket} must be >= 1')
-  if mode not in ('multiple', 'pow2'):
-    raise ValueError(f'bucket mode {mode!r} has no per-video length; one of multiple, pow2')
-  num_snippets = max(int(num_snippets), 1)
-  if mode == 'multiple':
-    return -(-num_snippets // bucket) * bucket
-  return bucket * 2 ** max(0, math.ceil(math.log2(num_snippets / bucket)))
-
-
-def fitted_edges(num_snippets: Sequence[int], bucket: int, max_programs: int) -> List[int]:
-  """At most `max_programs` padded lengths, multiples of `bucket`, that pad the given videos least.
-
-  Each video is padded to the smallest edge >= its length; the edges minimise the total padded
-  snippets (dynamic programming over the distinct multiples of `bucket`: O(m^2 K) for m of them),
-  so a whole evaluation set compiles at most `max_programs` programs.
-  """
-  if max_programs < 1:
-    raise ValueError(f'max_programs={max_programs} must be >= 1')
-  counts = collections.Counter(bucket_length(n, bucket) for n in num_snippets)
-  if not counts:
-    return []
-  cands = sorted(counts)
-  m = len(cands)
-  groups = min(max_programs, m)
-  inf = float('inf')
-  # best[g][i]: least padded total of the first i candidates in g groups, the last ending at i-1.
-  best = [[inf] * (m + 1) for _ in range(groups + 1)]
-  back = [[0] * (m + 1) for _ in range(groups + 1)]
-  best[0][0] = 0.0
-  prefix = [0]
-  for c in cands:
-    prefix.append(prefix[-1] + counts[c])
-  for g in range(1, groups + 1):
-    for i in range(1, m + 1):
-      for j in range(g - 1, i):  # Group = candidates j..i-1, padded to cands[i-1].
-        cost = best[g - 1][j] + cands[i - 1] * (prefix[i] - prefix[j])
-        if cost < best[g][i]:
-          best[g][i], back[g][i] = cost, j
-  g = min(range(1, groups + 1), key=lambda k: (best[k][m], k))
-  edges, i = [], m
-  while i > 0:
-    edges.append(cands[i - 1])
-    i, g = back[g][i], g - 1
-  return sorted(edges)
-
-
-def padded_lengths(videos: Sequence[VideoRecord], bucket: int = 64, mode: str = 'multiple',
-                   max_programs: int = 8) -> List[int]:
-  """Each video's padded evaluation length under bucket mode `mode`."""
-  if mode not in BUCKET_MODES:
-    raise ValueError(f'bucket mode {mode!r}; one of {BUCKET_MODES}')
-  if mode != 'fitted':
-    return [bucket_length(v.num_snippets, bucket, mode) for v in videos]
-  edges = fitted_edges([v.num_snippets for v in videos], bucket, max_programs)
-  return [next(e for e in edges if e >= bucket_length(v.num_snippets, bucket)) for v in videos]
-
-
-def eval_lengths(videos: Sequence[VideoRecord], bucket: int = 64, mode: str = 'multiple',
-                 max_programs: int = 8) -> List[int]:
-  """The distinct padded lengths (= compiled programs per batch size) of evaluating `videos`."""
-  return sorted(set(padded_lengths(videos, bucket, mode, max_programs)))
 
 
 def _test_indices(length: int, resample_to: int, resample_short: str) -> np.ndarray:

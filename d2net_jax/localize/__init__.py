@@ -3,6 +3,7 @@
   common.py  shared pieces: `Detections`, runs above thresholds, interval NMS, range sums
   tcam.py    D2-Net's Sec. 3.3 localizer ('tcam'): refined TCAM, outer-inner contrast, hard NMS
   oic.py     SAL's localizer ('oic', BaS-Net lineage): x24 upsampling, OIC score, BaS-Net soft-NMS
+  hamnet.py  CO2-Net's localizer ('hamnet'): OIC scores of attention runs, Gaussian soft-NMS
 
 A method names its localizer (`Method.localizer`; a wrapper such as DFE takes its base's:
 `methods.resolve_localizer(config)`); `localize_outputs` runs it. Each entry of
@@ -17,6 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import numpy as np
 
 from d2net_jax.localize import common
+from d2net_jax.localize import hamnet
 from d2net_jax.localize import oic
 from d2net_jax.localize import tcam
 from d2net_jax.localize.common import (Detections, find_proposals, nms_keep, range_sums,  # noqa: F401
@@ -42,7 +44,16 @@ def _oic_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
                             seconds_per_snippet, config.localize.oic)
 
 
-LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer, 'oic': _oic_localizer}
+def _hamnet_localizer(snippet, video, seconds_per_snippet, config) -> Detections:
+  """CO2-Net's localizer on snippet['cas'] (s, C + 1) and snippet['attention'] (s,),
+  `config.localize.hamnet`."""
+  del video
+  return hamnet.localize_video(snippet['cas'], snippet['attention'], seconds_per_snippet,
+                               config.localize.hamnet)
+
+
+LOCALIZERS: Dict[str, Localizer] = {'tcam': _tcam_localizer, 'oic': _oic_localizer,
+                                    'hamnet': _hamnet_localizer}
 
 
 def relevant_classes_of(name: str, snippet, video, config) -> Optional[np.ndarray]:
@@ -51,6 +62,8 @@ def relevant_classes_of(name: str, snippet, video, config) -> Optional[np.ndarra
   if name == 'oic':
     return oic.video_classes(snippet['cas'], snippet['a_f'], snippet['a_r'], video['sc'],
                              config.localize.oic)
+  if name == 'hamnet':
+    return hamnet.video_classes(snippet['cas'], snippet['attention'], config.localize.hamnet)
   return None
 
 
@@ -60,6 +73,8 @@ def check_config(name: str, config) -> None:
   get(name)
   if name == 'oic':
     oic.check_config(config.localize.oic)
+  elif name == 'hamnet':
+    hamnet.check_config(config.localize.hamnet)
   elif name == 'tcam':
     tcam._check_config(config.localize)  # pylint: disable=protected-access
 

@@ -62,6 +62,13 @@ class Method:
     sampling: default training sampling of `data.sampling='auto'`: 'crop' (random contiguous crop
       and pad, D2-Net) or 'resample' (every video resampled to `data.num_segments` snippets);
       None: the wrapped method's. Read it with `resolve_sampling(config)`.
+    batch_sampler: which videos a training batch holds under `data.sampler='auto'`: 'uniform' or
+      'similar_pairs' (groups of videos sharing a class first: CO2-Net); None: the wrapped
+      method's, else 'uniform'. Read it with `methods.resolve_batch_sampler(config)`.
+    test_sampling: what the network sees at test under `data.test_sampling='auto'`: 'whole'
+      (every snippet: CO2-Net) or 'resample' (`data.num_segments` snippets); None: the wrapped
+      method's, else 'resample' when training resamples and 'whole' otherwise. Read it with
+      `methods.resolve_test_sampling(config)`.
     progress_metrics: aux names shown on the training progress bar.
     smoke_overrides: {'section.field': value} that shrink the method for the smoke presets and
       the per-method tests (e.g. a smaller hidden size); applied after the smoke settings.
@@ -88,6 +95,8 @@ class Method:
   inference_outputs: Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]
   localizer: Optional[str] = 'tcam'
   sampling: Optional[str] = 'crop'
+  batch_sampler: Optional[str] = None
+  test_sampling: Optional[str] = None
   progress_metrics: Tuple[str, ...] = ('loss',)
   smoke_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)

@@ -77,12 +77,14 @@ def build(config: ml_collections.ConfigDict, num_classes: int, feature_dim: int)
 
 def make_batcher(config: ml_collections.ConfigDict, videos, num_classes: int
                  ) -> batching.TrainBatcher:
-  """The training batcher of `config.data` (sampling 'auto' = the method's own)."""
+  """The training batcher of `config.data` (sampling and sampler 'auto' = the method's own)."""
   return batching.TrainBatcher(
       videos, config.train.batch_size, config.data.max_seqlen, config.train.seed, num_classes,
       cache=config.train.cache_features, sampling=methods.resolve_sampling(config),
       num_segments=config.data.num_segments or config.data.max_seqlen,
-      shuffle=config.data.shuffle, resample_train=config.data.resample_train)
+      shuffle=config.data.shuffle, resample_train=config.data.resample_train,
+      sampler=methods.resolve_batch_sampler(config), num_similar=config.data.num_similar,
+      similar_size=config.data.similar_size)
 
 
 def restore_trained(config: ml_collections.ConfigDict, workdir, checkpoint: str = 'best',
