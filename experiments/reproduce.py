@@ -1,0 +1,429 @@
+r"""Reruns the figures that README.md and docs/*.md quote and rewrites their tables in place.
+
+  python experiments/reproduce.py --list                 # every registered table, its status
+  python experiments/reproduce.py --check                # markers, table structure, provenance
+  python experiments/reproduce.py --only demo,readme_demo --out-dir runs/reproduce
+
+Each table that quotes measured numbers sits between `<!-- reproduce:NAME -->` and
+`<!-- /reproduce:NAME -->` in its Markdown file, with one provenance line inside the block: the
+command that produced it, the commit, the date and the machine. `TABLES` below registers every
+such block: the file, the columns, the experiment that produces it (an existing command or
+script of experiments/), its seeds and its cost on 2 CPU cores. Running a table rewrites only
+the text between its markers; every other byte of the file stays as it was. Tables are written
+only from a clean working tree (the commit must describe the code that produced the numbers);
+`--allow-dirty` writes the commit as `<sha>+dirty`.
+
+A table registered with `kept` has not been rerun by this script yet: its block carries the
+provenance of the run that did produce it (read from the docs), and `--only NAME` refuses it in
+one line until it has a producer. Runs go to `--out-dir/<table>/...` and are reused on the next
+call when their config is the same field by field and the library code (d2net_jax/, configs/,
+setup.cfg, pyproject.toml) is unchanged since the commit they were trained at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CODE_PATHS = ('d2net_jax', 'configs', 'setup.cfg', 'pyproject.toml')
+MARKER = re.compile(r'^<!-- (/?)reproduce:([a-z0-9_]+) -->$', re.M)
+PROVENANCE = re.compile(r'^(Produced by|Kept as produced by) `([^`]+)`.*\bcommits? ([0-9a-f]{7,40}'
+                        r'(?:\+dirty)?\b|not recorded)', re.M)
+DEMO_TIOUS = ('0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7')
+DEMO_COLUMNS = ('method', 'seed', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7',
+                'avg 0.1:0.7', 'selected step', 'wall time')
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """One marked table. produce(args) -> (rows, runs' commit, note); None while `kept`."""
+  name: str
+  path: str  # Relative to the repository root.
+  columns: Tuple[str, ...]
+  command: str  # The experiment behind the numbers.
+  seeds: Tuple[int, ...]
+  cost: str  # On 2 CPU cores.
+  produce: Optional[Callable[..., Tuple[List[List[str]], str, str]]] = None
+  kept: str = ''  # Why it was not rerun here; its block keeps its old provenance.
+
+
+# ---------------------------------------------------------------------------------------------
+# Git and the machine.
+
+
+def _git(*args: str, root: pathlib.Path = ROOT) -> str:
+  return subprocess.run(['git', *args], cwd=root, check=True, capture_output=True,
+                        text=True).stdout.strip()
+
+
+def head_commit(root: pathlib.Path = ROOT) -> str:
+  return _git('rev-parse', '--short', 'HEAD', root=root)
+
+
+def is_dirty(root: pathlib.Path = ROOT) -> bool:
+  """Tracked files modified (runs/ and other ignored outputs do not count)."""
+  return bool(_git('status', '--porcelain', '--untracked-files=no', root=root))
+
+
+def same_code(commit: str, root: pathlib.Path = ROOT) -> bool:
+  """Whether the library code at `commit` equals the working tree's (CODE_PATHS)."""
+  try:
+    subprocess.run(['git', 'diff', '--quiet', commit.split('+')[0], '--', *CODE_PATHS], cwd=root,
+                   check=True, capture_output=True)
+  except subprocess.CalledProcessError:
+    return False
+  return not commit.endswith('+dirty')
+
+
+def machine_line() -> str:
+  """CPU model and cores, the JAX backend and version."""
+  import jax  # pylint: disable=import-outside-toplevel  (heavy: only when a table is run)
+  cpu = platform.processor() or platform.machine()
+  try:
+    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
+      if line.startswith('model name'):
+        cpu = line.split(':', 1)[1].strip()
+        break
+  except OSError:
+    pass
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  devices = jax.devices()
+  return (f'{cpu}, {cores} cores; {len(devices)} x {devices[0].device_kind} '
+          f'({jax.default_backend()}), JAX {jax.__version__}')
+
+
+# ---------------------------------------------------------------------------------------------
+# Producers.
+
+
+def _demo_rows(args, arg: str, label: str) -> Tuple[List[List[str]], str, str]:
+  """`d2net-jax train --config configs/synthetic.py:<arg> --config.train.seed=S` per seed (S = 1
+  is `bash dev.sh demo`), in the CLI as a user runs it; a finished run of the same config at the
+  same library code in `--out-dir` is read back instead."""
+  common = load_common()
+  synthetic = common.load_module(ROOT / 'configs' / 'synthetic.py', 'reproduce_synthetic')
+  rows, commits = [], set()
+  for seed in args.seeds or (1,):
+    config = synthetic.get_config(arg)
+    config.train.seed = seed
+    workdir = pathlib.Path(args.out_dir) / f'demo{"_" + arg if arg else ""}_seed{seed}'
+    summary = _finished(common, config, workdir)
+    if summary is None:
+      cmd = [sys.executable, '-m', 'd2net_jax.commands.cli', 'train', '--config',
+             f'configs/synthetic.py{":" + arg if arg else ""}', '--workdir', str(workdir),
+             f'--config.train.seed={seed}']
+      if workdir.exists():
+        shutil.rmtree(workdir)  # Another config or older code: `train` would resume it.
+      workdir.parent.mkdir(parents=True, exist_ok=True)
+      with open(workdir.with_suffix('.log'), 'w') as log:
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
+      summary = _finished(common, config, workdir)
+      if summary is None:
+        raise SystemExit(f'reproduce.py: {workdir} did not finish; see {workdir}.log')
+    commits.add(summary['commit'])
+    test = summary['test']
+    by_tiou = {f'{t:g}': 100 * m for t, m in zip(test['tiou'], test['mAP'])}
+    rows.append([label, str(seed)] + [f'{by_tiou[t]:.2f}' for t in DEMO_TIOUS]
+                + [f'{100 * test["average_mAP"]:.2f}',
+                   str(summary['selection']['step']), f'{summary["seconds"]:.0f} s'])
+  return rows, ', '.join(sorted(commits)), f'seeds {", ".join(map(str, args.seeds or (1,)))}'
+
+
+def _finished(common, config, workdir: pathlib.Path):
+  """A finished run of `config` in `workdir` trained at the current library code, or None."""
+  summary = common.finished_summary(config, workdir)
+  if summary is None:
+    return None
+  commit = json.loads((workdir / 'results.json').read_text()).get('commit', 'unknown')
+  if not same_code(commit):
+    return None
+  summary['commit'] = commit
+  return summary
+
+
+def produce_demo(args):
+  return _demo_rows(args, 'smoke' if args.smoke else '', 'D2-Net (demo)')
+
+
+def load_common():
+  sys.path.insert(0, str(ROOT / 'experiments'))
+  import _common  # pylint: disable=import-outside-toplevel,import-error
+  return _common
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry.
+
+_COMPARE = 'python experiments/compare_methods.py --mode quick --seeds 3 --reuse'
+_COMPARE_COST = ('~15 h on 2 idle cores for 3 seeds x 7 variants x 2 datasets (DFE over D2-Net '
+                 'alone ~20-40 min per run)')
+_KEPT = 'not rerun here yet: its block keeps the provenance of the run that produced it'
+TABLES: Tuple[Table, ...] = (
+    Table('readme_demo', 'README.md', DEMO_COLUMNS,
+          'd2net-jax train --config configs/synthetic.py --config.train.seed=1 (= bash dev.sh demo)',
+          (1,), '~5-10 min (one demo run; shared with `demo`)', produce_demo),
+    Table('demo', 'docs/results.md', DEMO_COLUMNS,
+          'd2net-jax train --config configs/synthetic.py --config.train.seed=1 (= bash dev.sh demo)',
+          (1,), '~5-10 min per seed', produce_demo),
+    Table('demo_1f11bf0', 'docs/results.md', DEMO_COLUMNS,
+          'python -m d2net_jax.commands.cli train --config configs/synthetic.py[:mil] '
+          '--config.train.seed=S', (1, 2), '~30 min (2 seeds x D2-Net and mil)',
+          kept='the earlier demo table (D2-Net and mil, 2 seeds); superseded by `demo`'),
+    Table('readme_methods', 'README.md',
+          ('method', 'page', 'status', 'published (real I3D features)', 'reproduced here'),
+          _COMPARE, (1, 2, 3), _COMPARE_COST,
+          kept='its synthetic column quotes the method comparison (2 seeds, 2026-12-03)'),
+    Table('compare_thumos14_like', 'docs/results.md',
+          ('method', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6',
+           'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'train s / run', 'steps/s'),
+          _COMPARE, (1, 2, 3), _COMPARE_COST, kept='2 seeds, runs at 4 commits (2026-12-03)'),
+    Table('compare_activitynet12_like', 'docs/results.md',
+          ('method', 'seeds', 'mAP@0.5', 'mAP@0.55', 'mAP@0.6', 'mAP@0.65', 'mAP@0.7', 'mAP@0.75',
+           'mAP@0.8', 'mAP@0.85', 'mAP@0.9', 'mAP@0.95', 'avg 0.5:0.95', 'train s / run',
+           'steps/s'),
+          _COMPARE, (1, 2, 3), _COMPARE_COST, kept='2 seeds, runs at 4 commits (2026-12-03)'),
+    Table('bench_summary', 'docs/benchmarks.md',
+          ('benchmark', 'setting', 'result', 'detail'),
+          'python experiments/benchmark.py', (),
+          'a few minutes', kept=_KEPT),
+    Table('bench_train_step_thumos14', 'docs/benchmarks.md',
+          ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB', 'GFLOP/step', 'GFLOP/s', 'of matmul'),
+          'python experiments/bench_train_step.py --quick --shapes thumos14 --variants d2net,mil,sal', (),
+          'a few minutes', kept=_KEPT),
+    Table('bench_train_step_demo', 'docs/benchmarks.md',
+          ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB', 'GFLOP/step', 'GFLOP/s', 'of matmul'),
+          "python experiments/bench_train_step.py --shapes demo --dtypes float32 --variants 'd2net,mil,sal,dfe,dfe;base=sal'", (),
+          '~2 min', kept=_KEPT),
+    Table('synthetic_feature_stats', 'docs/data.md',
+          ('statistic (RGB / flow)', 'target (`i3d_like`)', '`i3d_like`', '`gaussian`'),
+          'd2net-jax synthetic --preset thumos14_like --out /tmp/s --feature-dim 256 --num-train 16 --num-test 0 --features i3d_like (and gaussian)', (),
+          'seconds', kept=_KEPT),
+    Table('dfe_params', 'docs/dfe.md',
+          ('size', 'D, C, T', 'base params', 'LFE params', 'GFE params', 'deployed params', 'training params', 'GFLOPs base', 'GFLOPs deployed (local)', 'GFLOPs global branch'),
+          'python experiments/dfe_params.py', (),
+          'seconds to a minute (compiles the forward passes, trains nothing)', kept=_KEPT),
+    Table('dfe_ablation_d2net', 'docs/dfe.md',
+          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5'),
+          'python experiments/dfe_ablation.py --mode quick --steps 600 --base d2net --seeds 3 --reuse', (1, 2, 3),
+          '~4-5 h for 3 seeds on 2 idle cores (7 variants; a DFE-over-D2-Net run is 11-23 min on shared cores)', kept=_KEPT),
+    Table('dfe_ablation_sal', 'docs/dfe.md',
+          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5'),
+          'python experiments/dfe_ablation.py --mode quick --steps 600 --base sal --seeds 3 --reuse', (1, 2, 3),
+          '~2-3 h for 3 seeds on 2 idle cores', kept=_KEPT),
+    Table('dfe_by_hand', 'docs/dfe.md',
+          ('method', 'seed', 'validation mAP', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7', 'avg 0.1:0.7'),
+          'd2net-jax train --config configs/synthetic.py:dfe --config.dfe.lfe.kind=none --config.train.num_steps=600 --config.train.eval_every=300 --config.train.seed=S (and :d2net)', (1, 2, 3),
+          '~45 min for 3 seeds x 2 configs', kept=_KEPT),
+    Table('ablation_loss_terms', 'docs/results.md',
+          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'avg 0.1:0.5', 'F1@0.5', 'paper mAP@0.5', 'paper F1@0.5'),
+          'python experiments/ablation.py --mode quick --seeds 3', (1, 2, 3),
+          '~16 min for 2 seeds on 2 shared cores (963 s at e2b9f6c); ~25 min for 3 seeds', kept=_KEPT),
+    Table('ablation_paper_switches', 'docs/results.md',
+          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5'),
+          'python experiments/ablation.py --mode quick --seeds 3', (1, 2, 3),
+          'with ablation_loss_terms (one run of ablation.py)', kept=_KEPT),
+    Table('dmi_test_map', 'docs/results.md',
+          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5', 'paper mAP@0.5 (THUMOS14)'),
+          'python experiments/dmi_vs_pdmi.py --mode quick --seeds 3', (1, 2, 3),
+          '~23 min for 2 seeds on 2 shared cores (1397 s at 1671afe); ~35 min for 3 seeds', kept=_KEPT),
+    Table('dmi_health', 'docs/results.md',
+          ('L_D', 'L_D on (% steps)', 'L_DS left out (% videos)', 'raw L_DS non-finite (%)', 'raw ∇L_DS non-finite (%)', 'L_DV undefined (% steps)', 'raw ∇L_DV non-finite (%)', 'classes in batch', '‖∇θ L_D‖ median', '‖∇θ L_D‖ / ‖∇θ L_Dis‖', '∇θ L non-finite (%)', 'skipped updates'),
+          'python experiments/dmi_vs_pdmi.py --mode quick --seeds 3', (1, 2, 3),
+          'with dmi_test_map (one run of dmi_vs_pdmi.py)', kept=_KEPT),
+    Table('dmi_probe', 'docs/results.md',
+          ('case', 'K', 'DMI value non-finite', 'DMI grad non-finite', 'DMI median value', 'DMI median grad norm', 'pDMI value non-finite', 'pDMI grad non-finite', 'pDMI median value', 'pDMI median grad norm (max)'),
+          'python experiments/dmi_vs_pdmi.py --mode quick --seeds 3', (),
+          'with dmi_test_map (one run of dmi_vs_pdmi.py)', kept=_KEPT),
+    Table('sal_demo', 'docs/sal.md',
+          ('method', 'seed', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7', 'avg 0.1:0.7', 'selected step'),
+          'd2net-jax train --config configs/synthetic.py:sal --config.train.seed=S (and :mil)', (1, 2, 3),
+          '~45 min for 3 seeds x SAL and mil (the lr 1e-3 mil rows are history)', kept=_KEPT),
+    Table('sal_tuning', 'docs/sal.md',
+          ('change', 'validation mAP'),
+          'd2net-jax train --config configs/synthetic.py:sal --config.train.seed=1 --config.train.num_steps=600 (one override per row)', (1,),
+          '~1 h (8 settings x 600 steps)', kept=_KEPT),
+)
+REGISTRY: Dict[str, Table] = {t.name: t for t in TABLES}
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown blocks.
+
+
+def find_blocks(text: str, source: str = '') -> Dict[str, Tuple[int, int]]:
+  """NAME -> (start, end) of the text between `<!-- reproduce:NAME -->\n` and the line
+  `<!-- /reproduce:NAME -->`. Unbalanced, nested or repeated markers raise ValueError."""
+  blocks, open_name, open_end = {}, None, 0
+  for m in MARKER.finditer(text):
+    closing, name = m.group(1) == '/', m.group(2)
+    if not closing:
+      if open_name is not None:
+        raise ValueError(f'{source}: reproduce:{name} opens inside reproduce:{open_name}')
+      if name in blocks:
+        raise ValueError(f'{source}: reproduce:{name} appears twice')
+      open_name, open_end = name, m.end() + 1
+    else:
+      if open_name != name:
+        raise ValueError(f'{source}: /reproduce:{name} closes {open_name or "nothing"}')
+      blocks[name] = (open_end, m.start())
+      open_name = None
+  if open_name is not None:
+    raise ValueError(f'{source}: reproduce:{open_name} is never closed')
+  return blocks
+
+
+def replace_block(text: str, name: str, content: str, source: str = '') -> str:
+  """`text` with the block NAME's content replaced; every byte outside it unchanged."""
+  blocks = find_blocks(text, source)
+  if name not in blocks:
+    raise ValueError(f'{source}: no <!-- reproduce:{name} --> block')
+  start, end = blocks[name]
+  return text[:start] + content.rstrip('\n') + '\n' + text[end:]
+
+
+def split_row(line: str) -> List[str]:
+  return [c.strip() for c in line.strip().strip('|').split('|')]
+
+
+def render_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '|'.join('---' for _ in columns) + '|']
+  lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+  return '\n'.join(lines)
+
+
+def render_block(table: Table, rows, commit: str, date: str, machine: str, note: str) -> str:
+  provenance = (f'Produced by `python experiments/reproduce.py --only {table.name}` (runs '
+                f'`{table.command}`, {note}), commit {commit}, {date}, {machine}.')
+  return provenance + '\n\n' + render_table(table.columns, rows)
+
+
+def check_block(table: Table, content: str) -> List[str]:
+  """Problems of one block: its provenance line and its table's header, separator and rows."""
+  where = f'{table.path} reproduce:{table.name}'
+  problems = []
+  if not PROVENANCE.search(content):
+    problems.append(f'{where}: no provenance line ("Produced by `command` ... commit <sha>")')
+  lines = [l for l in content.splitlines() if l.startswith('|')]
+  if len(lines) < 3:
+    return problems + [f'{where}: no table with a header, a separator and rows']
+  if tuple(split_row(lines[0])) != table.columns:
+    problems.append(f'{where}: header {split_row(lines[0])} != registered {list(table.columns)}')
+  if not all(set(c) <= set('-: ') and c for c in split_row(lines[1])):
+    problems.append(f'{where}: second line is not a separator')
+  for line in lines[1:]:
+    if len(split_row(line)) != len(table.columns):
+      problems.append(f'{where}: row has {len(split_row(line))} cells, not '
+                      f'{len(table.columns)}: {line[:60]}')
+  return problems
+
+
+def block_commit(content: str) -> Optional[str]:
+  m = PROVENANCE.search(content)
+  return m.group(3) if m else None
+
+
+def markdown_files(root: pathlib.Path) -> List[pathlib.Path]:
+  return [root / 'README.md'] + sorted((root / 'docs').glob('*.md'))
+
+
+def check(root: pathlib.Path = ROOT) -> List[str]:
+  """Every marked block is registered, every registered table has its block, each well formed."""
+  problems, seen = [], set()
+  for path in markdown_files(root):
+    if not path.exists():
+      continue
+    rel = path.relative_to(root).as_posix()
+    text = path.read_text()
+    try:
+      blocks = find_blocks(text, rel)
+    except ValueError as e:
+      problems.append(str(e))
+      continue
+    for name, (start, end) in blocks.items():
+      table = REGISTRY.get(name)
+      if table is None:
+        problems.append(f'{rel}: reproduce:{name} is not registered in experiments/reproduce.py')
+      elif table.path != rel:
+        problems.append(f'{rel}: reproduce:{name} is registered for {table.path}')
+      else:
+        seen.add(name)
+        problems += check_block(table, text[start:end])
+  problems += [f'{t.path}: registered table {t.name} has no reproduce block'
+               for t in TABLES if t.name not in seen]
+  return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Main.
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--list', action='store_true', help='print the registry and exit')
+  p.add_argument('--check', action='store_true', help='check the blocks; run nothing')
+  p.add_argument('--only', default='', help='NAME[,NAME]: these tables (default: every '
+                 'table with a producer)')
+  p.add_argument('--out-dir', default=str(ROOT / 'runs' / 'reproduce'),
+                 help='the runs\' workdirs, reused across calls (same config and library code)')
+  p.add_argument('--seeds', default='', help='S[,S]: replaces each table\'s registered seeds')
+  p.add_argument('--allow-dirty', action='store_true',
+                 help='write tables from a modified tree (commit written as <sha>+dirty)')
+  p.add_argument('--smoke', action='store_true', help='seconds-long runs (tests); with --root')
+  p.add_argument('--root', default=str(ROOT), help='where README.md and docs/ are rewritten')
+  args = p.parse_args(argv)
+  args.seeds = tuple(int(s) for s in args.seeds.split(',') if s) or None
+  return args
+
+
+def main(argv=None) -> int:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  root = pathlib.Path(args.root)
+  if args.list:
+    for t in TABLES:
+      status = f'kept ({t.kept})' if t.kept else 'produced here'
+      print(f'{t.name:28s} {t.path:18s} seeds {",".join(map(str, t.seeds))}  {status}\n'
+            f'{"":28s} {t.command}\n{"":28s} cost: {t.cost}')
+    return 0
+  if args.check:
+    problems = check(root)
+    print('\n'.join(problems) or f'{len(TABLES)} tables: markers, structure and provenance ok')
+    return 1 if problems else 0
+  names = [n for n in args.only.split(',') if n] or [t.name for t in TABLES if t.produce]
+  for name in names:
+    if name not in REGISTRY:
+      raise SystemExit(f'reproduce.py: unknown table {name!r} (--list names them)')
+    if REGISTRY[name].produce is None:
+      raise SystemExit(f'reproduce.py: {name} has no producer yet ({REGISTRY[name].kept}); its '
+                       f'command: {REGISTRY[name].command}')
+  if is_dirty() and not args.allow_dirty:
+    raise SystemExit('reproduce.py: the working tree has modified tracked files; commit first '
+                     '(the tables must name the code that produced them) or pass --allow-dirty')
+  machine = machine_line()
+  for name in names:
+    table = REGISTRY[name]
+    run_args = argparse.Namespace(**{**vars(args), 'seeds': args.seeds or table.seeds})
+    rows, commit, note = table.produce(run_args)
+    if args.allow_dirty and is_dirty() and not commit.endswith('+dirty'):
+      commit += '+dirty'
+    date = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    path = root / table.path
+    content = render_block(table, rows, commit, date, machine, note)
+    path.write_text(replace_block(path.read_text(), name, content, table.path))
+    print(f'{table.path}: reproduce:{name} rewritten ({len(rows)} rows, commit {commit})')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
