@@ -35,7 +35,10 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402  pylint: disable=wrong-import-position
+
+ROOT = _common.ROOT
 CODE_PATHS = ('d2net_jax', 'configs', 'setup.cfg', 'pyproject.toml')
 MARKER = re.compile(r'^<!-- (/?)reproduce:([a-z0-9_]+) -->$', re.M)
 PROVENANCE = re.compile(r'^(Produced by|Kept as produced by) `([^`]+)`.*\bcommits? ([0-9a-f]{7,40}'
@@ -111,14 +114,13 @@ def _demo_rows(args, arg: str, label: str) -> Tuple[List[List[str]], str, str]:
   """`d2net-jax train --config configs/synthetic.py:<arg> --config.train.seed=S` per seed (S = 1
   is `bash dev.sh demo`), in the CLI as a user runs it; a finished run of the same config at the
   same library code in `--out-dir` is read back instead."""
-  common = load_common()
-  synthetic = common.load_module(ROOT / 'configs' / 'synthetic.py', 'reproduce_synthetic')
+  synthetic = _common.load_module(ROOT / 'configs' / 'synthetic.py', 'reproduce_synthetic')
   rows, commits = [], set()
   for seed in args.seeds or (1,):
     config = synthetic.get_config(arg)
     config.train.seed = seed
-    workdir = pathlib.Path(args.out_dir) / f'demo{"_" + arg if arg else ""}_seed{seed}'
-    summary = _finished(common, config, workdir)
+    workdir = pathlib.Path(args.out_dir).resolve() / f'demo{"_" + arg if arg else ""}_seed{seed}'
+    summary = _finished(config, workdir)
     if summary is None:
       cmd = [sys.executable, '-m', 'd2net_jax.commands.cli', 'train', '--config',
              f'configs/synthetic.py{":" + arg if arg else ""}', '--workdir', str(workdir),
@@ -128,7 +130,7 @@ def _demo_rows(args, arg: str, label: str) -> Tuple[List[List[str]], str, str]:
       workdir.parent.mkdir(parents=True, exist_ok=True)
       with open(workdir.with_suffix('.log'), 'w') as log:
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-      summary = _finished(common, config, workdir)
+      summary = _finished(config, workdir, check_code=False)
       if summary is None:
         raise SystemExit(f'reproduce.py: {workdir} did not finish; see {workdir}.log')
     commits.add(summary['commit'])
@@ -140,26 +142,21 @@ def _demo_rows(args, arg: str, label: str) -> Tuple[List[List[str]], str, str]:
   return rows, ', '.join(sorted(commits)), f'seeds {", ".join(map(str, args.seeds or (1,)))}'
 
 
-def _finished(common, config, workdir: pathlib.Path):
-  """A finished run of `config` in `workdir` trained at the current library code, or None."""
-  summary = common.finished_summary(config, workdir)
+def _finished(config, workdir: pathlib.Path, check_code: bool = True):
+  """A finished run of `config` in `workdir` (check_code: trained at the current library code),
+  or None. Its summary gets 'commit', the short hash the run recorded."""
+  summary = _common.finished_summary(config, workdir)
   if summary is None:
     return None
-  commit = json.loads((workdir / 'results.json').read_text()).get('commit', 'unknown')
-  if not same_code(commit):
+  commit = json.loads((workdir / 'results.json').read_text()).get('commit') or 'unknown'
+  if check_code and not same_code(commit):
     return None
-  summary['commit'] = commit
+  summary['commit'] = commit.split('+')[0][:7] + ('+dirty' if commit.endswith('+dirty') else '')
   return summary
 
 
 def produce_demo(args):
   return _demo_rows(args, 'smoke' if args.smoke else '', 'D2-Net (demo)')
-
-
-def load_common():
-  sys.path.insert(0, str(ROOT / 'experiments'))
-  import _common  # pylint: disable=import-outside-toplevel,import-error
-  return _common
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,6 +414,9 @@ def main(argv=None) -> int:
     rows, commit, note = table.produce(run_args)
     if args.allow_dirty and is_dirty() and not commit.endswith('+dirty'):
       commit += '+dirty'
+    written = head_commit() + ('+dirty' if is_dirty() else '')
+    if written != commit:  # Runs reused from an earlier commit with the same library code.
+      commit += f' (written at {written}; library code the same)'
     date = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     path = root / table.path
     content = render_block(table, rows, commit, date, machine, note)
