@@ -139,7 +139,8 @@ def _demo_rows(args, arg: str, label: str) -> Tuple[List[List[str]], str, str]:
     rows.append([label, str(seed)] + [f'{by_tiou[t]:.2f}' for t in DEMO_TIOUS]
                 + [f'{100 * test["average_mAP"]:.2f}',
                    str(summary['selection']['step']), f'{summary["seconds"]:.0f} s'])
-  return rows, ', '.join(sorted(commits)), f'seeds {", ".join(map(str, args.seeds or (1,)))}'
+  seeds = ', '.join(map(str, args.seeds or (1,)))
+  return rows, ', '.join(sorted(commits)), f'seed {seeds}; S = 1 is `bash dev.sh demo`'
 
 
 def _finished(config, workdir: pathlib.Path, check_code: bool = True):
@@ -168,10 +169,10 @@ _COMPARE_COST = ('~15 h on 2 idle cores for 3 seeds x 7 variants x 2 datasets (D
 _KEPT = 'not rerun here yet: its block keeps the provenance of the run that produced it'
 TABLES: Tuple[Table, ...] = (
     Table('readme_demo', 'README.md', DEMO_COLUMNS,
-          'd2net-jax train --config configs/synthetic.py --config.train.seed=1 (= bash dev.sh demo)',
+          'd2net-jax train --config configs/synthetic.py --config.train.seed=S',
           (1,), '~5-10 min (one demo run; shared with `demo`)', produce_demo),
     Table('demo', 'docs/results.md', DEMO_COLUMNS,
-          'd2net-jax train --config configs/synthetic.py --config.train.seed=1 (= bash dev.sh demo)',
+          'd2net-jax train --config configs/synthetic.py --config.train.seed=S',
           (1,), '~5-10 min per seed', produce_demo),
     Table('demo_1f11bf0', 'docs/results.md', DEMO_COLUMNS,
           'python -m d2net_jax.commands.cli train --config configs/synthetic.py[:mil] '
@@ -404,7 +405,8 @@ def main(argv=None) -> int:
     if REGISTRY[name].produce is None:
       raise SystemExit(f'reproduce.py: {name} has no producer yet ({REGISTRY[name].kept}); its '
                        f'command: {REGISTRY[name].command}')
-  if is_dirty() and not args.allow_dirty:
+  dirty = is_dirty()  # Before any table is written: the tree the numbers came from.
+  if dirty and not args.allow_dirty:
     raise SystemExit('reproduce.py: the working tree has modified tracked files; commit first '
                      '(the tables must name the code that produced them) or pass --allow-dirty')
   machine = machine_line()
@@ -412,9 +414,9 @@ def main(argv=None) -> int:
     table = REGISTRY[name]
     run_args = argparse.Namespace(**{**vars(args), 'seeds': args.seeds or table.seeds})
     rows, commit, note = table.produce(run_args)
-    if args.allow_dirty and is_dirty() and not commit.endswith('+dirty'):
+    if dirty and not commit.endswith('+dirty'):
       commit += '+dirty'
-    written = head_commit() + ('+dirty' if is_dirty() else '')
+    written = head_commit() + ('+dirty' if dirty else '')
     if written != commit:  # Runs reused from an earlier commit with the same library code.
       commit += f' (written at {written}; library code the same)'
     date = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
