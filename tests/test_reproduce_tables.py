@@ -107,6 +107,7 @@ def test_check_block_finds_a_wrong_table():
 
 
 def _docs_copy(tmp_path):
+  tmp_path.mkdir(parents=True, exist_ok=True)
   shutil.copy(ROOT / 'README.md', tmp_path / 'README.md')
   shutil.copytree(ROOT / 'docs', tmp_path / 'docs')
   return tmp_path
