@@ -156,7 +156,41 @@ def _finished(config, workdir: pathlib.Path, check_code: bool = True):
   return summary
 
 
-def produce_demo(args):
+def markdown_tables(text: str) -> List[List[List[str]]]:
+  """Every Markdown table in `text` as rows of cells (the header first, separators left out)."""
+  tables, current = [], []
+  for line in text.splitlines() + ['']:
+    if line.startswith('|'):
+      cells = split_row(line)
+      if not all(set(c) <= set('-: ') and c for c in cells):
+        current.append(cells)
+    elif current:
+      tables.append(current)
+      current = []
+  return tables
+
+
+def script_producer(*argv: str) -> Callable[..., Tuple[List[List[str]], str, str]]:
+  """A producer that runs `python <argv>` (a script of experiments/ that prints its table) and
+  takes the printed table whose header is the registered columns; its commit is HEAD's."""
+
+  def produce(args, table: Table):
+    out = pathlib.Path(args.out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True)
+    (out / f'{table.name}.log').write_text(run.stdout + run.stderr)
+    if run.returncode:
+      raise SystemExit(f'reproduce.py: {" ".join(argv)} failed; see {out / table.name}.log')
+    found = [t for t in markdown_tables(run.stdout) if tuple(t[0]) == table.columns]
+    if len(found) != 1:
+      raise SystemExit(f'reproduce.py: {" ".join(argv)} printed {len(found)} tables with the '
+                       f'columns of {table.name}; see {out / table.name}.log')
+    return found[0][1:], head_commit(), 'no seeds: nothing is trained'
+
+  return produce
+
+
+def produce_demo(args, table: Table):  # pylint: disable=unused-argument
   return _demo_rows(args, 'smoke' if args.smoke else '', 'D2-Net (demo)')
 
 
@@ -198,11 +232,15 @@ TABLES: Tuple[Table, ...] = (
     Table('bench_train_step_thumos14', 'docs/benchmarks.md',
           ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB', 'GFLOP/step', 'GFLOP/s', 'of matmul'),
           'python experiments/bench_train_step.py --quick --shapes thumos14 --variants d2net,mil,sal', (),
-          'a few minutes', kept=_KEPT),
+          'a few minutes',
+          script_producer('experiments/bench_train_step.py', '--quick', '--shapes', 'thumos14',
+                          '--variants', 'd2net,mil,sal')),
     Table('bench_train_step_demo', 'docs/benchmarks.md',
           ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB', 'GFLOP/step', 'GFLOP/s', 'of matmul'),
           "python experiments/bench_train_step.py --shapes demo --dtypes float32 --variants 'd2net,mil,sal,dfe,dfe;base=sal'", (),
-          '~2 min', kept=_KEPT),
+          '~2 min',
+          script_producer('experiments/bench_train_step.py', '--shapes', 'demo', '--dtypes',
+                          'float32', '--variants', 'd2net,mil,sal,dfe,dfe;base=sal')),
     Table('synthetic_feature_stats', 'docs/data.md',
           ('statistic (RGB / flow)', 'target (`i3d_like`)', '`i3d_like`', '`gaussian`'),
           'd2net-jax synthetic --preset thumos14_like --out /tmp/s --feature-dim 256 --num-train 16 --num-test 0 --features i3d_like (and gaussian)', (),
@@ -210,7 +248,8 @@ TABLES: Tuple[Table, ...] = (
     Table('dfe_params', 'docs/dfe.md',
           ('size', 'D, C, T', 'base params', 'LFE params', 'GFE params', 'deployed params', 'training params', 'GFLOPs base', 'GFLOPs deployed (local)', 'GFLOPs global branch'),
           'python experiments/dfe_params.py', (),
-          'seconds to a minute (compiles the forward passes, trains nothing)', kept=_KEPT),
+          'seconds (XLA cost analysis of the forward passes, trains nothing)',
+          script_producer('experiments/dfe_params.py')),
     Table('dfe_ablation_d2net', 'docs/dfe.md',
           ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5'),
           'python experiments/dfe_ablation.py --mode quick --steps 600 --base d2net --seeds 3 --reuse', (1, 2, 3),
@@ -413,7 +452,7 @@ def main(argv=None) -> int:
   for name in names:
     table = REGISTRY[name]
     run_args = argparse.Namespace(**{**vars(args), 'seeds': args.seeds or table.seeds})
-    rows, commit, note = table.produce(run_args)
+    rows, commit, note = table.produce(run_args, table)
     if dirty and not commit.endswith('+dirty'):
       commit += '+dirty'
     written = head_commit() + ('+dirty' if dirty else '')
