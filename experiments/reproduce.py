@@ -14,10 +14,12 @@ only from a clean working tree (the commit must describe the code that produced 
 `--allow-dirty` writes the commit as `<sha>+dirty`.
 
 A table registered with `kept` has not been rerun by this script yet: its block carries the
-provenance of the run that did produce it (read from the docs), and `--only NAME` refuses it in
-one line until it has a producer. Runs go to `--out-dir/<table>/...` and are reused on the next
-call when their config is the same field by field and the library code (d2net_jax/, configs/,
-setup.cfg, pyproject.toml) is unchanged since the commit they were trained at.
+provenance of the run that did produce it (read from the docs), `--list` gives the command and
+its cost, and `--only NAME` refuses it in one line until it has a producer (a kept table with a
+producer, e.g. a speed table waiting for idle cores, runs only when named). Training runs go to
+`--out-dir` (the demo's to `demo_seedS`) and are reused on the next call when their config is
+the same field by field and the library code (d2net_jax/, configs/, setup.cfg, pyproject.toml)
+is unchanged since the commit they were trained at; the provenance then names that commit.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class Table:
   seeds: Tuple[int, ...]
   cost: str  # On 2 CPU cores.
   produce: Optional[Callable[..., Tuple[List[List[str]], str, str]]] = None
-  kept: str = ''  # Why it was not rerun here; its block keeps its old provenance.
+  kept: str = ''  # Why it was not rerun here; its block keeps its old provenance. A kept table
+  # with a producer runs only when named by --only.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +201,14 @@ def produce_demo(args, table: Table):  # pylint: disable=unused-argument
 # The registry.
 
 _COMPARE = 'python experiments/compare_methods.py --mode quick --seeds 3 --reuse'
-_COMPARE_COST = ('~15 h on 2 idle cores for 3 seeds x 7 variants x 2 datasets (DFE over D2-Net '
-                 'alone ~20-40 min per run)')
+_COMPARE_COST = ('~4 h on 2 shared cores for 3 seeds x 7 variants x 2 datasets (2 seeds trained '
+                 '154 min in all, 73% of it in the DFE runs)')
+_BENCH_COLUMNS = ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB',
+                  'GFLOP/step', 'GFLOP/s', 'of matmul')
+_ABLATION_COLUMNS = ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5',
+                     'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5')
+_SPEED = ('speed: to be rerun on idle cores (at load ~16 on 2026-12-05 the steps/s were 2.5-4x '
+          'below the table and the prose around it)')
 _KEPT = 'not rerun here yet: its block keeps the provenance of the run that produced it'
 TABLES: Tuple[Table, ...] = (
     Table('readme_demo', 'README.md', DEMO_COLUMNS,
@@ -230,65 +239,95 @@ TABLES: Tuple[Table, ...] = (
           'python experiments/benchmark.py', (),
           'a few minutes', kept=_KEPT),
     Table('bench_train_step_thumos14', 'docs/benchmarks.md',
-          ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB', 'GFLOP/step', 'GFLOP/s', 'of matmul'),
-          'python experiments/bench_train_step.py --quick --shapes thumos14 --variants d2net,mil,sal', (),
+          _BENCH_COLUMNS,
+          'python experiments/bench_train_step.py --quick --shapes thumos14 --variants '
+          'd2net,mil,sal',
+          (),
           'a few minutes',
           script_producer('experiments/bench_train_step.py', '--quick', '--shapes', 'thumos14',
-                          '--variants', 'd2net,mil,sal')),
+                          '--variants', 'd2net,mil,sal'), kept=_SPEED),
     Table('bench_train_step_demo', 'docs/benchmarks.md',
-          ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB', 'GFLOP/step', 'GFLOP/s', 'of matmul'),
-          "python experiments/bench_train_step.py --shapes demo --dtypes float32 --variants 'd2net,mil,sal,dfe,dfe;base=sal'", (),
+          _BENCH_COLUMNS,
+          'python experiments/bench_train_step.py --shapes demo --dtypes float32 --variants '
+          "'d2net,mil,sal,dfe,dfe;base=sal'",
+          (),
           '~2 min',
           script_producer('experiments/bench_train_step.py', '--shapes', 'demo', '--dtypes',
-                          'float32', '--variants', 'd2net,mil,sal,dfe,dfe;base=sal')),
+                          'float32', '--variants', 'd2net,mil,sal,dfe,dfe;base=sal'), kept=_SPEED),
     Table('synthetic_feature_stats', 'docs/data.md',
           ('statistic (RGB / flow)', 'target (`i3d_like`)', '`i3d_like`', '`gaussian`'),
-          'd2net-jax synthetic --preset thumos14_like --out /tmp/s --feature-dim 256 --num-train 16 --num-test 0 --features i3d_like (and gaussian)', (),
+          'd2net-jax synthetic --preset thumos14_like --out /tmp/s --feature-dim 256 --num-train '
+          '16 --num-test 0 --features i3d_like (and gaussian)',
+          (),
           'seconds', kept=_KEPT),
     Table('dfe_params', 'docs/dfe.md',
-          ('size', 'D, C, T', 'base params', 'LFE params', 'GFE params', 'deployed params', 'training params', 'GFLOPs base', 'GFLOPs deployed (local)', 'GFLOPs global branch'),
+          ('size', 'D, C, T', 'base params', 'LFE params', 'GFE params', 'deployed params',
+           'training params', 'GFLOPs base', 'GFLOPs deployed (local)', 'GFLOPs global branch'),
           'python experiments/dfe_params.py', (),
           'seconds (XLA cost analysis of the forward passes, trains nothing)',
           script_producer('experiments/dfe_params.py')),
     Table('dfe_ablation_d2net', 'docs/dfe.md',
-          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5'),
-          'python experiments/dfe_ablation.py --mode quick --steps 600 --base d2net --seeds 3 --reuse', (1, 2, 3),
-          '~4-5 h for 3 seeds on 2 idle cores (7 variants; a DFE-over-D2-Net run is 11-23 min on shared cores)', kept=_KEPT),
+          _ABLATION_COLUMNS,
+          'python experiments/dfe_ablation.py --mode quick --steps 600 --base d2net --seeds 3 '
+          '--reuse',
+          (1, 2, 3),
+          '~4-5 h for 3 seeds on 2 idle cores (7 variants; a DFE-over-D2-Net run is 11-23 min on '
+          'shared cores)', kept=_KEPT),
     Table('dfe_ablation_sal', 'docs/dfe.md',
-          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5'),
-          'python experiments/dfe_ablation.py --mode quick --steps 600 --base sal --seeds 3 --reuse', (1, 2, 3),
+          _ABLATION_COLUMNS,
+          'python experiments/dfe_ablation.py --mode quick --steps 600 --base sal --seeds 3 '
+          '--reuse',
+          (1, 2, 3),
           '~2-3 h for 3 seeds on 2 idle cores', kept=_KEPT),
     Table('dfe_by_hand', 'docs/dfe.md',
-          ('method', 'seed', 'validation mAP', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7', 'avg 0.1:0.7'),
-          'd2net-jax train --config configs/synthetic.py:dfe --config.dfe.lfe.kind=none --config.train.num_steps=600 --config.train.eval_every=300 --config.train.seed=S (and :d2net)', (1, 2, 3),
+          ('method', 'seed', 'validation mAP', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6',
+           '0.7', 'avg 0.1:0.7'),
+          'd2net-jax train --config configs/synthetic.py:dfe --config.dfe.lfe.kind=none '
+          '--config.train.num_steps=600 --config.train.eval_every=300 --config.train.seed=S (and '
+          ':d2net)',
+          (1, 2, 3),
           '~45 min for 3 seeds x 2 configs', kept=_KEPT),
     Table('ablation_loss_terms', 'docs/results.md',
-          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'avg 0.1:0.5', 'F1@0.5', 'paper mAP@0.5', 'paper F1@0.5'),
+          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5',
+           'avg 0.1:0.5', 'F1@0.5', 'paper mAP@0.5', 'paper F1@0.5'),
           'python experiments/ablation.py --mode quick --seeds 3', (1, 2, 3),
-          '~16 min for 2 seeds on 2 shared cores (963 s at e2b9f6c); ~25 min for 3 seeds', kept=_KEPT),
+          '~16 min for 2 seeds on 2 shared cores (963 s at e2b9f6c); ~25 min for 3 seeds',
+          kept=_KEPT),
     Table('ablation_paper_switches', 'docs/results.md',
-          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5'),
+          _ABLATION_COLUMNS,
           'python experiments/ablation.py --mode quick --seeds 3', (1, 2, 3),
           'with ablation_loss_terms (one run of ablation.py)', kept=_KEPT),
     Table('dmi_test_map', 'docs/results.md',
-          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5', 'paper mAP@0.5 (THUMOS14)'),
+          ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6',
+           'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'F1@0.5', 'paper mAP@0.5 (THUMOS14)'),
           'python experiments/dmi_vs_pdmi.py --mode quick --seeds 3', (1, 2, 3),
-          '~23 min for 2 seeds on 2 shared cores (1397 s at 1671afe); ~35 min for 3 seeds', kept=_KEPT),
+          '~23 min for 2 seeds on 2 shared cores (1397 s at 1671afe); ~35 min for 3 seeds',
+          kept=_KEPT),
     Table('dmi_health', 'docs/results.md',
-          ('L_D', 'L_D on (% steps)', 'L_DS left out (% videos)', 'raw L_DS non-finite (%)', 'raw ∇L_DS non-finite (%)', 'L_DV undefined (% steps)', 'raw ∇L_DV non-finite (%)', 'classes in batch', '‖∇θ L_D‖ median', '‖∇θ L_D‖ / ‖∇θ L_Dis‖', '∇θ L non-finite (%)', 'skipped updates'),
+          ('L_D', 'L_D on (% steps)', 'L_DS left out (% videos)', 'raw L_DS non-finite (%)',
+           'raw ∇L_DS non-finite (%)', 'L_DV undefined (% steps)', 'raw ∇L_DV non-finite (%)',
+           'classes in batch', '‖∇θ L_D‖ median', '‖∇θ L_D‖ / ‖∇θ L_Dis‖',
+           '∇θ L non-finite (%)',
+           'skipped updates'),
           'python experiments/dmi_vs_pdmi.py --mode quick --seeds 3', (1, 2, 3),
           'with dmi_test_map (one run of dmi_vs_pdmi.py)', kept=_KEPT),
     Table('dmi_probe', 'docs/results.md',
-          ('case', 'K', 'DMI value non-finite', 'DMI grad non-finite', 'DMI median value', 'DMI median grad norm', 'pDMI value non-finite', 'pDMI grad non-finite', 'pDMI median value', 'pDMI median grad norm (max)'),
+          ('case', 'K', 'DMI value non-finite', 'DMI grad non-finite', 'DMI median value',
+           'DMI median grad norm', 'pDMI value non-finite', 'pDMI grad non-finite',
+           'pDMI median value', 'pDMI median grad norm (max)'),
           'python experiments/dmi_vs_pdmi.py --mode quick --seeds 3', (),
           'with dmi_test_map (one run of dmi_vs_pdmi.py)', kept=_KEPT),
     Table('sal_demo', 'docs/sal.md',
-          ('method', 'seed', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7', 'avg 0.1:0.7', 'selected step'),
-          'd2net-jax train --config configs/synthetic.py:sal --config.train.seed=S (and :mil)', (1, 2, 3),
+          ('method', 'seed', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7', 'avg 0.1:0.7',
+           'selected step'),
+          'd2net-jax train --config configs/synthetic.py:sal --config.train.seed=S (and :mil)',
+          (1, 2, 3),
           '~45 min for 3 seeds x SAL and mil (the lr 1e-3 mil rows are history)', kept=_KEPT),
     Table('sal_tuning', 'docs/sal.md',
           ('change', 'validation mAP'),
-          'd2net-jax train --config configs/synthetic.py:sal --config.train.seed=1 --config.train.num_steps=600 (one override per row)', (1,),
+          'd2net-jax train --config configs/synthetic.py:sal --config.train.seed=1 '
+          '--config.train.num_steps=600 (one override per row)',
+          (1,),
           '~1 h (8 settings x 600 steps)', kept=_KEPT),
 )
 REGISTRY: Dict[str, Table] = {t.name: t for t in TABLES}
@@ -411,7 +450,7 @@ def parse_args(argv):
   p.add_argument('--list', action='store_true', help='print the registry and exit')
   p.add_argument('--check', action='store_true', help='check the blocks; run nothing')
   p.add_argument('--only', default='', help='NAME[,NAME]: these tables (default: every '
-                 'table with a producer)')
+                 'table with a producer that is not kept)')
   p.add_argument('--out-dir', default=str(ROOT / 'runs' / 'reproduce'),
                  help='the runs\' workdirs, reused across calls (same config and library code)')
   p.add_argument('--seeds', default='', help='S[,S]: replaces each table\'s registered seeds')
@@ -437,7 +476,8 @@ def main(argv=None) -> int:
     problems = check(root)
     print('\n'.join(problems) or f'{len(TABLES)} tables: markers, structure and provenance ok')
     return 1 if problems else 0
-  names = [n for n in args.only.split(',') if n] or [t.name for t in TABLES if t.produce]
+  names = ([n for n in args.only.split(',') if n]
+           or [t.name for t in TABLES if t.produce and not t.kept])
   for name in names:
     if name not in REGISTRY:
       raise SystemExit(f'reproduce.py: unknown table {name!r} (--list names them)')

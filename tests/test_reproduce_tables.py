@@ -47,7 +47,7 @@ def test_readme_tables_name_one_commit():
   assert produced and None not in produced.values(), produced
   assert len(set(produced.values())) == 1, produced
   kept = {n for n in blocks if reproduce.REGISTRY[n].kept}
-  assert kept == {'readme_methods'}  # The method comparison: ~15 h on 2 cores (--list).
+  assert kept == {'readme_methods'}  # The method comparison: ~4 h on 2 cores (--list).
   for name in kept:
     assert blocks[name].lstrip().startswith('Kept as produced by `')
 
