@@ -31,20 +31,19 @@ import json
 import os
 import pathlib
 import platform
-import re
 import shutil
 import subprocess
 import sys
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _common  # noqa: E402  pylint: disable=wrong-import-position
+from _reproduce_blocks import (  # noqa: E402,F401  pylint: disable=wrong-import-position
+    block_commit,  # For tests and callers: the commit a block names.
+    check_block, find_blocks, markdown_tables, render_table, replace_block)
 
 ROOT = _common.ROOT
 CODE_PATHS = ('d2net_jax', 'configs', 'setup.cfg', 'pyproject.toml')
-MARKER = re.compile(r'^<!-- (/?)reproduce:([a-z0-9_]+) -->$', re.M)
-PROVENANCE = re.compile(r'^(Produced by|Kept as produced by) `([^`]+)`.*\bcommits? ([0-9a-f]{7,40}'
-                        r'(?:\+dirty)?\b|not recorded)', re.M)
 DEMO_TIOUS = ('0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7')
 DEMO_COLUMNS = ('method', 'seed', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7',
                 'avg 0.1:0.7', 'selected step', 'wall time')
@@ -157,20 +156,6 @@ def _finished(config, workdir: pathlib.Path, check_code: bool = True):
     return None
   summary['commit'] = commit.split('+')[0][:7] + ('+dirty' if commit.endswith('+dirty') else '')
   return summary
-
-
-def markdown_tables(text: str) -> List[List[List[str]]]:
-  """Every Markdown table in `text` as rows of cells (the header first, separators left out)."""
-  tables, current = [], []
-  for line in text.splitlines() + ['']:
-    if line.startswith('|'):
-      cells = split_row(line)
-      if not all(set(c) <= set('-: ') and c for c in cells):
-        current.append(cells)
-    elif current:
-      tables.append(current)
-      current = []
-  return tables
 
 
 def script_producer(*argv: str) -> Callable[..., Tuple[List[List[str]], str, str]]:
@@ -334,79 +319,13 @@ REGISTRY: Dict[str, Table] = {t.name: t for t in TABLES}
 
 
 # ---------------------------------------------------------------------------------------------
-# Markdown blocks.
-
-
-def find_blocks(text: str, source: str = '') -> Dict[str, Tuple[int, int]]:
-  """NAME -> (start, end) of the text between `<!-- reproduce:NAME -->\n` and the line
-  `<!-- /reproduce:NAME -->`. Unbalanced, nested or repeated markers raise ValueError."""
-  blocks, open_name, open_end = {}, None, 0
-  for m in MARKER.finditer(text):
-    closing, name = m.group(1) == '/', m.group(2)
-    if not closing:
-      if open_name is not None:
-        raise ValueError(f'{source}: reproduce:{name} opens inside reproduce:{open_name}')
-      if name in blocks:
-        raise ValueError(f'{source}: reproduce:{name} appears twice')
-      open_name, open_end = name, m.end() + 1
-    else:
-      if open_name != name:
-        raise ValueError(f'{source}: /reproduce:{name} closes {open_name or "nothing"}')
-      blocks[name] = (open_end, m.start())
-      open_name = None
-  if open_name is not None:
-    raise ValueError(f'{source}: reproduce:{open_name} is never closed')
-  return blocks
-
-
-def replace_block(text: str, name: str, content: str, source: str = '') -> str:
-  """`text` with the block NAME's content replaced; every byte outside it unchanged."""
-  blocks = find_blocks(text, source)
-  if name not in blocks:
-    raise ValueError(f'{source}: no <!-- reproduce:{name} --> block')
-  start, end = blocks[name]
-  return text[:start] + content.rstrip('\n') + '\n' + text[end:]
-
-
-def split_row(line: str) -> List[str]:
-  return [c.strip() for c in line.strip().strip('|').split('|')]
-
-
-def render_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '|'.join('---' for _ in columns) + '|']
-  lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
-  return '\n'.join(lines)
+# Blocks of the registered tables.
 
 
 def render_block(table: Table, rows, commit: str, date: str, machine: str, note: str) -> str:
   provenance = (f'Produced by `python experiments/reproduce.py --only {table.name}` (runs '
                 f'`{table.command}`, {note}), commit {commit}, {date}, {machine}.')
   return provenance + '\n\n' + render_table(table.columns, rows)
-
-
-def check_block(table: Table, content: str) -> List[str]:
-  """Problems of one block: its provenance line and its table's header, separator and rows."""
-  where = f'{table.path} reproduce:{table.name}'
-  problems = []
-  if not PROVENANCE.search(content):
-    problems.append(f'{where}: no provenance line ("Produced by `command` ... commit <sha>")')
-  lines = [l for l in content.splitlines() if l.startswith('|')]
-  if len(lines) < 3:
-    return problems + [f'{where}: no table with a header, a separator and rows']
-  if tuple(split_row(lines[0])) != table.columns:
-    problems.append(f'{where}: header {split_row(lines[0])} != registered {list(table.columns)}')
-  if not all(set(c) <= set('-: ') and c for c in split_row(lines[1])):
-    problems.append(f'{where}: second line is not a separator')
-  for line in lines[1:]:
-    if len(split_row(line)) != len(table.columns):
-      problems.append(f'{where}: row has {len(split_row(line))} cells, not '
-                      f'{len(table.columns)}: {line[:60]}')
-  return problems
-
-
-def block_commit(content: str) -> Optional[str]:
-  m = PROVENANCE.search(content)
-  return m.group(3) if m else None
 
 
 def markdown_files(root: pathlib.Path) -> List[pathlib.Path]:
