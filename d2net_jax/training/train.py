@@ -140,14 +140,11 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
 
 
 # ---------------------------------------------------------------------------------------------
-# Config checks (before anything is loaded or compiled): d2net_jax/config/checks.py.
+# Config checks before anything is loaded or compiled (config/checks.py); input, model and state:
+# training/setup.py (data, validation split, build, batcher, restore).
 
 ConfigError = config_checks.ConfigError
 validate_config = config_checks.validate_config
-
-
-# ---------------------------------------------------------------------------------------------
-# Input, model and state: d2net_jax/training/setup.py (data, validation split, build, batcher, restore).
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
