@@ -92,12 +92,17 @@ def write_outputs(dataset: Dataset, args, report: validation.Report, problems=()
     for issue in report.issues:
       print(f'  {issue}')
   sps = dataset.videos[0].seconds_per_snippet if dataset.videos else args.seconds_per_snippet
-  print('train on it with: --config.data.kind=hdf5 '
-        f'--config.data.path={path} --config.data.feature_dim={dataset.feature_dim} '
-        f'--config.data.num_classes={dataset.num_classes} '
-        f'--config.data.train_subset={dataset.train_subset} '
-        f'--config.data.test_subset={dataset.test_subset} '
-        f'--config.data.seconds_per_snippet={sps:g}')
+  print(train_flags_line(dataset, path, sps))
+
+
+def train_flags_line(dataset: Dataset, path, seconds_per_snippet: float) -> str:
+  """'train on it with: --config.data...' for a store just written."""
+  return ('train on it with: --config.data.kind=hdf5 '
+          f'--config.data.path={path} --config.data.feature_dim={dataset.feature_dim} '
+          f'--config.data.num_classes={dataset.num_classes} '
+          f'--config.data.train_subset={dataset.train_subset} '
+          f'--config.data.test_subset={dataset.test_subset} '
+          f'--config.data.seconds_per_snippet={seconds_per_snippet:g}')
 
 
 def run_command(prog: str, body) -> int:
