@@ -13,7 +13,8 @@ actions, one class each: `cup` (cup.mp4.gz: a hand turning a black cup, 8.1 s), 
 talking, 11.3 s, its black first second left out).
 
 Each video: a background stretch (10-18 s, random start) with 1-3 action instances (1.5-4 s
-each, at least 0.8 s apart, 1 class, or 2 in a fifth of the videos) laid over it: the action
+each, at least 0.8 s apart; one class, the classes in turn, two in every fifth video) laid over
+it: the action
 clip, sped up or slowed down (x0.8-1.25), flipped, zoomed (random crop), its brightness and
 contrast changed, either over the whole frame or as a picture in the picture (55-85% of the
 frame, random position). The training videos take their backgrounds and action stretches from
@@ -108,8 +109,9 @@ def stretch(clip: np.ndarray, part: str, seconds: float, speed: float, rng) -> n
   return clip[index]
 
 
-def compose_video(clips: dict, part: str, rng) -> tuple[np.ndarray, list]:
-  """One untrimmed video (T, 256, 340, 3) and its instances [(class, start_s, end_s)]."""
+def compose_video(clips: dict, part: str, classes: list, rng) -> tuple[np.ndarray, list]:
+  """One untrimmed video (T, 256, 340, 3) with instances of `classes`, and the instances
+  [(class, start_s, end_s)]."""
   background = rng.choice(list(BACKGROUNDS))
   length_s = rng.uniform(10, 18)
   available = len(clips[background]) * (TRAIN_FRACTION if part == 'train' else
@@ -117,9 +119,8 @@ def compose_video(clips: dict, part: str, rng) -> tuple[np.ndarray, list]:
   frames = augment(stretch(clips[background], part, min(length_s, available), 1.0, rng), rng,
                    HEIGHT, WIDTH)
   total = len(frames)
-  classes = list(rng.choice(list(ACTIONS), size=2 if rng.random() < 0.2 else 1, replace=False))
   instances, taken = [], np.zeros(total, bool)
-  for _ in range(int(rng.integers(1, 4))):
+  for _ in range(int(rng.integers(len(classes), 4))):
     name = classes[len(instances) % len(classes)]
     action = stretch(clips[name], part, rng.uniform(1.5, 4.0), rng.uniform(0.8, 1.25), rng)
     n = min(len(action), total // 3)
@@ -160,10 +161,13 @@ def compose(workdir: pathlib.Path, num_train: int, num_test: int, seed: int,
     clips = {name: load_clip(path, name)
              for name, path in footage_paths(footage, pathlib.Path(scratch)).items()}
   labels, segments = [], []
+  names = list(ACTIONS)
   for index in range(num_train + num_test):
     part = 'train' if index < num_train else 'test'
     video_id = f'{part}_{index:03d}'
-    frames, instances = compose_video(clips, part, rng)
+    i = index if part == 'train' else index - num_train  # Classes in turn, in each subset;
+    classes = [names[i % 3]] + ([names[(i + 1) % 3]] if i % 5 == 4 else [])  # a fifth: two.
+    frames, instances = compose_video(clips, part, classes, rng)
     write_mp4(videos / f'{video_id}.mp4', frames)
     labels.append((video_id, ';'.join(sorted({c for c, _, _ in instances})), part))
     segments += [(video_id, c, f'{s:.2f}', f'{e:.2f}') for c, s, e in instances]
