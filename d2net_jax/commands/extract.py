@@ -27,7 +27,9 @@ import argparse
 import pathlib
 import sys
 
-from d2net_jax.commands import argparse_cli, convert
+import jax
+
+from d2net_jax.commands import argparse_cli, convert, import_data
 from d2net_jax.data import ground_truth, hdf5_store, stpn, validation
 from d2net_jax.data.records import DataError
 from d2net_jax.utils import progress as progress_lib
@@ -46,14 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--features-dir', type=pathlib.Path, default=None,
                       help='the per-video results, kept for resuming (default: '
                       '<out folder>/<out stem>.features)')
-  parser.add_argument('--labels', type=pathlib.Path, default=None,
-                      help='video-level labels (.csv video,labels[,subset][,duration] or .json, '
-                      'as `import`); without: new videos, no labels')
-  parser.add_argument('--segments', type=pathlib.Path, default=None,
-                      help='ground-truth instances for evaluation (.csv video,label,start,end '
-                      'or ActivityNet .json)')
-  parser.add_argument('--classes', type=pathlib.Path, default=None,
-                      help='class names, one per line, in index order')
+  import_data.add_label_arguments(parser, labels_required=False)
   parser.add_argument('--name', default='', help='dataset name (default: the --out stem)')
   parser.add_argument('--subset', default=None,
                       help="subset of videos without one (default: with --labels the training "
@@ -80,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='flow I3D as a pytorch-i3d state dict .npz (e.g. flow_imagenet.pt '
                      'saved as .npz); adds the TV-L1 flow stream')
   group.add_argument('--batch-size', type=int, default=8, help='snippets per forward pass')
+  group.add_argument('--num-devices', type=int, default=None,
+                     help='split batches over the first N local devices (default: all)')
   group.add_argument('--feature-dtype', choices=hdf5_store.FEATURE_DTYPES, default='float32')
   group.add_argument('--compression', choices=hdf5_store.COMPRESSIONS, default='none')
   parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -135,6 +132,10 @@ def main(argv=None) -> int:
   if args.segments and not args.labels:
     print(f'{PROG}: error: --segments needs --labels', file=sys.stderr)
     return 2
+  if args.num_devices is not None and not 1 <= args.num_devices <= jax.local_device_count():
+    print(f'{PROG}: error: --num-devices {args.num_devices}: {jax.local_device_count()} local '
+          'devices', file=sys.stderr)
+    return 2
   failed = []
 
   def body():
@@ -148,7 +149,9 @@ def main(argv=None) -> int:
     settings = _settings(args, rgb_hash, flow_hash)
     folder = extract.FeaturesFolder(
         args.features_dir or args.out.with_name(args.out.stem + '.features'), settings)
-    extractor = extract.Extractor(settings, rgb, flow_variables, batch_size=args.batch_size)
+    devices = jax.local_devices()[:args.num_devices] if args.num_devices else None
+    extractor = extract.Extractor(settings, rgb, flow_variables, batch_size=args.batch_size,
+                                  devices=devices)
     bar = progress_lib.progress_bar(desc='extracting', unit='snippet',
                                     enable=False if args.no_progress else None)
     with bar:

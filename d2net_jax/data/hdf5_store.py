@@ -123,6 +123,9 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
           seen.add(key)
           arrays = _checked_video(video, num_classes=num_classes,
                                   feature_dim=dataset.feature_dim, source=source)
+          if feature_dtype == 'float16' and np.abs(arrays[0]).max() > np.finfo(np.float16).max:
+            raise DataError(f'{validation.where(source, video.video_id)}: features exceed the '
+                            'float16 range; write the store as float32')
           if not problems:
             _write_video(videos.create_group(key), video, arrays, compression=compression,
                          chunk_snippets=chunk_snippets, dtype=feature_dtype)
@@ -189,9 +192,6 @@ def _checked_video(video: VideoRecord, *, num_classes, feature_dim, source):
 
 def _write_video(group, video: VideoRecord, arrays, *, compression, chunk_snippets, dtype):
   features, labels, segments, classes = arrays
-  if dtype == 'float16' and np.abs(features).max() > np.finfo(np.float16).max:
-    raise DataError(f'{validation.where(group.file.filename, video.video_id)}: features exceed '
-                    'the float16 range; write the store as float32')
   # fletcher32: a checksum per chunk, so a damaged file fails to read instead of giving garbage.
   group.create_dataset('features', data=features.astype(dtype), compression=compression,
                        fletcher32=True, chunks=(min(features.shape[0], chunk_snippets),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -101,6 +102,22 @@ def descending_sizes(batch_size: int, num_devices: int) -> list[int]:
   return list(dict.fromkeys(sizes))
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled_forward(devices: tuple):
+  """(the jitted feature forward pass over a mesh of `devices`, the batch sharding, the
+  replicated sharding); one per device set, so extractors of the same devices share its
+  compilations. Features only: the logits layer is not used."""
+  mesh = Mesh(np.array(devices), (_AXIS,))
+  batch_sharding, replicated = NamedSharding(mesh, P(_AXIS)), NamedSharding(mesh, P())
+  model = i3d.InceptionI3d()
+
+  def forward(variables, x):
+    return model.apply(variables, flow.to_network_input(x))['features']
+
+  return (jax.jit(forward, in_shardings=(replicated, batch_sharding),
+                  out_shardings=batch_sharding), batch_sharding, replicated)
+
+
 class Extractor:
   """Compiled I3D forward passes and the per-video loop.
 
@@ -118,18 +135,9 @@ class Extractor:
       raise ValueError(f'streams {settings.streams!r} with flow variables '
                        f'{"given" if flow_variables is not None else "missing"}')
     self.settings = settings
-    self.devices = list(devices or jax.local_devices())
+    self.devices = tuple(devices or jax.local_devices())
     self.sizes = descending_sizes(batch_size, len(self.devices))
-    mesh = Mesh(np.array(self.devices), (_AXIS,))
-    self._batch_sharding = NamedSharding(mesh, P(_AXIS))
-    replicated = NamedSharding(mesh, P())
-    model = i3d.InceptionI3d()  # Features only: the logits layer's weights are not used.
-
-    def forward(variables, x):
-      return model.apply(variables, flow.to_network_input(x))['features']
-
-    self._forward = jax.jit(forward, in_shardings=(replicated, self._batch_sharding),
-                            out_shardings=self._batch_sharding)
+    self._forward, self._batch_sharding, replicated = _compiled_forward(self.devices)
     self._variables = {name: jax.device_put(features_only(v), replicated) for name, v in
                        (('rgb', rgb_variables), ('flow', flow_variables)) if v is not None}
 
@@ -141,6 +149,12 @@ class Extractor:
       batch = np.concatenate([batch, np.repeat(batch[-1:], padded - size, axis=0)])
     x = jax.device_put(batch, self._batch_sharding)
     return self._forward(self._variables[stream], x), size
+
+  def forward(self, stream: str, batch: np.ndarray) -> np.ndarray:
+    """(b, 1024) features of snippets `batch` (b, window, crop, crop, C) (uint8, or flow in
+    [-1, 1]) through the `stream` ('rgb' or 'flow') network."""
+    array, size = self._dispatch(stream, batch)
+    return np.asarray(array)[:size]
 
   def frames(self, video: decode.VideoFrames):
     """Per frame at fps: (RGB crop uint8[, flow crop]) of the decoded stream."""

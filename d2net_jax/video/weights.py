@@ -25,6 +25,7 @@ norm has a scale (weight, gamma): it is folded into the convolution, exactly: ga
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import pathlib
@@ -202,6 +203,7 @@ def _subtree(tree: dict, path) -> dict:
   return tree
 
 
+@functools.lru_cache(maxsize=None)
 def expected_shapes(in_channels: int, num_classes: int) -> dict:
   """{'params': ..., 'batch_stats': ...} of ShapeDtypeStructs of `InceptionI3d` (nothing run)."""
   model = i3d.InceptionI3d(num_classes=num_classes)
