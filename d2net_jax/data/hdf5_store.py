@@ -2,12 +2,15 @@
 
 Layout (format version 1):
   /                     attrs: format, format_version, name, feature_dim, train_subset,
-                        test_subset, seconds_per_snippet (default of the videos), complete
+                        test_subset, seconds_per_snippet (default of the videos), complete,
+                        streams ('rgb+flow', 'rgb' or 'flow': records.STREAMS; absent in
+                        stores written before it, which hold both streams)
   /class_names          (C,) utf-8 strings, index order
   /video_ids            (V,) utf-8 strings, the dataset's video order
   /videos/<key>/        one group per video; <key> is the id with '%', '/' (and a leading '.')
                         percent-escaped; attrs: video_id, subset, duration, seconds_per_snippet
-      features          (T, D) float32, chunked by rows, checksummed, optionally compressed
+      features          (T, D) float32 (or float16: `feature_dtype`; read as float32), chunked
+                        by rows, checksummed, optionally compressed
       labels            (C,) float32 multi-hot
       segments          (N, 2) float64 [start_s, end_s]
       segment_classes   (N,) int32
@@ -39,13 +42,14 @@ import h5py
 import numpy as np
 
 from d2net_jax.data import validation
-from d2net_jax.data.records import DataError, Dataset, VideoRecord, raise_problems
+from d2net_jax.data.records import TWO_STREAMS, DataError, Dataset, VideoRecord, raise_problems
 from d2net_jax.utils import atomic_write
 from d2net_jax.utils import progress as progress_lib
 
 FORMAT = 'd2net_jax.store'
 FORMAT_VERSION = 1
 COMPRESSIONS = ('none', 'gzip', 'lzf')
+FEATURE_DTYPES = ('float32', 'float16')
 
 
 def video_key(video_id: str) -> str:
@@ -64,7 +68,8 @@ def video_id_of_key(key: str) -> str:
 
 def write_store(path, dataset: Dataset, *, compression: str | None = None,
                 chunk_snippets: int = 256, progress: bool | None = None,
-                attrs: dict | None = None, problems: Sequence[str] = ()) -> pathlib.Path:
+                attrs: dict | None = None, problems: Sequence[str] = (),
+                feature_dtype: str = 'float32') -> pathlib.Path:
   """Writes `dataset` to an HDF5 store at `path` (atomically) and returns the path.
 
   Every video's features are loaded once, checked (shape, feature dim, finite values) and written.
@@ -81,10 +86,14 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
     attrs: extra attributes of the file's root (e.g. the synthetic generation parameters).
     problems: bad videos a reader already left out (`collect`): reported with the store's own,
       and then no store is written.
+    feature_dtype: 'float32', or 'float16' for half the size (features are read as float32;
+      float16 keeps ~3 significant digits, and values up to 65504).
   """
   compression = None if compression in (None, '', 'none') else compression
   if compression is not None and compression not in COMPRESSIONS:
     raise ValueError(f'compression must be one of {COMPRESSIONS}, got {compression!r}')
+  if feature_dtype not in FEATURE_DTYPES:
+    raise ValueError(f'feature_dtype must be one of {FEATURE_DTYPES}, got {feature_dtype!r}')
   path = pathlib.Path(path)
   tmp = atomic_write.temporary_path(path)
   try:
@@ -94,7 +103,7 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
       try:
         _write_contents(f, raw, dataset, path=path, compression=compression,
                         chunk_snippets=chunk_snippets, progress=progress, attrs=attrs,
-                        problems=problems)
+                        problems=problems, feature_dtype=feature_dtype)
         f.close()  # Flushes HDF5's metadata cache.
         raw.check()
         os.fsync(raw.fileno())
@@ -151,7 +160,7 @@ class _TemporaryFile(io.FileIO):
 
 
 def _write_contents(f: h5py.File, raw: '_TemporaryFile', dataset: Dataset, *, path, compression,
-                    chunk_snippets, progress, attrs, problems):
+                    chunk_snippets, progress, attrs, problems, feature_dtype):
   """Writes the store's groups and attributes into the open file `f` (module docstring)."""
   num_classes = len(dataset.class_names)
   source = f'{path} (writing {dataset.name!r})'
@@ -160,6 +169,7 @@ def _write_contents(f: h5py.File, raw: '_TemporaryFile', dataset: Dataset, *, pa
   f.attrs['complete'] = False
   f.attrs['name'] = dataset.name
   f.attrs['feature_dim'] = int(dataset.feature_dim)
+  f.attrs['streams'] = dataset.streams
   f.attrs['train_subset'] = dataset.train_subset
   f.attrs['test_subset'] = dataset.test_subset
   f.attrs['seconds_per_snippet'] = float(
@@ -178,9 +188,12 @@ def _write_contents(f: h5py.File, raw: '_TemporaryFile', dataset: Dataset, *, pa
       seen.add(key)
       arrays = _checked_video(video, num_classes=num_classes,
                               feature_dim=dataset.feature_dim, source=source)
+      if feature_dtype == 'float16' and np.abs(arrays[0]).max() > np.finfo(np.float16).max:
+        raise DataError(f'{validation.where(source, video.video_id)}: features exceed the '
+                        'float16 range; write the store as float32')
       if not problems:
         _write_video(videos.create_group(key), video, arrays, compression=compression,
-                     chunk_snippets=chunk_snippets)
+                     chunk_snippets=chunk_snippets, dtype=feature_dtype)
         raw.check()
       ids.append(video.video_id)
     except DataError as e:
@@ -236,11 +249,12 @@ def _checked_video(video: VideoRecord, *, num_classes, feature_dim, source):
   return features, labels, segments, classes
 
 
-def _write_video(group, video: VideoRecord, arrays, *, compression, chunk_snippets):
+def _write_video(group, video: VideoRecord, arrays, *, compression, chunk_snippets, dtype):
   features, labels, segments, classes = arrays
   # fletcher32: a checksum per chunk, so a damaged file fails to read instead of giving garbage.
-  group.create_dataset('features', data=features, compression=compression, fletcher32=True,
-                       chunks=(min(features.shape[0], chunk_snippets), features.shape[1]))
+  group.create_dataset('features', data=features.astype(dtype), compression=compression,
+                       fletcher32=True, chunks=(min(features.shape[0], chunk_snippets),
+                                                features.shape[1]))
   group.create_dataset('labels', data=labels)
   group.create_dataset('segments', data=segments)
   group.create_dataset('segment_classes', data=classes)
@@ -350,7 +364,7 @@ def read_store(path) -> Dataset:
           name=validation.as_str(attrs.get('name', path.stem)), class_names=class_names,
           videos=videos, train_subset=validation.as_str(attrs['train_subset']),
           test_subset=validation.as_str(attrs['test_subset']), feature_dim=feature_dim,
-          ambiguous=ambiguous)
+          ambiguous=ambiguous, streams=validation.as_str(attrs.get('streams', TWO_STREAMS)))
   except DataError:
     raise
   except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:

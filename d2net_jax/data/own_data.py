@@ -38,7 +38,7 @@ import pathlib
 import numpy as np
 
 from d2net_jax.data import ground_truth, stpn, validation
-from d2net_jax.data.records import DataError, Dataset, raise_problems
+from d2net_jax.data.records import TWO_STREAMS, DataError, Dataset, raise_problems
 
 
 def _read_csv(path: pathlib.Path, required: list[str]) -> list[dict]:
@@ -154,12 +154,13 @@ def read_segments(path, entries: dict[str, _Entry]) -> None:
     entries[video_id].segments.append((start, end, label))
 
 
-def _load_features(path: pathlib.Path, video_id: str, num_snippets: int,
-                   feature_dim: int) -> np.ndarray:
+def load_features(path: pathlib.Path, video_id: str, num_snippets: int,
+                  feature_dim: int) -> np.ndarray:
+  """The (num_snippets, feature_dim) float32 features of `path`, checked."""
   features = validation.check_features(validation.load_npy(path), source=path,
                                        video_id=video_id, feature_dim=feature_dim)
   if features.shape[0] != num_snippets:
-    raise DataError(f'{path}, video {video_id!r}: {features.shape[0]} snippets, the header said '
+    raise DataError(f'{path}, video {video_id!r}: {features.shape[0]} snippets, expected '
                     f'{num_snippets} (file changed while in use?)')
   return features
 
@@ -184,13 +185,19 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
                   timing_check: str = 'warn', timing_tolerance_snippets: float = 2.0,
                   timing_tolerance_fraction: float = 0.02,
                   report: validation.Report | None = None,
-                  collect: list[str] | None = None, **columns) -> Dataset:
+                  collect: list[str] | None = None, video_ids=None, durations=None,
+                  streams: str = TWO_STREAMS, **columns) -> Dataset:
   """A `Dataset` of your own features and labels (module docstring); features load lazily.
 
   labels_path None: new videos, every feature file one without labels (module docstring).
 
   Every bad file or entry is found in one pass: DataErrors lists them all; with `collect` they are
   appended to it and the bad videos left out instead.
+
+  video_ids: only these videos (`<id>.npy` in the folder; label entries of other videos are
+    ignored); default: every .npy file of the folder. durations: {video_id: seconds} for entries
+    without a duration (default: T * seconds_per_snippet). streams: what the features hold
+    (records.STREAMS).
   """
   features_dir = pathlib.Path(features_dir)
   if not features_dir.is_dir():
@@ -198,19 +205,22 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
   own_report = report is None
   report = validation.Report() if own_report else report
   if labels_path is None:
-    entries = unlabeled_entries(features_dir, default_subset or NEW_SUBSET)
     default_subset = default_subset or NEW_SUBSET
+    entries = unlabeled_entries(features_dir, default_subset)
   else:
     entries = read_labels(labels_path, default_subset=default_subset or train_subset,
                           separator=separator, **columns)
+  if segments_path is not None:
+    read_segments(segments_path, entries)
+  files = {p.stem: p for p in sorted(features_dir.glob('*.npy'))}
+  if video_ids is not None:
+    files = {v: features_dir / f'{v}.npy' for v in video_ids}
+    entries = {k: e for k, e in entries.items() if k in files}
   allowed = sorted({train_subset, test_subset, default_subset or train_subset})
   # Every problem of the pass is collected, then reported together.
   problems = [f'{labels_path}, video {e.video_id!r}: subset {e.subset!r} is not one of '
               f'{allowed} (--train-subset / --test-subset name the subsets)'
               for e in entries.values() if e.subset not in allowed]
-  if segments_path is not None:
-    read_segments(segments_path, entries)
-  files = {p.stem: p for p in sorted(features_dir.glob('*.npy'))}
   problems += [f'{files[v]}, video {v!r}: feature file without a label entry in {labels_path}'
                for v in sorted(set(files) - set(entries))]
   if labels_path is None:  # New videos: the classes are the segments', or the model's.
@@ -232,7 +242,9 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
     feature_dim = dim
     labels = validation.class_indices(entry.labels, class_index, source=entry.source,
                                       video_id=video_id)
-    if entry.duration is None:
+    if entry.duration is None and durations and video_id in durations:
+      duration = float(durations[video_id])
+    elif entry.duration is None:
       duration = num_snippets * seconds_per_snippet
     else:
       duration = validation.check_duration(entry.duration, source=entry.source,
@@ -253,7 +265,7 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
         labels=validation.multi_hot(labels, len(class_names)), segments=segments,
         segment_classes=classes, duration=duration, seconds_per_snippet=seconds_per_snippet,
         source=entry.source)
-    load = functools.partial(_load_features, path, video_id, num_snippets, dim)
+    load = functools.partial(load_features, path, video_id, num_snippets, dim)
     return validation.with_features(record, num_snippets, load)
 
   for video_id, entry in entries.items():  # Every bad file reported, then a failure.
@@ -273,4 +285,4 @@ def build_dataset(features_dir, labels_path, *, segments_path=None, class_names=
     report.warn()
   return Dataset(name=name or features_dir.name, class_names=list(class_names), videos=videos,
                  train_subset=train_subset, test_subset=test_subset,
-                 feature_dim=int(feature_dim or 0))
+                 feature_dim=int(feature_dim or 0), streams=streams)

@@ -1,9 +1,11 @@
 """The dataset model every reader produces and every consumer (batching, training, evaluation) reads.
 
-A `VideoRecord` holds one video's annotations and a way to load its features `(T, D)` float32
-(D/2 RGB channels, then D/2 optical-flow channels). Features are loaded on demand, so a store larger
-than memory works. A `Dataset` is the class list plus the videos, with the names of the training and
-test subsets.
+A `VideoRecord` holds one video's annotations and a way to load its features `(T, D)` float32.
+Which streams the features hold is the dataset's `streams`: 'rgb+flow' (the field's two-stream I3D
+features: D/2 RGB channels, then D/2 optical-flow channels; every store from before this attribute),
+'rgb' or 'flow' (one stream, e.g. `d2net-jax extract` without flow weights). Features are loaded on
+demand, so a store larger than memory works. A `Dataset` is the class list plus the videos, with the
+names of the training and test subsets.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+
+STREAMS = ('rgb+flow', 'rgb', 'flow')
+TWO_STREAMS = 'rgb+flow'
 
 
 class DataError(ValueError):
@@ -83,6 +89,7 @@ class Dataset:
     train_subset, test_subset: subset names used for training and testing.
     feature_dim: D.
     ambiguous: optional {video_id: (M, 2) seconds} regions to ignore in evaluation (THUMOS14).
+    streams: what the D channels hold (`STREAMS`; module docstring).
   """
   name: str
   class_names: Sequence[str]
@@ -91,6 +98,11 @@ class Dataset:
   test_subset: str
   feature_dim: int
   ambiguous: Mapping[str, np.ndarray] | None = None
+  streams: str = TWO_STREAMS
+
+  def __post_init__(self):
+    if self.streams not in STREAMS:
+      raise DataError(f'{self.name}: streams {self.streams!r} is not one of {STREAMS}')
 
   @property
   def num_classes(self) -> int:
