@@ -2,7 +2,8 @@
 
 Layout (format version 1):
   /                     attrs: format, format_version, name, feature_dim, train_subset,
-                        test_subset, seconds_per_snippet (default of the videos), complete
+                        test_subset, seconds_per_snippet (default of the videos), complete,
+                        streams ('rgb+flow', 'rgb' or 'flow'; absent: 'rgb+flow')
   /class_names          (C,) utf-8 strings, index order
   /video_ids            (V,) utf-8 strings, the dataset's video order
   /videos/<key>/        one group per video; <key> is the id with '%', '/' (and a leading '.')
@@ -37,7 +38,8 @@ import h5py
 import numpy as np
 
 from d2net_jax.data import validation
-from d2net_jax.data.records import DataError, Dataset, VideoRecord, raise_problems
+from d2net_jax.data.records import (STREAMS, TWO_STREAMS, DataError, Dataset, VideoRecord,
+                                    raise_problems)
 from d2net_jax.utils import atomic_write
 from d2net_jax.utils import progress as progress_lib
 
@@ -95,6 +97,7 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
       f.attrs['complete'] = False
       f.attrs['name'] = dataset.name
       f.attrs['feature_dim'] = int(dataset.feature_dim)
+      f.attrs['streams'] = dataset.streams
       f.attrs['train_subset'] = dataset.train_subset
       f.attrs['test_subset'] = dataset.test_subset
       f.attrs['seconds_per_snippet'] = float(
@@ -257,6 +260,9 @@ def read_store(path) -> Dataset:
         raise DataError(f'{path}: incomplete store (its writer stopped before the end); '
                         'write it again')
       feature_dim = int(attrs['feature_dim'])
+      streams = validation.as_str(attrs.get('streams', TWO_STREAMS))
+      if streams not in STREAMS:
+        raise DataError(f'{path}: streams attribute {streams!r} is not one of {STREAMS}')
       class_names = [validation.as_str(c) for c in f['class_names'][()]]
       lazy = _LazyFeatures(path, feature_dim)
       ids = [validation.as_str(v) for v in f['video_ids'][()]]
@@ -290,7 +296,7 @@ def read_store(path) -> Dataset:
           name=validation.as_str(attrs.get('name', path.stem)), class_names=class_names,
           videos=videos, train_subset=validation.as_str(attrs['train_subset']),
           test_subset=validation.as_str(attrs['test_subset']), feature_dim=feature_dim,
-          ambiguous=ambiguous)
+          ambiguous=ambiguous, streams=streams)
   except DataError:
     raise
   except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:

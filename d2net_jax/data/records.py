@@ -14,6 +14,20 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 
+# What a store's features hold (the HDF5 attribute `streams`, the config's `data.streams`):
+# 'rgb+flow' (D/2 RGB channels then D/2 optical-flow channels; every store without the attribute,
+# W-TALC and STPN data) or one stream of D channels.
+STREAMS = ('rgb+flow', 'rgb', 'flow')
+TWO_STREAMS = 'rgb+flow'
+
+
+def stream_names(streams: str) -> tuple:
+  """('rgb', 'flow') for 'rgb+flow', ('rgb',) for 'rgb', ('flow',) for 'flow'."""
+  if streams not in STREAMS:
+    raise ValueError(f'streams={streams!r}: must be one of {STREAMS}')
+  return tuple(streams.split('+'))
+
+
 class DataError(ValueError):
   """Bad input data; the message names the file and, where known, the video."""
 
@@ -83,6 +97,7 @@ class Dataset:
     train_subset, test_subset: subset names used for training and testing.
     feature_dim: D.
     ambiguous: optional {video_id: (M, 2) seconds} regions to ignore in evaluation (THUMOS14).
+    streams: what the D channels hold (`STREAMS`): 'rgb+flow' (two halves) or one stream.
   """
   name: str
   class_names: Sequence[str]
@@ -91,6 +106,7 @@ class Dataset:
   test_subset: str
   feature_dim: int
   ambiguous: Mapping[str, np.ndarray] | None = None
+  streams: str = TWO_STREAMS
 
   @property
   def num_classes(self) -> int:

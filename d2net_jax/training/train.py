@@ -30,6 +30,7 @@ from d2net_jax.utils import interrupts
 from d2net_jax.methods import layers
 from d2net_jax import methods
 from d2net_jax.training import parallel
+from d2net_jax.training import run_data
 from d2net_jax.runs import run_dir
 from d2net_jax.training.setup import (build, load_data, make_batcher, restore_trained,  # noqa: F401
                                  selection_videos, split_validation)
@@ -234,6 +235,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
 
   # Data: every video of every subset read once (data_check.py), so a bad test video stops now.
   dataset = load_data(config, workdir)
+  run_data.check_streams(run_dir.read_model_info(workdir), dataset,  # A resumed run's streams.
+                         config.data.path or workdir / 'data', workdir)
   data_check.check_for_run(config, dataset, workdir, log)
   interrupts.check()  # Ctrl-C during set-up stops here if JAX swallowed it (interrupts.py).
   train_videos, select_videos, protocol = selection_videos(config, dataset)
@@ -253,7 +256,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
     log(f'Resumed from {workdir / "checkpoints"} at step {int(state.step)}.')
   if is_main:  # The run has started: only now config.json may change.
     run_dir.commit_config(workdir, config, argv, changes)
-    run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name)
+    run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name,
+                             dataset.streams)
     started.append(True)
     if changes:
       log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
