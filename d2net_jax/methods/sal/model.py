@@ -132,13 +132,11 @@ class SAL(nn.Module):
   def setup(self):
     block = lambda kernel: ConvBlock(self.hidden, kernel, self.dropout_rate)
     self.encoder = block(self.encoder_kernel)
-    if 'rgb' in self.streams:
+    if 'rgb' in self.streams:  # One actionness branch per stream.
       self.action_rgb = block(self.branch_kernel)
-    if 'flow' in self.streams:
-      self.action_flow = block(self.branch_kernel)
-    if 'rgb' in self.streams:
       self.cls_rgb = Head(1)
     if 'flow' in self.streams:
+      self.action_flow = block(self.branch_kernel)
       self.cls_flow = Head(1)
     self.cls = Head(self.num_classes)
     fc_kernel, fc_bias = _dense_init(self.hidden * self.hidden)
