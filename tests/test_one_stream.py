@@ -72,7 +72,10 @@ def _train_args(variant, store, workdir, *extra):
           '--config.train.checkpoint_every=2', *extra]
 
 
-@pytest.mark.parametrize('variant', VARIANTS)
+# mil is the quick one (seconds); the others compile their training step and inference for
+# half a minute each on 2 cores: `slow`.
+@pytest.mark.parametrize('variant', [v if v == 'mil' else pytest.param(v, marks=pytest.mark.slow)
+                                     for v in VARIANTS])
 def test_every_method_trains_and_localizes_on_an_rgb_only_store(variant, stores, tmp_path):
   _, rgb_store, _ = stores
   assert hdf5_store.read_store(rgb_store).streams == 'rgb'
