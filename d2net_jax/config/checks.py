@@ -12,7 +12,7 @@ import ml_collections
 
 from d2net_jax import localize
 from d2net_jax import methods
-from d2net_jax.data import batching, similar_pairs, validation, wtalc
+from d2net_jax.data import batching, records, similar_pairs, validation, wtalc
 from d2net_jax.evaluation import mean_ap as evaluation
 from d2net_jax.localize import tcam
 from d2net_jax.utils.checks import ConfigError, check_choices, check_range  # noqa: F401
@@ -25,6 +25,7 @@ def _choices():
       'train.weight_decay_mode': ('coupled', 'decoupled'),
       'train.lr_schedule': ('constant', 'cosine'),
       'data.kind': ('synthetic', 'hdf5', 'wtalc', 'stpn'),
+      'data.streams': records.STREAMS,
       'data.sampling': ('auto', 'crop', 'resample'),
       'data.shuffle': ('replacement', 'epoch'),
       'data.sampler': ('auto',) + similar_pairs.SAMPLERS,
@@ -95,7 +96,8 @@ def validate_config(config: ml_collections.ConfigDict, check_data_path: bool = T
     raise
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  if config.data.feature_dim % 2:  # <= 0: taken from the data.
+  two_streams = config.data.streams == records.TWO_STREAMS
+  if two_streams and config.data.feature_dim % 2:  # <= 0: taken from the data.
     raise ConfigError(f'config.data.feature_dim={config.data.feature_dim}: must be even '
                       '(RGB and flow halves)')
   groups = config.data.num_similar * config.data.similar_size

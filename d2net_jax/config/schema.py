@@ -31,7 +31,12 @@ def data_config() -> ml_collections.ConfigDict:
   c.path = ''  # File or folder of the dataset; for 'synthetic' the cache folder ('' = workdir).
   c.name = 'Thumos14reduced'  # W-TALC file prefix: <name>-I3D-JOINTFeatures.npy, <name>-Annotations/.
   # D: RGB in the first D/2 channels, optical flow in the second. Checked against the data.
+  # With one stream (`streams`), the width of that stream alone (I3D: 1024).
   c.feature_dim = 2048
+  # What the features hold: 'rgb+flow' (two streams), or one stream, 'rgb' (an RGB-only store,
+  # e.g. `d2net-jax extract`) or 'flow'. One stream of a two-stream store selects its half; a
+  # one-stream store cannot give 'rgb+flow' (docs/data.md, "One-stream (RGB-only) stores").
+  c.streams = 'rgb+flow'
   c.num_classes = 20  # Checked against the data's class list.
   c.train_subset = 'validation'  # THUMOS14 trains on `validation`; ActivityNet1.2 on `training`.
   c.test_subset = 'test'  # THUMOS14 tests on `test`; ActivityNet1.2 on `validation`.

@@ -42,7 +42,8 @@ import h5py
 import numpy as np
 
 from d2net_jax.data import validation
-from d2net_jax.data.records import TWO_STREAMS, DataError, Dataset, VideoRecord, raise_problems
+from d2net_jax.data.records import (STREAMS, TWO_STREAMS, DataError, Dataset, VideoRecord,
+                                    raise_problems)
 from d2net_jax.utils import atomic_write
 from d2net_jax.utils import progress as progress_lib
 
@@ -331,6 +332,9 @@ def read_store(path) -> Dataset:
         raise DataError(f'{path}: incomplete store (its writer stopped before the end); '
                         'write it again')
       feature_dim = int(attrs['feature_dim'])
+      streams = validation.as_str(attrs.get('streams', TWO_STREAMS))
+      if streams not in STREAMS:
+        raise DataError(f'{path}: streams attribute {streams!r} is not one of {STREAMS}')
       class_names = [validation.as_str(c) for c in f['class_names'][()]]
       lazy = _LazyFeatures(path, feature_dim)
       ids = [validation.as_str(v) for v in f['video_ids'][()]]
@@ -364,7 +368,7 @@ def read_store(path) -> Dataset:
           name=validation.as_str(attrs.get('name', path.stem)), class_names=class_names,
           videos=videos, train_subset=validation.as_str(attrs['train_subset']),
           test_subset=validation.as_str(attrs['test_subset']), feature_dim=feature_dim,
-          ambiguous=ambiguous, streams=validation.as_str(attrs.get('streams', TWO_STREAMS)))
+          ambiguous=ambiguous, streams=streams)
   except DataError:
     raise
   except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import pathlib
 
+import numpy as np
+
 from d2net_jax.data import hdf5_store, stpn, synthetic, validation, wtalc
-from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.data.records import TWO_STREAMS, DataError, Dataset, stream_names
 
 KINDS = ('hdf5', 'wtalc', 'stpn', 'synthetic')
 
@@ -17,6 +21,41 @@ def _reader_options(data_config) -> dict:
               timing_tolerance_fraction=data_config.timing_tolerance_fraction,
               seconds_per_snippet=data_config.seconds_per_snippet,
               train_subset=data_config.train_subset, test_subset=data_config.test_subset)
+
+
+def config_streams(data_config) -> str:
+  """`data_config.streams` ('rgb+flow' for a config from before the field)."""
+  return getattr(data_config, 'streams', TWO_STREAMS)
+
+
+def _two_stream_dim(data_config) -> int:
+  """The two-stream width D a reader of two-stream data (W-TALC, STPN, the synthetic generator)
+  is asked for: data.feature_dim is the width the model sees, one stream's with one stream."""
+  dim = data_config.feature_dim
+  return 2 * dim if config_streams(data_config) != TWO_STREAMS and dim > 0 else dim
+
+
+def select_streams(dataset: Dataset, streams: str, source) -> Dataset:
+  """`dataset` holding `streams` (records.STREAMS): unchanged when it already does; the RGB or
+  flow half of a two-stream dataset for 'rgb' / 'flow'. DataError (one line naming `source`
+  and both values) for anything else: two streams cannot come from a one-stream store."""
+  if dataset.streams == streams:
+    return dataset
+  if dataset.streams != TWO_STREAMS or streams not in stream_names(TWO_STREAMS):
+    raise DataError(f'{source}: the store holds {dataset.streams!r} features, the config says '
+                    f'data.streams={streams!r} (set --config.data.streams={dataset.streams})')
+  half = dataset.feature_dim // 2
+  part = slice(0, half) if streams == 'rgb' else slice(half, 2 * half)
+
+  return dataclasses.replace(dataset, videos=[
+      dataclasses.replace(v, load=functools.partial(_load_part, v.load, part))
+      for v in dataset.videos],
+                             feature_dim=half, streams=streams)
+
+
+def _load_part(load, part: slice):
+  """The channels `part` of the (T, D) features `load()` reads (a picklable loader)."""
+  return np.ascontiguousarray(load()[:, part])
 
 
 def _check_against_config(dataset: Dataset, data_config, source) -> Dataset:
@@ -62,7 +101,9 @@ def load_dataset(data_config, cache_dir=None) -> Dataset:
   if kind not in KINDS:
     raise DataError(f'data.kind={kind!r}: must be one of {KINDS}')
   if kind == 'synthetic':
-    path = pathlib.Path(synthetic.ensure_store(data_config, cache_dir))
+    generator_config = copy.deepcopy(data_config)  # The generator writes both streams.
+    generator_config.feature_dim = _two_stream_dim(data_config)
+    path = pathlib.Path(synthetic.ensure_store(generator_config, cache_dir))
     dataset = hdf5_store.read_store(path)
   else:
     if not data_config.path:
@@ -73,12 +114,12 @@ def load_dataset(data_config, cache_dir=None) -> Dataset:
     elif kind == 'wtalc':
       dataset = wtalc.read_dataset(
           path, data_config.name, trust_pickle=data_config.trust_pickle,
-          feature_dim=data_config.feature_dim, video_labels=data_config.video_labels,
+          feature_dim=_two_stream_dim(data_config), video_labels=data_config.video_labels,
           ambiguous_file=data_config.ambiguous_file or None, **_reader_options(data_config))
     else:
       class_names = (stpn.read_class_list(data_config.class_list)
                      if data_config.class_list else None)
-      dataset = stpn.read_dataset(path, feature_dim=data_config.feature_dim,
+      dataset = stpn.read_dataset(path, feature_dim=_two_stream_dim(data_config),
                                   class_names=class_names, **_reader_options(data_config))
   if kind in ('hdf5', 'synthetic'):
     if data_config.ambiguous_file:
@@ -91,6 +132,7 @@ def load_dataset(data_config, cache_dir=None) -> Dataset:
                             tolerance_fraction=data_config.timing_tolerance_fraction,
                             report=report)
     report.warn()
+  dataset = select_streams(dataset, config_streams(data_config), path)
   dataset = _check_against_config(dataset, data_config, path)
   if data_config.drop_short_videos:
     dataset = drop_short_videos(dataset, data_config.short_video_snippets)

@@ -37,7 +37,7 @@ import pathlib
 
 import numpy as np
 
-from d2net_jax.data import ground_truth, stpn, validation
+from d2net_jax.data import ground_truth, validation
 from d2net_jax.data.records import TWO_STREAMS, DataError, Dataset, raise_problems
 
 

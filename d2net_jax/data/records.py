@@ -16,8 +16,18 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 
+# What a store's features hold (the HDF5 attribute `streams`, the config's `data.streams`):
+# 'rgb+flow' (D/2 RGB channels then D/2 optical-flow channels; every store without the attribute,
+# W-TALC and STPN data) or one stream of D channels.
 STREAMS = ('rgb+flow', 'rgb', 'flow')
 TWO_STREAMS = 'rgb+flow'
+
+
+def stream_names(streams: str) -> tuple:
+  """('rgb', 'flow') for 'rgb+flow', ('rgb',) for 'rgb', ('flow',) for 'flow'."""
+  if streams not in STREAMS:
+    raise ValueError(f'streams={streams!r}: must be one of {STREAMS}')
+  return tuple(streams.split('+'))
 
 
 class DataError(ValueError):

@@ -4,15 +4,33 @@ Every function keeps shapes static (masks, never boolean indexing) and treats sn
 (padding) as absent: they never reach a valid snippet's output, a mean or a top-k.
 """
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from d2net_jax.data import records
+
 # The named axis a pmapped training step splits the batch over (training/parallel.py uses it; a
 # method that needs the global batch, e.g. SAL's mix-up, asks for it by this name).
 BATCH_AXIS = 'batch'
+
+
+def stream_names(config) -> Tuple[str, ...]:
+  """The streams of `config.data.streams`: ('rgb', 'flow') (the default), ('rgb',) or ('flow',).
+  A method builds one branch per name over an equal share of the D feature channels."""
+  return records.stream_names(config.data.get('streams', records.TWO_STREAMS))
+
+
+def split_streams(features: jax.Array, count: int) -> Tuple[jax.Array, ...]:
+  """(B, T, D) features as `count` equal channel blocks (RGB first, flow second with two);
+  ValueError (one line) when D is not divisible."""
+  dim = features.shape[-1]
+  if dim % count:
+    raise ValueError(f'feature dimension must be even (RGB + flow halves), got {dim}')
+  width = dim // count
+  return tuple(features[..., i * width:(i + 1) * width] for i in range(count))
 
 
 def masked_conv(x: jax.Array, mask: jax.Array, features: int, kernel_size: int, *,

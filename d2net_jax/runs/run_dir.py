@@ -179,18 +179,22 @@ def commit_config(workdir, config: ml_collections.ConfigDict, argv: Optional[Seq
 # Model record.
 
 
-def write_model_info(workdir, class_names: Sequence[str], feature_dim: int, method: str) -> None:
+def write_model_info(workdir, class_names: Sequence[str], feature_dim: int, method: str,
+                     streams: str = 'rgb+flow') -> None:
   write_json_atomic(pathlib.Path(workdir) / 'model.json', {
       'class_names': [str(c) for c in class_names], 'feature_dim': int(feature_dim),
-      'method': method})
+      'method': method, 'streams': streams})
 
 
 def read_model_info(workdir) -> Optional[dict]:
-  """model.json of a run ({'class_names', 'feature_dim', 'method'}), or None (older runs)."""
+  """model.json of a run ({'class_names', 'feature_dim', 'method', 'streams'}), or None (older
+  runs; 'streams' is 'rgb+flow' when the file predates it)."""
   path = pathlib.Path(workdir) / 'model.json'
   if not path.is_file():
     return None
-  return json.loads(path.read_text())
+  info = json.loads(path.read_text())
+  info.setdefault('streams', 'rgb+flow')
+  return info
 
 
 def class_mapping(model_names: Sequence[str], data_names: Sequence[str], source,

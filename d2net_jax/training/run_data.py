@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from d2net_jax.data import hdf5_store, loading, validation
-from d2net_jax.data.records import DataError, Dataset
+from d2net_jax.data.records import TWO_STREAMS, DataError, Dataset
 from d2net_jax.runs import run_dir
 
 
@@ -48,6 +48,8 @@ def _load_new(config: ml_collections.ConfigDict) -> Dataset:
     return loading.load_dataset(config.data)
   path = pathlib.Path(config.data.path)
   dataset = hdf5_store.read_store(path)
+  if dataset.streams == TWO_STREAMS:  # A one-stream run takes its stream's half.
+    dataset = loading.select_streams(dataset, loading.config_streams(config.data), path)
   report = validation.Report()
   validation.check_timing(dataset.videos, mode=config.data.timing_check, source=path,
                           tolerance_snippets=config.data.timing_tolerance_snippets,
@@ -84,6 +86,14 @@ def in_model_order(dataset: Dataset, model_names, source, some: bool = False) ->
                              videos=[remap(v) for v in dataset.videos])
 
 
+def check_streams(model_info: Optional[dict], dataset: Dataset, source, workdir) -> None:
+  """DataError (one line naming the data and both values) unless `dataset` holds the streams
+  the model in `workdir` was trained on (RUN/model.json; none: nothing to check)."""
+  if model_info is not None and dataset.streams != model_info['streams']:
+    raise DataError(f'{source}: features of streams {dataset.streams!r}, the model in {workdir} '
+                    f'was trained on streams {model_info["streams"]!r}')
+
+
 def load_for_run(config: ml_collections.ConfigDict, workdir, data_path: Optional[str] = None
                  ) -> Tuple[Dataset, int, int]:
   """(dataset in the model's class order, num_classes, feature_dim) of the model in `workdir`.
@@ -100,6 +110,7 @@ def load_for_run(config: ml_collections.ConfigDict, workdir, data_path: Optional
   if model is None:  # A run from before model.json: the data's classes are the model's.
     return dataset, dataset.num_classes, dataset.feature_dim
   source = config.data.path or workdir / 'data'
+  check_streams(model, dataset, source, workdir)
   if dataset.feature_dim != model['feature_dim']:
     raise DataError(f'{source}: features have dim {dataset.feature_dim}, the model in {workdir} '
                     f'was trained on dim {model["feature_dim"]}')

@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from jax import lax
 
@@ -31,6 +30,8 @@ from d2net_jax.utils import interrupts
 from d2net_jax.methods import layers
 from d2net_jax import methods
 from d2net_jax.training import parallel
+from d2net_jax.training import run_data
+from d2net_jax.training.health import NoUpdateError, check_updates  # noqa: F401
 from d2net_jax.training import selection as selection_lib
 from d2net_jax.runs import run_dir
 from d2net_jax.training.setup import (build, has_ground_truth, load_data,  # noqa: F401
@@ -167,25 +168,6 @@ class Evaluator:
                               self.config, progress=self.progress, scored=scored)
 
 
-class NoUpdateError(RuntimeError):
-  """Every update of a run so far was skipped (its loss or gradient is not finite): nothing
-  trains, so the run stops (with the likely cause) instead of evaluating an untrained model."""
-
-
-def _check_updates(num_skipped: int, start: int, done: int, batch, config) -> None:
-  """Raises NoUpdateError when all of at least 10 updates since `start` were skipped."""
-  if num_skipped < done - start or done - start < 10:
-    return
-  largest = float(np.max(np.abs(batch['features']))) if np.size(batch['features']) else 0.0
-  if largest > 1e15:
-    cause = (f'the features reach |x| = {largest:.3g}, beyond what float32 arithmetic handles '
-             f'(squares overflow past 1.8e19): rescale them ({config.data.path or "the data"})')
-  else:
-    cause = 'check the data (`d2net-jax check`) and config.train.learning_rate'
-  raise NoUpdateError(f'all {done - start} updates of steps {start + 1}-{done} were skipped (the '
-                      f'loss or its gradient is not finite); nothing trains: {cause}')
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop.
 
@@ -236,6 +218,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
 
   # Data: every video of every subset read once (data_check.py), so a bad test video stops now.
   dataset = load_data(config, workdir)
+  run_data.check_streams(run_dir.read_model_info(workdir), dataset,  # A resumed run's streams.
+                         config.data.path or workdir / 'data', workdir)
   data_check.check_for_run(config, dataset, workdir, log)
   interrupts.check()  # Ctrl-C during set-up stops here if JAX swallowed it (interrupts.py).
   train_videos, select_videos, protocol = selection_videos(config, dataset)
@@ -259,7 +243,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
     log(f'Resumed from {workdir / "checkpoints"} at step {int(state.step)}.')
   if is_main:  # The run has started: only now config.json may change.
     run_dir.commit_config(workdir, config, argv, changes)
-    run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name)
+    run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name,
+                             dataset.streams)
     started.append(('start-up', None))
     if changes:
       log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
@@ -327,7 +312,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
           if skipped:
             log(f'step {done}: {skipped} of the last {len(fetched)} updates skipped (non-finite '
                 f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
-          _check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done, batch,
+          check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done, batch,
                          config)
           bar.update(done, progress_lib.window_means(fetched, method.progress_metrics),
                      window=len(fetched))

@@ -13,6 +13,7 @@ TCAM and the bottom-up attention lambda' (Eq. 8) that the Sec. 3.3 localizer ('t
 import jax.numpy as jnp
 
 from d2net_jax.methods import base
+from d2net_jax.methods import layers
 from d2net_jax.methods.d2net import config as d2net_config
 from d2net_jax.methods.d2net import losses
 from d2net_jax.methods.d2net import model as model_lib
@@ -26,13 +27,13 @@ def _config_sections():
 
 def build_model(config, num_classes: int, feature_dim: int):
   del feature_dim  # The streams take their width from the features.
-  return model_lib.build_model(config.model, num_classes)
+  return model_lib.build_model(config.model, num_classes, layers.stream_names(config))
 
 
 def init_state(config, num_classes: int, feature_dim: int):
-  """x_ref = 0 (as the official `running_bg`)."""
-  del config, num_classes
-  return {'x_ref': jnp.zeros((feature_dim // 2,), jnp.float32)}
+  """x_ref = 0 (as the official `running_bg`), one stream's width (D/2; D with one stream)."""
+  del num_classes
+  return {'x_ref': jnp.zeros((feature_dim // len(layers.stream_names(config)),), jnp.float32)}
 
 
 def loss_fn(outputs, batch, state, config, key, *, axis_name=None):

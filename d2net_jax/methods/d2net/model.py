@@ -9,7 +9,7 @@ separate streams compute the same function. Unlike the official code, every conv
 masked, so padded snippets never leak into valid ones, and all outputs are zero at padded snippets.
 """
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import flax.linen as nn
 import jax
@@ -68,6 +68,9 @@ class D2Net(nn.Module):
     'embeddings' (B, T, D/2): mean of the two streams' layer-2 activations (x of the paper);
       during training, by default the post-dropout activations the classifier sees (official code).
     'rgb_logits', 'flow_logits' (B, T, C); 'rgb_embeddings', 'flow_embeddings' (B, T, D/2).
+  With one stream (`streams` = ('rgb',) or ('flow',)) that stream alone over all D channels:
+  'tcam' its sigmoid scores, 'embeddings' its (B, T, D) activations, '<name>_logits' and
+  '<name>_embeddings'; every loss term then runs on these as it does on the two-stream means.
   """
   num_classes: int
   kernel_size: int = 3
@@ -79,34 +82,32 @@ class D2Net(nn.Module):
   dropout_rate: float = 0.7
   init_std: float = 0.01
   embeddings_after_dropout: bool = True
+  streams: Tuple[str, ...] = ('rgb', 'flow')  # One Stream each, over equal channel blocks.
 
   @nn.compact
   def __call__(self, features, mask, train: bool = False) -> Dict[str, jax.Array]:
-    dim = features.shape[-1]
-    if dim % 2:
-      raise ValueError(f'feature dimension must be even (RGB + flow halves), got {dim}')
+    parts = layers.split_streams(features, len(self.streams))
     kwargs = dict(
         num_classes=self.num_classes, kernel_size=self.kernel_size, dilation=self.dilation,
         classifier_kernel_size=self.classifier_kernel_size,
         classifier_dilation=self.classifier_dilation, leaky_slope=self.leaky_slope,
         residual=self.residual, dropout_rate=self.dropout_rate, init_std=self.init_std,
         embeddings_after_dropout=self.embeddings_after_dropout)
-    rgb_emb, rgb_logits = Stream(**kwargs, name='rgb')(features[..., :dim // 2], mask, train)
-    flow_emb, flow_logits = Stream(**kwargs, name='flow')(features[..., dim // 2:], mask, train)
+    outputs = {}
+    for name, part in zip(self.streams, parts):
+      outputs[f'{name}_embeddings'], outputs[f'{name}_logits'] = Stream(**kwargs, name=name)(
+          part, mask, train)
     m = mask[..., None].astype(features.dtype)
-    tcam = 0.5 * (jax.nn.sigmoid(rgb_logits) + jax.nn.sigmoid(flow_logits)) * m
-    return {
-        'tcam': tcam,
-        'embeddings': 0.5 * (rgb_emb + flow_emb),
-        'rgb_logits': rgb_logits,
-        'flow_logits': flow_logits,
-        'rgb_embeddings': rgb_emb,
-        'flow_embeddings': flow_emb,
-    }
+    # The mean over the streams; with two, 0.5 * (rgb + flow) exactly as before.
+    scale = 1.0 / len(self.streams)
+    tcam = scale * sum(jax.nn.sigmoid(outputs[f'{n}_logits']) for n in self.streams) * m
+    embeddings = scale * sum(outputs[f'{n}_embeddings'] for n in self.streams)
+    return dict(outputs, tcam=tcam, embeddings=embeddings)
 
 
-def build_model(model_config: ml_collections.ConfigDict, num_classes: int) -> D2Net:
-  """D2Net from the `model` config section."""
+def build_model(model_config: ml_collections.ConfigDict, num_classes: int,
+                streams: Tuple[str, ...] = ('rgb', 'flow')) -> D2Net:
+  """D2Net from the `model` config section, one Stream per name in `streams`."""
   c = model_config
   return D2Net(
       num_classes=num_classes,
@@ -119,4 +120,5 @@ def build_model(model_config: ml_collections.ConfigDict, num_classes: int) -> D2
       dropout_rate=c.dropout_rate,
       init_std=c.init_std,
       embeddings_after_dropout=c.embeddings_after_dropout,
+      streams=tuple(streams),
   )

@@ -29,13 +29,14 @@ its sections.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from d2net_jax.methods import d2net
+from d2net_jax.methods import layers
 from d2net_jax.methods.d2net import losses as d2net_losses
 from d2net_jax.methods.d2net import model as d2net_model
 from d2net_jax.methods.dfe import sal_base
@@ -111,31 +112,35 @@ class D2NetBase(nn.Module):
   width: int  # D
   num_classes: int
   stream_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  # One _StreamParts each over an equal channel block; one stream: F = its layer 2 (E = D).
+  streams: Tuple[str, ...] = ('rgb', 'flow')
 
   def setup(self):
-    self.rgb = _StreamParts(self.width // 2, self.num_classes, **self.stream_kwargs)
-    self.flow = _StreamParts(self.width // 2, self.num_classes, **self.stream_kwargs)
+    # Attributes named after the streams ('rgb', 'flow'): D2-Net's parameter names.
+    width = self.width // len(self.streams)
+    if 'rgb' in self.streams:
+      self.rgb = _StreamParts(width, self.num_classes, **self.stream_kwargs)
+    if 'flow' in self.streams:
+      self.flow = _StreamParts(width, self.num_classes, **self.stream_kwargs)
 
   def encode(self, features, mask, train: bool = False):
     del train  # No dropout before layer 3.
-    half = features.shape[-1] // 2
-    return jnp.concatenate([self.rgb.encode(features[..., :half], mask),
-                            self.flow.encode(features[..., half:], mask)], axis=-1), {}
+    blocks = layers.split_streams(features, len(self.streams))
+    return jnp.concatenate([getattr(self, name).encode(x, mask)
+                            for name, x in zip(self.streams, blocks)], axis=-1), {}
 
   def heads(self, f, context, mask, train: bool = False):
     del context
-    half = f.shape[-1] // 2
-    rgb_emb, rgb_logits = self.rgb.classify(f[..., :half], mask, train)
-    flow_emb, flow_logits = self.flow.classify(f[..., half:], mask, train)
+    outputs = {}
+    for name, x in zip(self.streams, layers.split_streams(f, len(self.streams))):
+      outputs[f'{name}_embeddings'], outputs[f'{name}_logits'] = getattr(self, name).classify(
+          x, mask, train)
     m = mask[..., None].astype(f.dtype)
-    return {
-        'tcam': 0.5 * (jax.nn.sigmoid(rgb_logits) + jax.nn.sigmoid(flow_logits)) * m,
-        'embeddings': 0.5 * (rgb_emb + flow_emb),
-        'rgb_logits': rgb_logits,
-        'flow_logits': flow_logits,
-        'rgb_embeddings': rgb_emb,
-        'flow_embeddings': flow_emb,
-    }
+    scale = 1.0 / len(self.streams)  # 0.5 * (rgb + flow) with two streams.
+    return dict(
+        outputs,
+        tcam=scale * sum(jax.nn.sigmoid(outputs[f'{n}_logits']) for n in self.streams) * m,
+        embeddings=scale * sum(outputs[f'{n}_embeddings'] for n in self.streams))
 
 
 def _d2net_build(config, num_classes: int, feature_dim: int) -> D2NetBase:
@@ -145,7 +150,7 @@ def _d2net_build(config, num_classes: int, feature_dim: int) -> D2NetBase:
                 classifier_dilation=c.classifier_dilation, leaky_slope=c.leaky_slope,
                 residual=c.residual, dropout_rate=c.dropout_rate, init_std=c.init_std,
                 embeddings_after_dropout=c.embeddings_after_dropout)
-  return D2NetBase(feature_dim, num_classes, kwargs)
+  return D2NetBase(feature_dim, num_classes, kwargs, layers.stream_names(config))
 
 
 def _d2net_loss(outputs, batch, state, config, key, *, axis_name=None):
@@ -164,7 +169,10 @@ def _d2net_inference(outputs, state, mask, config):
 
 
 def _d2net_kd_view(outputs):
-  """cas = the mean of the two streams' class logits (their sigmoids make D2-Net's TCAM)."""
+  """cas = the mean of the streams' class logits (their sigmoids make D2-Net's TCAM); with one
+  stream its logits."""
+  if 'flow_logits' not in outputs or 'rgb_logits' not in outputs:
+    return {'cas': outputs.get('rgb_logits', outputs.get('flow_logits')), 'att': None}
   return {'cas': 0.5 * (outputs['rgb_logits'] + outputs['flow_logits']), 'att': None}
 
 

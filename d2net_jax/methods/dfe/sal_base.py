@@ -19,6 +19,7 @@ logits and a as the attention (`kd_view`); a is context, the same in both branch
 L_kd_att is 0 over SAL and only the memory's 'attention' source (gmm.source) uses it.
 """
 
+from d2net_jax.methods import layers
 from d2net_jax.methods import sal as sal_method
 from d2net_jax.methods.sal import model as sal_model
 
@@ -31,7 +32,8 @@ def build(config, num_classes: int, feature_dim: int) -> SALBase:
   del feature_dim
   c = config.sal
   return SALBase(num_classes, c.hidden, c.encoder_kernel, c.branch_kernel, c.dropout_rate,
-                 c.rgb_weight, c.bilinear_divisor, c.mixup, c.mixup_normalize)
+                 c.rgb_weight, c.bilinear_divisor, c.mixup, c.mixup_normalize,
+                 layers.stream_names(config))
 
 
 def feature_width(config, feature_dim: int) -> int:

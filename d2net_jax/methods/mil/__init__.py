@@ -3,8 +3,8 @@
 Snippet class logits z = conv_rgb(x_rgb) + conv_flow(x_flow) (kernel 1: one linear classifier
 over both streams), video logit = mean of the top ceil(s / topk_ratio) snippets of z_c, binary
 cross-entropy (with logits) against the video labels; the biases start at the log-odds of a 1/C
-label rate. Inference hands TCAM = sigmoid(z) to the Sec. 3.3 localizer with lambda' = 1. No
-method state.
+label rate. With one stream (`data.streams`), z = conv(x) over its D channels. Inference hands
+TCAM = sigmoid(z) to the Sec. 3.3 localizer with lambda' = 1. No method state.
 """
 
 import flax.linen as nn
@@ -31,15 +31,17 @@ class MIL(nn.Module):
   num_classes: int
   kernel_size: int = 1
   dropout_rate: float = 0.5
+  streams: tuple = ('rgb', 'flow')  # One classifier per stream (an equal channel block each).
 
   @nn.compact
   def __call__(self, features, mask, train: bool = False):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
-    half = features.shape[-1] // 2
-    prior = -jnp.log(max(self.num_classes - 1, 1))  # log(r / (1 - r)) at r = 1 / C, halved below.
+    parts = layers.split_streams(x, len(self.streams))
+    # log(r / (1 - r)) at r = 1 / C, shared out between the streams' biases below.
+    prior = -jnp.log(max(self.num_classes - 1, 1))
     logits = sum(layers.masked_conv(part, mask, self.num_classes, self.kernel_size, name=name,
-                                    bias_init=nn.initializers.constant(prior / 2))
-                 for part, name in ((x[..., :half], 'rgb'), (x[..., half:], 'flow')))
+                                    bias_init=nn.initializers.constant(prior / len(parts)))
+                 for part, name in zip(parts, self.streams))
     m = mask[..., None].astype(logits.dtype)
     return {'logits': logits * m, 'tcam': jax.nn.sigmoid(logits) * m}
 
@@ -95,7 +97,8 @@ METHOD = base.register(base.Method(
     description='top-k MIL baseline: linear classifier per stream, BCE on video labels',
     config_sections=_config_sections,
     build_model=lambda config, num_classes, feature_dim: MIL(
-        num_classes, config.mil.kernel_size, config.mil.dropout_rate),
+        num_classes, config.mil.kernel_size, config.mil.dropout_rate,
+        layers.stream_names(config)),
     init_state=lambda config, num_classes, feature_dim: {},
     loss_fn=loss_fn,
     inference_outputs=inference_outputs,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from d2net_jax.methods import base
+from d2net_jax.methods import layers
 from d2net_jax.methods.sal import losses
 from d2net_jax.methods.sal import model as model_lib
 
@@ -61,7 +62,8 @@ def build_model(config, num_classes: int, feature_dim: int):
   return model_lib.SAL(num_classes=num_classes, hidden=c.hidden, encoder_kernel=c.encoder_kernel,
                        branch_kernel=c.branch_kernel, dropout_rate=c.dropout_rate,
                        rgb_weight=c.rgb_weight, bilinear_divisor=c.bilinear_divisor,
-                       mixup=c.mixup, mixup_normalize=c.mixup_normalize)
+                       mixup=c.mixup, mixup_normalize=c.mixup_normalize,
+                       streams=layers.stream_names(config))
 
 
 def init_state(config, num_classes: int, feature_dim: int):
@@ -74,7 +76,8 @@ def init_state(config, num_classes: int, feature_dim: int):
 def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
   """`losses.sal_loss` on the `sal` section (no randomness: mix-up pairs are fixed)."""
   del key
-  return losses.sal_loss(outputs, batch, state, config.sal, axis_name=axis_name)
+  return losses.sal_loss(outputs, batch, state, config.sal, axis_name=axis_name,
+                         num_streams=len(layers.stream_names(config)))
 
 
 def inference_arrays(out, mask):

@@ -138,7 +138,7 @@ def mixup_targets(g: jax.Array, w: jax.Array, axis_name: Optional[str] = None):
 
 
 def sal_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, cfg, *,
-             axis_name: Optional[str] = None):
+             axis_name: Optional[str] = None, num_streams: int = 2):
   """L = w_mil L_mil + w_bg L_bg + w_act L_act + w_mix L_mix + w_mc L_mc + w_se L_se (spec 2.5).
 
   L_mil = CE(cas_top, y); L_bg = KL(u || softmax(cas_top_bg)); L_act = GCEm(a_f, g, w) +
@@ -146,7 +146,14 @@ def sal_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, 
   L_mc = mean_{b,t} (a_r - a_f)^2; L_se = CE(sc, y) + CE(sc_flow, y) + CE(sc_rgb, y).
   Per-video terms are averaged over the global batch. cfg: the `sal` section. state: {'prob_max_mu',
   'prob_max_var', ...}. Returns (loss, aux) with aux['state'] the updated statistics.
+
+  num_streams 1 (one actionness branch; the model sets a_f = a_r, sc_flow = sc_rgb): each sum over
+  the streams has its one term: L_act = GCEm(a_r, g, w), L_mix = GCEm(a_r_mix, g_mix, w_mix),
+  L_se = CE(sc, y) + CE(sc_rgb, y); L_mc = 0 (no second stream to agree with); the pseudo-label
+  actionness a_pl = a_r.
   """
+  stream_a = ('a_f', 'a_r') if num_streams == 2 else ('a_r',)
+  stream_sc = ('sc_flow', 'sc_rgb') if num_streams == 2 else ('sc_rgb',)
   mask = batch['mask'].astype(outputs['cas'].dtype)
   labels = batch['labels'].astype(mask.dtype)
   num_videos = _sum(jnp.asarray(mask.shape[0], mask.dtype), axis_name)
@@ -157,7 +164,7 @@ def sal_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, 
   loss_mil = batch_mean(ce_per_video(cas_top, labels))
   loss_bg = batch_mean(kl_uniform_per_video(cas_top_bg))
   loss_se = batch_mean(sum(ce_per_video(outputs[name], labels)
-                           for name in ('sc', 'sc_flow', 'sc_rgb')))
+                           for name in ('sc',) + stream_sc))
   loss_mc = (_sum(consistency_sum(outputs['a_r'], outputs['a_f'], mask), axis_name)
              / jnp.maximum(_sum(jnp.sum(mask), axis_name), 1.0))
 
@@ -169,12 +176,12 @@ def sal_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, 
   mu, var = update_mask_statistics(pm, mask, state['prob_max_mu'], state['prob_max_var'],
                                    ema=cfg.mask_ema, axis_name=axis_name)
   w = adaptive_mask(pm, mu, var, cfg.mask_denominator) * mask
-  loss_act = batch_mean(gce_masked_per_video(outputs['a_f'], g, w, cfg.gce_q)
-                        + gce_masked_per_video(outputs['a_r'], g, w, cfg.gce_q))
+  loss_act = batch_mean(sum(gce_masked_per_video(outputs[a], g, w, cfg.gce_q)
+                            for a in stream_a))
   if 'a_f_mix' in outputs:
     g_mix, w_mix = mixup_targets(g, w, axis_name)
-    loss_mix = batch_mean(gce_masked_per_video(outputs['a_f_mix'], g_mix, w_mix, cfg.gce_q)
-                          + gce_masked_per_video(outputs['a_r_mix'], g_mix, w_mix, cfg.gce_q))
+    loss_mix = batch_mean(sum(gce_masked_per_video(outputs[f'{a}_mix'], g_mix, w_mix, cfg.gce_q)
+                              for a in stream_a))
   else:
     loss_mix = jnp.zeros((), mask.dtype)
 

@@ -1,6 +1,8 @@
 """The SAL network (spec section 2.3): encoder, per-stream actionness, second-order semantics.
 
 Inputs x (B, T, D) with RGB in x[..., :D/2] and optical flow in x[..., D/2:], mask (B, T).
+With one stream (`streams`) x is that stream alone and one actionness branch (h, a) stands for
+both: h_r = h_f, a_r = a_f, a = (1 - lambda) a_r + lambda a_r (= a_r up to rounding).
 
   e      = Dropout(ReLU(Conv_k(x)))                     encoder, k = 3 (THUMOS14) or 7 (ANet)
   h_r    = Dropout(ReLU(Conv_3(rgb))), h_f likewise      actionness embeddings, one per stream
@@ -22,7 +24,7 @@ Under pmap the batch is all-gathered over `layers.BATCH_AXIS` first, so any devi
 the same videos as one device does (under jit the batch is already global).
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -125,14 +127,17 @@ class SAL(nn.Module):
   bilinear_divisor: str = 't_squared'
   mixup: bool = True
   mixup_normalize: bool = False
+  streams: Tuple[str, ...] = ('rgb', 'flow')  # One actionness branch each.
 
   def setup(self):
     block = lambda kernel: ConvBlock(self.hidden, kernel, self.dropout_rate)
     self.encoder = block(self.encoder_kernel)
-    self.action_rgb = block(self.branch_kernel)
-    self.action_flow = block(self.branch_kernel)
-    self.cls_rgb = Head(1)
-    self.cls_flow = Head(1)
+    if 'rgb' in self.streams:  # One actionness branch per stream.
+      self.action_rgb = block(self.branch_kernel)
+      self.cls_rgb = Head(1)
+    if 'flow' in self.streams:
+      self.action_flow = block(self.branch_kernel)
+      self.cls_flow = Head(1)
     self.cls = Head(self.num_classes)
     fc_kernel, fc_bias = _dense_init(self.hidden * self.hidden)
     self.fc = nn.Dense(self.num_classes, kernel_init=fc_kernel, bias_init=fc_bias)
@@ -145,7 +150,15 @@ class SAL(nn.Module):
     return self.heads(e, context, mask, train)
 
   def _actionness(self, features, m, train: bool):
-    """(h_r, h_f (B, T, H), a_r, a_f (B, T)) of the two streams of features (B, T, D)."""
+    """(h_r, h_f (B, T, H), a_r, a_f (B, T)) of the two streams of features (B, T, D).
+
+    With one stream its branch runs on all D channels and stands for both: h_r = h_f and
+    a_r = a_f (so a = a_r, L_mc = 0 and sc_rgb = sc_flow; losses.sal_loss counts it once)."""
+    if len(self.streams) == 1:
+      name = self.streams[0]
+      h = getattr(self, f'action_{name}')(features, m, train)
+      a = jax.nn.sigmoid(getattr(self, f'cls_{name}')(h)[..., 0]) * m
+      return h, h, a, a
     half = features.shape[-1] // 2
     h_r = self.action_rgb(features[..., :half], m, train)
     h_f = self.action_flow(features[..., half:], m, train)
@@ -159,9 +172,7 @@ class SAL(nn.Module):
   def encode(self, features, mask, train: bool = False):
     """(e (B, T, H) zero at padding, context: a_r, a_f, a, sc_rgb, sc_flow and in training with
     mix-up a_r_mix, a_f_mix)."""
-    dim = features.shape[-1]
-    if dim % 2:
-      raise ValueError(f'feature dimension must be even (RGB + flow halves), got {dim}')
+    layers.split_streams(features, len(self.streams))  # ValueError unless D splits evenly.
     m = mask.astype(features.dtype)
     h_r, h_f, a_r, a_f = self._actionness(features, m, train)
     context = {'a_r': a_r, 'a_f': a_f, 'a': (1.0 - self.rgb_weight) * a_f + self.rgb_weight * a_r,
