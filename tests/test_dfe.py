@@ -423,21 +423,6 @@ def test_lfe_attention_mask_and_positions():
   np.testing.assert_allclose(code[3, 1], np.cos(3.0), rtol=1e-5)
 
 
-def test_bases_out_of_scope_fail_in_one_line():
-  config = _config()
-  for name, why in (('mil', "method 'mil' declares no feature split"),
-                    ('no_such_method', 'no registered method of that name')):
-    config.dfe.base = name
-    for check in (methods.get('dfe').validate_config, methods.resolve_localizer):
-      with pytest.raises(ValueError, match=f"config.dfe.base='{name}': {why}.*d2net, sal"):
-        check(config)
-  methods.get('dfe').validate_config(_config('sal'))
-  config = _config('sal')
-  config.dfe.lfe.num_heads = 3  # E = sal.hidden = 8, not D = 16.
-  with pytest.raises(ValueError, match=r"num_heads=3: must divide the feature width E=8 of base"):
-    methods.get('dfe').validate_config(config)
-
-
 def test_preset_argument_sets_the_base():
   import importlib.util  # pylint: disable=import-outside-toplevel
   import pathlib  # pylint: disable=import-outside-toplevel

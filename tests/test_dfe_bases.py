@@ -1,9 +1,13 @@
-"""DFE's global branch adds only the base-loss terms that depend on the enhanced features.
+"""DFE's bases (`methods.base.FeatureSplit`) and its global branch.
 
-Over SAL, the terms computed from the actionness branches (L_act, L_mix, L_mc, and the rgb / flow
+The global branch adds only the base-loss terms that depend on the enhanced features. Over SAL,
+the terms computed from the actionness branches (L_act, L_mix, L_mc, and the rgb / flow
 second-order CEs) never see F: a second copy of them in the global branch only trains those
-branches twice (issue 21). The references below are written from each base's own outputs, not
-from the bases' declarations.
+branches twice (issue 21). The references are written from each base's own outputs, not from the
+bases' declarations; the declarations themselves are checked for every method that has one
+(encode -> heads is the method, the terms add up to its loss, the declared feature terms are the
+ones with a gradient into F). Also: the global branch's float64 gradients, its
+global_updates_backbone=False and restrict_to_labels options, and the one-line errors.
 """
 
 import jax
@@ -66,6 +70,21 @@ SPLIT_METHODS = tuple(m.name for m in methods.all_methods() if m.feature_split i
 def test_the_bases_are_registered_with_a_feature_split():
   assert {'d2net', 'sal'} <= set(SPLIT_METHODS)
   assert 'mil' not in SPLIT_METHODS and 'dfe' not in SPLIT_METHODS
+
+
+def test_bases_out_of_scope_fail_in_one_line():
+  config = _config()
+  for name, why in (('mil', "method 'mil' declares no feature split"),
+                    ('no_such_method', 'no registered method of that name')):
+    config.dfe.base = name
+    for check in (methods.get('dfe').validate_config, methods.resolve_localizer):
+      with pytest.raises(ValueError, match=f"config.dfe.base='{name}': {why}.*d2net, sal"):
+        check(config)
+  methods.get('dfe').validate_config(_config('sal'))
+  config = _config('sal')
+  config.dfe.lfe.num_heads = 3  # E = sal.hidden = 8, not D = 16.
+  with pytest.raises(ValueError, match=r"num_heads=3: must divide the feature width E=8 of base"):
+    methods.get('dfe').validate_config(config)
 
 
 def _method_config(name):
