@@ -1,4 +1,4 @@
-"""DFE over SAL (dfe.base='sal', d2net_jax/methods/dfe/sal_base.py): SAL's parameters and numbers
+"""DFE over SAL (dfe.base='sal', `sal.FEATURE_SPLIT`): SAL's parameters and numbers
 through the 'sal' base, SAL's settings in the DFE-over-SAL presets, and the smoke config end to
 end. The memory, state, padding and export tests run over both bases in tests/test_dfe.py; the
 multi-device and inference checks in tests/test_methods.py (variant 'dfe,base=sal').

@@ -21,6 +21,8 @@ A method may wrap another (DFE wraps a base method, `config.dfe.base`): `Method.
 wrapped method under a config, and the framework's per-method defaults then come from the chain
 of methods (`method_chain`): `resolve_localizer`, `resolve_sampling`, `preset_overrides`,
 `resolve_smoke_overrides` and `resolve_dropout_fields`. Read those, never the fields directly.
+A method that can be wrapped at its snippet features (DFE's bases) declares how it splits there:
+`Method.feature_split`, a `FeatureSplit`.
 """
 
 import dataclasses
@@ -31,6 +33,52 @@ import ml_collections
 # (outputs, batch, state, config, key, *, axis_name) -> (loss, aux); aux['state'] is the new
 # method state (no gradient), every other scalar of aux is logged as a metric.
 LossFn = Callable[..., Tuple[Any, Dict[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSplit:
+  """A method split at its snippet features F, so that a wrapper (DFE) can enhance F in between.
+
+  The module of the method's `build_model` has, besides `__call__`, two methods with
+  `__call__(features, mask, train) == heads(*encode(features, mask, train), mask, train)`:
+    encode(features (B, T, D), mask (B, T), train) -> (F (B, T, E) zero at padded snippets,
+      context): context is a dict of the outputs the method computes without F (SAL: its
+      actionness branches on the raw features; D2-Net: none), handed unchanged to `heads`;
+    heads(F, context, mask, train) -> the method's outputs dict, what its `loss_fn` reads.
+  The wrapper runs both through the method's own module (its parameter names, its numbers), so a
+  checkpoint of the method's parameters loads into the wrapper's copy of them.
+
+  Attributes:
+    feature_width: (config, D) -> E, the width of F.
+    loss_terms: (outputs, batch, state, config, key, *, axis_name) -> (terms, aux): the method's
+      loss as named terms {name: (weight, value)}, sum of weight * value = `loss_fn`'s loss
+      (aux as `loss_fn`'s: aux['state'] the new state).
+    feature_terms: the names of the terms whose gradient reaches F through `heads` (D2-Net: its
+      whole loss; SAL: L_mil, L_bg and the CE of sc). The others depend only on the context:
+      a second branch over enhanced features (DFE's global branch) adds only `feature_terms`,
+      since a copy of the others would train the context's parameters twice.
+    inference: (outputs, state, mask, config) -> (snippet, video), the method's inference arrays
+      from its outputs dict (`inference_outputs` without the forward pass).
+    kd_view: outputs -> {'cas': (B, T, C') class logits, 'att': (B, T) attention or None}: what
+      DFE's distillation and memory read.
+    has_attention: whether kd_view's 'att' is an array (an attention / actionness head).
+  """
+  feature_width: Callable[[ml_collections.ConfigDict, int], int]
+  loss_terms: Callable[..., Tuple[Dict[str, Tuple[Any, Any]], Dict[str, Any]]]
+  feature_terms: Tuple[str, ...]
+  inference: Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]
+  kd_view: Callable[[Dict[str, Any]], Dict[str, Any]]
+  has_attention: bool = False
+
+
+def weighted_sum(terms: Mapping[str, Tuple[Any, Any]], names=None):
+  """sum of weight * value over `terms` {name: (weight, value)} (only `names`, in their order)."""
+  names = tuple(terms) if names is None else names
+  total = 0.0
+  for name in names:
+    weight, value = terms[name]
+    total = total + weight * value
+  return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +128,12 @@ class Method:
       them to 0: dropout masks differ between device counts by construction.
     validate_config: optional (config) -> None raising ValueError (one line naming the field)
       for settings of its sections the method cannot run with.
+    feature_split: optional `FeatureSplit`: how the method splits at its snippet features, for a
+      wrapper that enhances them (DFE's bases); None: it cannot be such a base.
+    train_inputs: optional (state, batch, config) -> {name: array}, extra keyword arguments of
+      the training forward `model.apply(..., train=True, **train_inputs(...))` for a model that
+      reads its method state (`state` with 'step'; DFE: the class memory its global branch
+      attends to, and the labels).
     wraps: optional (config) -> the registry name of the method this one wraps under `config`
       (DFE: `config.dfe.base`), or None; raises ValueError (one line) for a base that cannot run.
       The wrapped method's presets, smoke_overrides and dropout_fields then apply before (and
@@ -102,6 +156,8 @@ class Method:
   presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   dropout_fields: Tuple[str, ...] = ()
   validate_config: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+  feature_split: Optional[FeatureSplit] = None
+  train_inputs: Optional[Callable[..., Dict[str, Any]]] = None
   wraps: Optional[Callable[[ml_collections.ConfigDict], Optional[str]]] = None
 
 

@@ -58,23 +58,28 @@ def loss_and_grads(state: TrainState, batch: Dict[str, jax.Array], *, model,
   float32 parameters and features (convolutions and matmuls in bfloat16), its outputs go back to
   float32 before the loss, so every loss reduction, SVD and determinant (pDMI) is float32, and
   the gradients reach the float32 parameters through the casts.
+
+  A method with `train_inputs` (DFE: its class memory) gets them as keyword arguments of the
+  forward pass.
   """
   step_key = jax.random.fold_in(state.key, state.step)
   loss_key, dropout_key = jax.random.split(step_key)
   if axis_name is not None:
     dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(axis_name))
   dtype = COMPUTE_DTYPES[config.train.compute_dtype]
+  loss_state = dict(state.method_state, step=state.step)
+  train_inputs = methods.get(config.method).train_inputs
+  extra = {} if train_inputs is None else train_inputs(loss_state, batch, config)
 
   def loss_and_aux(params):
     features = batch['features']
     if dtype != jnp.float32:
       params, features = layers.cast_floats(params, dtype), features.astype(dtype)
     outputs = model.apply({'params': params}, features, batch['mask'], train=True,
-                          rngs={'dropout': dropout_key})
+                          rngs={'dropout': dropout_key}, **extra)
     if dtype != jnp.float32:
       outputs = layers.cast_floats(outputs, jnp.float32)
-    return loss_fn(outputs, batch, dict(state.method_state, step=state.step), config, loss_key,
-                   axis_name=axis_name)
+    return loss_fn(outputs, batch, loss_state, config, loss_key, axis_name=axis_name)
 
   return jax.value_and_grad(loss_and_aux, has_aux=True)(state.params)
 

@@ -44,12 +44,43 @@ def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
   return loss, aux
 
 
-def inference_outputs(model, params, state, features, mask, config):
-  """snippet: 'tcam' (B, T, C) and 'attention' lambda' (B, T) of Eq. 8, zero at padding."""
+def inference_arrays(outputs, state, mask, config=None):
+  """snippet: 'tcam' (B, T, C) and 'attention' lambda' (B, T) of Eq. 8 against the state's
+  x_ref, zero at padding, from the model's outputs dict; no per-video arrays."""
   del config
-  outputs = model.apply({'params': params}, features, mask, train=False)
   attention = losses.bottom_up_attention(outputs['embeddings'], state['x_ref']) * mask
   return {'tcam': outputs['tcam'], 'attention': attention}, {}
+
+
+def inference_outputs(model, params, state, features, mask, config):
+  """`inference_arrays` of the network in evaluation mode."""
+  outputs = model.apply({'params': params}, features, mask, train=False)
+  return inference_arrays(outputs, state, mask, config)
+
+
+def loss_terms(outputs, batch, state, config, key, *, axis_name=None):
+  """`loss_fn` as one term: every D2-Net output comes from F (`model.D2Net.encode`), so all of
+  its loss is a feature term (`base.FeatureSplit`)."""
+  loss, aux = loss_fn(outputs, batch, state, config, key, axis_name=axis_name)
+  return {'loss_d2net': (1.0, loss)}, aux
+
+
+def kd_view(outputs):
+  """DFE's view: cas = the mean of the streams' class logits (their sigmoids make the TCAM; one
+  stream: its logits); no attention head."""
+  logits = [v for k, v in outputs.items() if k.endswith('_logits')]
+  return {'cas': sum(logits) / len(logits), 'att': None}
+
+
+# Split at F = concat(rgb, flow) layer-2 activations (E = D); heads = the layer-3 classifiers.
+FEATURE_SPLIT = base.FeatureSplit(
+    feature_width=lambda config, feature_dim: feature_dim,
+    loss_terms=loss_terms,
+    feature_terms=('loss_d2net',),
+    inference=inference_arrays,
+    kd_view=kd_view,
+    has_attention=False,
+)
 
 
 def _validate(config):
@@ -91,4 +122,5 @@ METHOD = base.register(base.Method(
     progress_metrics=('loss', 'loss_dis', 'loss_ds', 'loss_dv'),
     dropout_fields=('model.dropout_rate',),
     validate_config=_validate,
+    feature_split=FEATURE_SPLIT,
 ))

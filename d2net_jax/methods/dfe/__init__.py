@@ -7,35 +7,36 @@ global to the local branch, and GFE removed at inference. Everything else (how e
 computes, the base, the losses' form, every default) is OUR design, spec section 3
 (../shared/methods/SAL-DFE-spec.md), one config field each in the `dfe` section (config.py).
 
-  bases.py    what DFE needs of a base (encode / heads / loss / inference); 'd2net'
-  sal_base.py the 'sal' base: SAL split at its encoder's features
   modules.py  LFE (masked temporal self-attention, dilated convolutions) and GFE
   memory.py   the class memory's update and the distillation terms
-  model.py    the Flax network: base.encode -> LFE -> heads (local), -> GFE -> heads (global)
+  model.py    the Flax network: base.encode -> LFE -> base.heads (local), -> GFE -> base.heads
+              (global), through the base method's own module
 
-Bases (`dfe.base`): 'd2net' and 'sal'. DFE wraps its base (`Method.wraps`): the localizer
-('tcam' over D2-Net, 'oic' over SAL), the training sampling ('crop' / 'resample'), the dataset
-presets (`configs/<preset>.py:dfe,base=sal` applies SAL's settings, then DFE's), the smoke
-overrides and the dropout fields are the base method's, with DFE's own added.
+Bases (`dfe.base`): every registered method with a `Method.feature_split` (methods/base.py),
+'d2net' and 'sal' today; a new base declares its split in its own folder. DFE wraps its base
+(`Method.wraps`): the localizer ('tcam' over D2-Net, 'oic' over SAL), the training sampling
+('crop' / 'resample'), the dataset presets (`configs/<preset>.py:dfe,base=sal` applies SAL's
+settings, then DFE's), the smoke overrides and the dropout fields are the base method's, with
+DFE's own added.
 
 Method state: the base's state plus {'memory' (C, S, E), 'filled' (C,)}. Loss (spec 3.4):
-  L = w_local L_base(out_L) + w_global L_base(out_G) + lambda_kd on(step) L_kd(sg out_G -> out_L)
-The base's state (D2-Net's x_ref, SAL's running mean and variance) is updated from the local
-branch; the memory from the local branch's stop-gradient features after GFE has read the old
-memory.
+  L = w_local L_base(out_L) + w_global L_feat(out_G) + lambda_kd on(step) L_kd(sg out_G -> out_L)
+L_base is the base's loss; L_feat only its terms whose gradient reaches the enhanced features
+(`FeatureSplit.feature_terms`): the others (over SAL: the actionness terms L_act, L_mix, L_mc and
+the rgb / flow second-order CEs) do not see F_G and are already in L_base(out_L). The base's
+state (D2-Net's x_ref, SAL's running mean and variance) is updated from the local branch; the
+memory from the local branch's stop-gradient features after GFE has read the old memory.
 """
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from d2net_jax.methods import base as base_lib
-from d2net_jax.methods.dfe import bases
 from d2net_jax.methods.dfe import config as dfe_config
 from d2net_jax.methods.dfe import memory as memory_lib
 from d2net_jax.methods.dfe import model as model_lib
 from d2net_jax.methods.dfe.model import (  # noqa: F401
-    CONTEXT_KEY, DFE, FEATURES_KEY, PARAMS_KEY, RNG_KEY)
+    DFE, FEATURES_KEY, GLOBAL_FEATURES_KEY, GLOBAL_KEY, base_split)
 
 MEMORY_KEYS = ('memory', 'filled')
 
@@ -46,11 +47,27 @@ def build_model(config, num_classes: int, feature_dim: int):
 
 def init_state(config, num_classes: int, feature_dim: int):
   """The base's state plus an empty memory: zeros (C, S, E) and filled = False (C,)."""
-  base = bases.get(config.dfe.base)
-  state = dict(base.init_state(config, num_classes, feature_dim))
-  width = base.feature_width(config, feature_dim)
+  method, split = base_split(config)
+  state = dict(method.init_state(config, num_classes, feature_dim))
+  width = split.feature_width(config, feature_dim)
   state.update(memory_lib.init_memory(num_classes, config.dfe.gmm.slots_per_class, width))
   return state
+
+
+def _needs_global_branch(config) -> bool:
+  return config.dfe.loss.w_global != 0 or config.dfe.loss.lambda_kd != 0
+
+
+def train_inputs(state, batch, config):
+  """The training forward's extra arguments (`Method.train_inputs`): the memory the global
+  branch attends to, and the labels with gfe.restrict_to_labels; none when neither L_feat(out_G)
+  nor L_kd is on (the global branch is then not run)."""
+  if not _needs_global_branch(config):
+    return {}
+  inputs = {'memory': state['memory'], 'filled': state['filled']}
+  if config.dfe.gfe.restrict_to_labels:
+    inputs['labels'] = batch['labels']
+  return inputs
 
 
 def _split_state(state):
@@ -58,48 +75,40 @@ def _split_state(state):
           {k: state[k] for k in MEMORY_KEYS})
 
 
-def _global_params(params, c):
-  """The parameters the global branch sees: all of them, or (global_updates_backbone=False)
-  stop-gradient everywhere but GFE, so L_base(out_G) trains GFE alone."""
-  if c.loss.global_updates_backbone:
-    return params
-  return {k: (v if k == 'gfe' else lax.stop_gradient(v)) for k, v in params.items()}
-
-
 def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
-  """L of spec 3.4 (module docstring); aux['state'] = base state (local) + updated memory."""
+  """L of spec 3.4 (module docstring); aux['state'] = base state (local) + updated memory.
+
+  outputs: the training forward's, with the global branch's under 'global' (`train_inputs`).
+  aux: the base's aux of the local branch, 'global_<term>' for each feature term of the global
+  branch (unweighted), the distillation terms, 'loss_local', 'loss_global', 'loss_kd'.
+  """
   c = config.dfe
-  base = bases.get(c.base)
+  method, split = base_split(config)
   mask, labels = batch['mask'], batch['labels']
   outputs = dict(outputs)
-  params, rng, context = outputs.pop(PARAMS_KEY), outputs.pop(RNG_KEY), outputs.pop(CONTEXT_KEY)
+  out_g = outputs.pop(GLOBAL_KEY, None)
   f_l = outputs[FEATURES_KEY]
   base_state, mem = _split_state(state)  # base_state keeps 'step'.
 
-  loss_local, aux_local = base.loss(outputs, batch, base_state, config, key, axis_name=axis_name)
-  view_l = base.kd_view(outputs)
+  loss_local, aux_local = method.loss_fn(outputs, batch, base_state, config, key,
+                                         axis_name=axis_name)
+  view_l = split.kd_view(outputs)
   zero = jnp.zeros((), f_l.dtype)
   loss_global, kd = zero, {'kd_cas': zero, 'kd_att': zero, 'kd_feat': zero}
   aux_global = {}
-  if c.loss.w_global != 0 or c.loss.lambda_kd != 0:
-    model = model_lib.build_model(config, labels.shape[-1], batch['features'].shape[-1])
-    slot_ok = None
-    if c.gfe.restrict_to_labels:
-      slot_ok = jnp.repeat(labels > 0, c.gmm.slots_per_class, axis=-1)
-    f_in = f_l if c.loss.global_updates_backbone else lax.stop_gradient(f_l)
-    if not c.loss.global_updates_backbone:
-      context = lax.stop_gradient(context)
-    out_g = model.apply({'params': _global_params(params, c)}, f_in, context, mask,
-                        mem['memory'], mem['filled'], slot_ok, train=True,
-                        method=DFE.global_branch, rngs={'dropout': rng})
-    loss_global, aux_global = base.loss(out_g, batch, base_state, config, key,
-                                        axis_name=axis_name)
-    view_g = base.kd_view(out_g)
+  if _needs_global_branch(config):
+    if out_g is None:
+      raise ValueError("DFE's loss needs the global branch's outputs: run the training forward "
+                       'with the memory (methods.get("dfe").train_inputs)')
+    terms, _ = split.loss_terms(out_g, batch, base_state, config, key, axis_name=axis_name)
+    loss_global = base_lib.weighted_sum(terms, split.feature_terms)
+    aux_global = {f'global_{name}': terms[name][1] for name in split.feature_terms}
+    view_g = split.kd_view(out_g)
     kd['kd_cas'] = memory_lib.kd_cas(view_l['cas'], view_g['cas'], mask, c.loss.kd_temperature,
                                      c.loss.kd_cas, axis_name)
     if view_l['att'] is not None:
       kd['kd_att'] = memory_lib.kd_att(view_l['att'], view_g['att'], mask, axis_name)
-    kd['kd_feat'] = memory_lib.kd_feat(f_l, out_g['features_global'], mask, axis_name)
+    kd['kd_feat'] = memory_lib.kd_feat(f_l, out_g[GLOBAL_FEATURES_KEY], mask, axis_name)
   loss_kd = (c.loss.w_kd_cas * kd['kd_cas'] + c.loss.w_kd_att * kd['kd_att']
              + c.loss.w_kd_feat * kd['kd_feat'])
   kd_on = state['step'] >= c.loss.kd_start_step
@@ -115,11 +124,10 @@ def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
 
   new_state = dict(aux_local['state'], memory=new_memory, filled=new_filled)
   aux = {k: v for k, v in aux_local.items() if k not in ('state', 'loss')}
-  aux.update({f'global_{k}': v for k, v in aux_global.items()
-              if k.startswith('loss_') and jnp.ndim(v) == 0})
+  aux.update(aux_global)
   aux.update(kd, loss=loss, loss_local=loss_local, loss_global=loss_global, loss_kd=loss_kd,
              memory_filled=jnp.mean(new_filled.astype(f_l.dtype)))
-  aux = jax.tree_util.tree_map(lax.stop_gradient, aux)
+  aux = jax.tree_util.tree_map(jax.lax.stop_gradient, aux)
   aux['state'] = new_state
   return loss, aux
 
@@ -134,7 +142,7 @@ def inference_outputs(model, params, state, features, mask, config):
                           'global', method=DFE.forward)
   else:
     outputs = model.apply({'params': params}, features, mask, method=DFE.forward)
-  return bases.get(c.base).inference(outputs, state, mask, config)
+  return base_split(config)[1].inference(outputs, state, mask, config)
 
 
 def export_inference(params, state):
@@ -145,7 +153,7 @@ def export_inference(params, state):
 
 def _validate(config):
   c = config.dfe
-  base = bases.get(c.base)  # One-line error for 'co2net' (a later issue) and unknown names.
+  base_method, base = base_split(config)  # One-line error for a method DFE cannot wrap.
   checks = {
       'dfe.inference_branch': (c.inference_branch, ('local', 'global')),
       'dfe.lfe.kind': (c.lfe.kind, ('self_attention', 'dilated_conv', 'none')),
@@ -175,7 +183,6 @@ def _validate(config):
                        f'width E={width} of base {c.base!r}')
   if c.gmm.slots_per_class < 1:
     raise ValueError(f'config.dfe.gmm.slots_per_class={c.gmm.slots_per_class}: must be >= 1')
-  base_method = base_lib.get(c.base)
   base_method.validate_config(config)
 
 
@@ -196,5 +203,6 @@ METHOD = base_lib.register(base_lib.Method(
              'activitynet13': {'dfe.gmm.momentum': 0.99}},
     dropout_fields=('dfe.lfe.attn_dropout', 'dfe.lfe.dropout', 'dfe.gfe.dropout'),
     validate_config=_validate,
-    wraps=lambda config: bases.get(config.dfe.base).name,
+    train_inputs=train_inputs,
+    wraps=lambda config: base_split(config)[0].name,
 ))

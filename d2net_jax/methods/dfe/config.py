@@ -16,9 +16,10 @@ import ml_collections
 def dfe_config() -> ml_collections.ConfigDict:
   """The `dfe` section: base, LFE, GMM, GFE and the loss weights."""
   c = ml_collections.ConfigDict()
-  # The wrapped base method: 'd2net' (its `model` / `loss` sections), 'sal' (its `sal` section),
-  # 'co2net' (the spec's default; a later issue). The paper's base is unknown. The base's
-  # localizer, sampling and dataset presets apply (`configs/synthetic.py:dfe,base=sal`).
+  # The wrapped base method, any registered method with a `Method.feature_split`: 'd2net' (its
+  # `model` / `loss` sections), 'sal' (its `sal` section); the spec's default 'co2net' once it
+  # declares one. The paper's base is unknown. The base's localizer, sampling and dataset
+  # presets apply (`configs/synthetic.py:dfe,base=sal`).
   c.base = 'd2net'
   c.inference_branch = 'local'  # 'local' (the abstract: GFE removed) or 'global' (upper bound).
   c.shared_heads = True  # The global branch uses the base's heads (only True is implemented).

@@ -86,7 +86,7 @@ def inference_arrays(out, mask):
   Per snippet: 'cas' (B, T, C) raw logits, 'a_f', 'a_r' (B, T) actionness; for plotting 'tcam' =
   softmax(cas) over classes (B, T, C) and 'attention' = the fused actionness a = (1 - rgb_weight)
   a_f + rgb_weight a_r (B, T), all zero at padding. Per video: 'sc' (B, C) second-order class
-  logits. DFE over SAL hands its local branch's outputs here too (methods/dfe/sal_base.py).
+  logits. DFE over SAL hands its local branch's outputs here too (`FEATURE_SPLIT.inference`).
   """
   m = mask.astype(out['cas'].dtype)
   snippet = {'cas': out['cas'], 'a_f': out['a_f'], 'a_r': out['a_r'],
@@ -98,6 +98,33 @@ def inference_outputs(model, params, state, features, mask, config):
   """`inference_arrays` of the network in eval mode (no dropout, no mix-up)."""
   del state, config
   return inference_arrays(model.apply({'params': params}, features, mask, train=False), mask)
+
+
+def loss_terms(outputs, batch, state, config, key, *, axis_name=None):
+  """`losses.sal_loss_terms` on the `sal` section: `loss_fn` as named weighted terms."""
+  del key
+  return losses.sal_loss_terms(outputs, batch, state, config.sal, axis_name=axis_name,
+                               num_streams=len(layers.stream_names(config)))
+
+
+def kd_view(outputs):
+  """DFE's view: cas = the class logits; att = the fused actionness a (context: computed from
+  the raw features, so the same in DFE's two branches)."""
+  return {'cas': outputs['cas'], 'att': outputs['a']}
+
+
+# Split at the encoder output e (E = sal.hidden), `model_lib.SAL.encode` / `heads`: the context is
+# the actionness branches on the raw features (a_r, a_f, a, the mix-up a_*_mix, sc_rgb, sc_flow);
+# the heads s = bilinear(e), e' = e + a fc1(s), cas, cas_bg, sc. Feature terms: L_mil, L_bg and
+# the CE of sc; L_act, L_mix, L_mc and the CEs of sc_rgb / sc_flow read only the context.
+FEATURE_SPLIT = base.FeatureSplit(
+    feature_width=lambda config, feature_dim: config.sal.hidden,
+    loss_terms=loss_terms,
+    feature_terms=losses.FEATURE_TERMS,
+    inference=lambda outputs, state, mask, config: inference_arrays(outputs, mask),
+    kd_view=kd_view,
+    has_attention=True,
+)
 
 
 def _validate(config):
@@ -224,4 +251,5 @@ METHOD = base.register(base.Method(
              'activitynet12': _ACTIVITYNET12, 'synthetic': _SYNTHETIC},
     dropout_fields=('sal.dropout_rate',),
     validate_config=_validate,
+    feature_split=FEATURE_SPLIT,
 ))

@@ -14,7 +14,6 @@ from jax import lax
 
 from d2net_jax.methods import layers
 from d2net_jax.methods.sal import model as model_lib
-from d2net_jax.utils import topk
 
 GCE_EPS = 1e-7
 LABEL_EPS = 1e-10
@@ -60,26 +59,28 @@ def consistency_sum(a_r: jax.Array, a_f: jax.Array, mask: jax.Array) -> jax.Arra
   return jnp.sum(mask * (a_r - a_f) ** 2)
 
 
+def topk_count(mask: jax.Array, ratio: float) -> jax.Array:
+  """k_b = max(1, floor(T_valid_b / ratio)) (B,) (the code: T // r; k = 0 fixed to 1)."""
+  return jnp.maximum(jnp.floor(jnp.sum(mask, -1) / ratio), 1.0)
+
+
 def mil_scores(outputs: Dict[str, jax.Array], mask: jax.Array, *, topk_ratio: float = 8,
                topk_source: str = 'comb', bg_topk_ratio: float = 8) -> Tuple[jax.Array, jax.Array]:
   """(cas_top, cas_top_bg) (B, C), spec 2.4.
 
   comb = (softmax(cas) + a_f + a_r) / 3; cas_top_c = mean of cas at the top-k snippets of
-  comb_c ('comb', THUMOS14) or of cas_c ('cas', ANet), k = max(1, T // topk_ratio) (the code:
-  T // r; k = 0 made 1); cas_top_bg_c = mean of cas_bg at the top-max(1, T // bg_topk_ratio)
-  snippets of softmax(cas_bg)_c. T: the valid snippets of each video. Selection has no gradient;
-  ties go to the lower snippet index.
+  comb_c ('comb', THUMOS14) or of cas_c ('cas', ANet), k = T // topk_ratio; cas_top_bg_c = mean
+  of cas_bg at the top-(T // bg_topk_ratio) snippets of softmax(cas_bg)_c. Selection has no
+  gradient; ties go to the lower snippet index.
   """
   cas, cas_bg = outputs['cas'], outputs['cas_bg']
   if topk_source == 'comb':
     select = (jax.nn.softmax(cas, -1) + outputs['a_f'][..., None] + outputs['a_r'][..., None]) / 3
   else:
     select = cas
-  length = jnp.sum(mask, -1)
-  cas_top = layers.topk_gather_mean(select, cas, mask,
-                                    topk.topk_count_floor_min1(length, topk_ratio, jnp))
+  cas_top = layers.topk_gather_mean(select, cas, mask, topk_count(mask, topk_ratio))
   cas_top_bg = layers.topk_gather_mean(jax.nn.softmax(cas_bg, -1), cas_bg, mask,
-                                       topk.topk_count_floor_min1(length, bg_topk_ratio, jnp))
+                                       topk_count(mask, bg_topk_ratio))
   return cas_top, cas_top_bg
 
 
@@ -137,6 +138,60 @@ def mixup_targets(g: jax.Array, w: jax.Array, axis_name: Optional[str] = None):
   return g_mix, 0.5 * (w + model_lib.global_roll(w, 1, axis_name))
 
 
+def _stream_names(num_streams: int):
+  """(actionness outputs, second-order stream outputs) summed over the streams."""
+  if num_streams == 2:
+    return ('a_f', 'a_r'), ('sc_flow', 'sc_rgb')
+  return ('a_r',), ('sc_rgb',)  # One branch: the model sets a_f = a_r, sc_flow = sc_rgb.
+
+
+def _sal_parts(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, cfg,
+               axis_name: Optional[str], num_streams: int = 2):
+  """The unweighted terms of `sal_loss` (the second-order CEs per video, (B,) each, under 'ce'),
+  the batch mean over the global batch, and the updated running statistics."""
+  stream_a, stream_sc = _stream_names(num_streams)
+  mask = batch['mask'].astype(outputs['cas'].dtype)
+  labels = batch['labels'].astype(mask.dtype)
+  num_videos = _sum(jnp.asarray(mask.shape[0], mask.dtype), axis_name)
+  batch_mean = lambda per_video: _sum(jnp.sum(per_video), axis_name) / num_videos
+
+  cas_top, cas_top_bg = mil_scores(outputs, mask, topk_ratio=cfg.topk_ratio,
+                                   topk_source=cfg.topk_source, bg_topk_ratio=cfg.bg_topk_ratio)
+  parts = {'batch_mean': batch_mean,
+           'loss_mil': batch_mean(ce_per_video(cas_top, labels)),
+           'loss_bg': batch_mean(kl_uniform_per_video(cas_top_bg)),
+           'ce': {name: ce_per_video(outputs[name], labels) for name in ('sc',) + stream_sc}}
+  parts['loss_mc'] = (_sum(consistency_sum(outputs['a_r'], outputs['a_f'], mask), axis_name)
+                      / jnp.maximum(_sum(jnp.sum(mask), axis_name), 1.0))
+
+  g = pseudo_labels(outputs['a_f'], outputs['a_r'], outputs['cas'], labels, mask,
+                    rgb_weight=cfg.pl_rgb_weight, topk=cfg.pl_topk, topk_ratio=cfg.topk_ratio,
+                    topk_extra=cfg.pl_topk_extra, conf_gate=cfg.pl_conf_gate,
+                    gate_ratio=cfg.pl_gate_ratio)
+  pm = jnp.max(jax.nn.softmax(lax.stop_gradient(outputs['cas']), -1), -1)
+  mu, var = update_mask_statistics(pm, mask, state['prob_max_mu'], state['prob_max_var'],
+                                   ema=cfg.mask_ema, axis_name=axis_name)
+  w = adaptive_mask(pm, mu, var, cfg.mask_denominator) * mask
+  parts['loss_act'] = batch_mean(sum(gce_masked_per_video(outputs[a], g, w, cfg.gce_q)
+                                     for a in stream_a))
+  if 'a_f_mix' in outputs:
+    g_mix, w_mix = mixup_targets(g, w, axis_name)
+    parts['loss_mix'] = batch_mean(sum(
+        gce_masked_per_video(outputs[f'{a}_mix'], g_mix, w_mix, cfg.gce_q) for a in stream_a))
+  else:
+    parts['loss_mix'] = jnp.zeros((), mask.dtype)
+  parts['mu'], parts['var'], parts['stream_sc'] = mu, var, stream_sc
+  return parts
+
+
+def _aux(parts, loss_se):
+  aux = {name: parts[name] for name in ('loss_mil', 'loss_bg', 'loss_act', 'loss_mix', 'loss_mc')}
+  aux.update(loss_se=loss_se, mask_mu=parts['mu'], mask_var=parts['var'],
+             state={'prob_max_mu': lax.stop_gradient(parts['mu']),
+                    'prob_max_var': lax.stop_gradient(parts['var'])})
+  return aux
+
+
 def sal_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, cfg, *,
              axis_name: Optional[str] = None, num_streams: int = 2):
   """L = w_mil L_mil + w_bg L_bg + w_act L_act + w_mix L_mix + w_mc L_mc + w_se L_se (spec 2.5).
@@ -152,42 +207,29 @@ def sal_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, 
   L_se = CE(sc, y) + CE(sc_rgb, y); L_mc = 0 (no second stream to agree with); the pseudo-label
   actionness a_pl = a_r.
   """
-  stream_a = ('a_f', 'a_r') if num_streams == 2 else ('a_r',)
-  stream_sc = ('sc_flow', 'sc_rgb') if num_streams == 2 else ('sc_rgb',)
-  mask = batch['mask'].astype(outputs['cas'].dtype)
-  labels = batch['labels'].astype(mask.dtype)
-  num_videos = _sum(jnp.asarray(mask.shape[0], mask.dtype), axis_name)
-  batch_mean = lambda per_video: _sum(jnp.sum(per_video), axis_name) / num_videos
+  p = _sal_parts(outputs, batch, state, cfg, axis_name, num_streams)
+  loss_se = p['batch_mean'](sum(p['ce'][name] for name in ('sc',) + p['stream_sc']))
+  loss = (cfg.w_mil * p['loss_mil'] + cfg.w_bg * p['loss_bg'] + cfg.w_act * p['loss_act']
+          + cfg.w_mix * p['loss_mix'] + cfg.w_mc * p['loss_mc'] + cfg.w_se * loss_se)
+  return loss, _aux(p, loss_se)
 
-  cas_top, cas_top_bg = mil_scores(outputs, mask, topk_ratio=cfg.topk_ratio,
-                                   topk_source=cfg.topk_source, bg_topk_ratio=cfg.bg_topk_ratio)
-  loss_mil = batch_mean(ce_per_video(cas_top, labels))
-  loss_bg = batch_mean(kl_uniform_per_video(cas_top_bg))
-  loss_se = batch_mean(sum(ce_per_video(outputs[name], labels)
-                           for name in ('sc',) + stream_sc))
-  loss_mc = (_sum(consistency_sum(outputs['a_r'], outputs['a_f'], mask), axis_name)
-             / jnp.maximum(_sum(jnp.sum(mask), axis_name), 1.0))
 
-  g = pseudo_labels(outputs['a_f'], outputs['a_r'], outputs['cas'], labels, mask,
-                    rgb_weight=cfg.pl_rgb_weight, topk=cfg.pl_topk, topk_ratio=cfg.topk_ratio,
-                    topk_extra=cfg.pl_topk_extra, conf_gate=cfg.pl_conf_gate,
-                    gate_ratio=cfg.pl_gate_ratio)
-  pm = jnp.max(jax.nn.softmax(lax.stop_gradient(outputs['cas']), -1), -1)
-  mu, var = update_mask_statistics(pm, mask, state['prob_max_mu'], state['prob_max_var'],
-                                   ema=cfg.mask_ema, axis_name=axis_name)
-  w = adaptive_mask(pm, mu, var, cfg.mask_denominator) * mask
-  loss_act = batch_mean(sum(gce_masked_per_video(outputs[a], g, w, cfg.gce_q)
-                            for a in stream_a))
-  if 'a_f_mix' in outputs:
-    g_mix, w_mix = mixup_targets(g, w, axis_name)
-    loss_mix = batch_mean(sum(gce_masked_per_video(outputs[f'{a}_mix'], g_mix, w_mix, cfg.gce_q)
-                              for a in stream_a))
-  else:
-    loss_mix = jnp.zeros((), mask.dtype)
+# The terms of `sal_loss_terms` whose gradient reaches the encoder features e (through cas,
+# cas_bg and sc); the others read only the actionness branches and sc_rgb / sc_flow.
+FEATURE_TERMS = ('loss_mil', 'loss_bg', 'loss_se_video')
 
-  loss = (cfg.w_mil * loss_mil + cfg.w_bg * loss_bg + cfg.w_act * loss_act + cfg.w_mix * loss_mix
-          + cfg.w_mc * loss_mc + cfg.w_se * loss_se)
-  aux = {'loss_mil': loss_mil, 'loss_bg': loss_bg, 'loss_act': loss_act, 'loss_mix': loss_mix,
-         'loss_mc': loss_mc, 'loss_se': loss_se, 'mask_mu': mu, 'mask_var': var,
-         'state': {'prob_max_mu': lax.stop_gradient(mu), 'prob_max_var': lax.stop_gradient(var)}}
-  return loss, aux
+
+def sal_loss_terms(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], state, cfg, *,
+                   axis_name: Optional[str] = None, num_streams: int = 2):
+  """`sal_loss` as named terms {name: (weight, value)} and its aux: 'loss_mil', 'loss_bg',
+  'loss_act', 'loss_mix', 'loss_mc' as in `sal_loss`, and L_se split into 'loss_se_video' =
+  mean_b CE(sc_b, y_b) and 'loss_se_streams' = mean_b (CE(sc_flow_b, y_b) + CE(sc_rgb_b, y_b)),
+  both weighted w_se. The weighted sum is `sal_loss`'s loss up to rounding."""
+  p = _sal_parts(outputs, batch, state, cfg, axis_name, num_streams)
+  se_video = p['batch_mean'](p['ce']['sc'])
+  se_streams = p['batch_mean'](sum(p['ce'][name] for name in p['stream_sc']))
+  terms = {'loss_mil': (cfg.w_mil, p['loss_mil']), 'loss_bg': (cfg.w_bg, p['loss_bg']),
+           'loss_act': (cfg.w_act, p['loss_act']), 'loss_mix': (cfg.w_mix, p['loss_mix']),
+           'loss_mc': (cfg.w_mc, p['loss_mc']), 'loss_se_video': (cfg.w_se, se_video),
+           'loss_se_streams': (cfg.w_se, se_streams)}
+  return terms, _aux(p, se_video + se_streams)

@@ -116,7 +116,7 @@ class SAL(nn.Module):
 
   __call__ = heads(*encode(...)): `encode` gives the encoder features e (B, T, H) and the context
   SAL computes from the raw features (the actionness and sc_rgb / sc_flow); `heads` the rest from
-  e. DFE's 'sal' base (methods/dfe/sal_base.py) runs its feature enhancement between the two.
+  e (`methods.base.FeatureSplit`): DFE over SAL runs its feature enhancement between the two.
   """
   num_classes: int
   hidden: int = 512
