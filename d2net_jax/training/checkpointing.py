@@ -199,16 +199,26 @@ class Checkpointer:
   def _write_failed(self, folder: pathlib.Path, step: int, error: Exception) -> OSError:
     """After a failed save: the managers closed (no writer thread left), orbax's temporary
     folders removed, and the one-line CheckpointWriteError to raise."""
-    try:
-      self.close()
-    except Exception:  # pylint: disable=broad-except
-      pass  # The save's own error is the one to report.
+    self.abort()
+    failed = atomic_write.write_failed(folder, error, f'checkpoint (saving step {step})')
+    return CheckpointWriteError(failed.errno, failed.strerror, failed.filename)
+
+  def abort(self) -> None:
+    """After an error (this Checkpointer's or another): the saves under way finished or failed,
+    the managers closed (no writer thread left), orbax's temporary folders removed; raises
+    nothing, the error being handled is the one to report."""
+    for manager in (self._latest, self._best):
+      for finish in (manager.wait_until_finished, manager.close):
+        try:
+          finish()
+        except Exception:  # pylint: disable=broad-except
+          pass
     _ORBAX_ERRORS.discard()
+    if self.read_only:
+      return
     for parent in (self.workdir / 'checkpoints', self.workdir / 'best'):
       for tmp in parent.glob('*.orbax-checkpoint-tmp*'):
         shutil.rmtree(tmp, ignore_errors=True)
-    failed = atomic_write.write_failed(folder, error, f'checkpoint (saving step {step})')
-    return CheckpointWriteError(failed.errno, failed.strerror, failed.filename)
 
   # Latest.
 

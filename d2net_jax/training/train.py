@@ -213,14 +213,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   is_main = jax.process_index() == 0
   with run_dir.Lock(workdir) if is_main else contextlib.nullcontext():
     changes = run_dir.check_resume(workdir, config, allow_config_change)
-    started = []
+    record = _Done()
     try:
-      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started,
+      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, record,
                                     per_class)
     except BaseException as e:
       if isinstance(e, KeyboardInterrupt):  # Where it stopped, for the command's message.
-        e.phase, e.step = started[-1] if started else ('start-up', None)
-      if started and is_main:
+        e.phase, e.step = record.phase, record.step
+      if record.checkpointer is not None:  # No orbax writer left, no temporary folder.
+        record.checkpointer.abort()
+      if record.started and is_main:
         with contextlib.suppress(OSError):  # Disk full: the first error is the one to report.
           run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
       raise
@@ -230,9 +232,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
     return summary
 
 
-def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, per_class):
-  """`train_and_evaluate` in the locked workdir; `started` gets (phase, step) items once
-  config.json is written: ('start-up', None), ('training', None), ('final evaluation', step)."""
+@dataclasses.dataclass
+class _Done:
+  """How far `_train_and_evaluate` got, for `train_and_evaluate`'s error path."""
+  started: bool = False  # config.json is written.
+  phase: str = 'start-up'  # Then 'training', then 'final evaluation' (with the final `step`).
+  step: Optional[int] = None
+  checkpointer: Any = None
+
+
+def _train_and_evaluate(config, workdir, progress, log, argv, changes, record, per_class):
+  """`train_and_evaluate` in the locked workdir, recording how far it got in `record`."""
   method = methods.get(config.method)
   is_main = jax.process_index() == 0
   c = config.train
@@ -255,7 +265,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
   model, optimizer, state = build(config, dataset.num_classes, dataset.feature_dim)
   interrupts.check()
-  checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
+  checkpointer = record.checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
   if restored is not None:
     state = restored
@@ -263,7 +273,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   if is_main:  # The run has started: only now config.json may change.
     run_dir.commit_config(workdir, config, argv, changes)
     run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name)
-    started.append(('start-up', None))
+    record.started = True
     if changes:
       log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
           f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
@@ -312,7 +322,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
   batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
   interrupts.check()
-  started.append(('training', None))
+  record.phase = 'training'
   with run_dir.StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
@@ -348,7 +358,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   checkpointer.save(state, force=True)
   checkpointer.wait()
   final_step = int(jax.device_get(state.step))
-  started.append(('final evaluation', final_step))
+  record.phase, record.step = 'final evaluation', final_step
   summary = {'step': final_step, 'interrupted': interrupt.signal_name,
              'num_skipped': int(jax.device_get(state.num_skipped))}
   if interrupt.stop:
