@@ -25,6 +25,20 @@ def popen(*args, cwd=None, env=None) -> subprocess.Popen:
                           text=True, env={**ENV, **(env or {})}, cwd=cwd)
 
 
+def signal_when(process: subprocess.Popen, stream: str, starts: str, signum: int,
+                timeout: float = 120) -> tuple[str, str]:
+  """Sends `signum` to `process` once a line of its `stream` ('stdout' or 'stderr') starts with
+  `starts` ('' : the first line), then waits for its end: (stdout, stderr) after that line."""
+  try:
+    for line in getattr(process, stream):
+      if line.startswith(starts):
+        break
+    process.send_signal(signum)
+    return process.communicate(timeout=timeout)
+  finally:
+    process.kill()
+
+
 def last_line(err: str) -> str:
   lines = [line for line in err.strip().splitlines() if line.strip()]
   return lines[-1] if lines else ''

@@ -202,12 +202,8 @@ def test_sigterm_during_start_up(store, tmp_path, compile_cache):
   """Issue 23.6: SIGTERM during start-up printed nothing (its default action killed the run)."""
   process = cli_process.popen('train', '--workdir', tmp_path / 'run', *_flags(store),
                               env=compile_cache)
-  try:
-    process.stdout.readline()  # 'd2net on ...': data loaded, the model not built yet.
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
-  finally:
-    process.kill()
+  # After the first line ('d2net on ...'): the data is loaded, the model not built yet.
+  out, err = cli_process.signal_when(process, 'stdout', '', signal.SIGTERM)
   line = _fault(process.returncode, err, 143, 'terminated (SIGTERM)', 'before training started')
   assert len(err.strip().splitlines()) == 1, err
   assert not (tmp_path / 'run' / 'checkpoints').exists() or not any(
@@ -220,16 +216,8 @@ def finished(store, tmp_path_factory, compile_cache):
   run folder. Asserts both halves."""
   run = tmp_path_factory.mktemp('walk') / 'run'
   process = cli_process.popen('train', '--workdir', run, *_flags(store), env=compile_cache)
-  try:
-    for line in process.stderr:
-      if line.startswith('step 4:'):
-        break
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-  finally:
-    process.kill()
-  assert process.returncode == 130, (out, err)
-  assert 'Traceback' not in err and 'Exception ignored' not in err, err
+  out, err = cli_process.signal_when(process, 'stderr', 'step 4:', signal.SIGINT)
+  _fault(process.returncode, err, 130)
   last = out.strip().splitlines()[-1]
   assert last.startswith('Interrupted (SIGINT): checkpoint saved at step '), out
   step = int(last.split('at step ')[1].split(';')[0])

@@ -17,7 +17,6 @@ import logging
 import pathlib
 import re
 import shutil
-import sys
 import warnings
 from typing import Any, Optional
 
@@ -26,6 +25,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from d2net_jax.utils import atomic_write
+from d2net_jax.utils import interrupts
 
 
 def _abstract(tree):
@@ -127,11 +127,6 @@ def _is_closed_loop_noise(unraisable) -> bool:
   return tb.tb_frame.f_code.co_filename == asyncio.base_events.__file__
 
 
-def _quiet_unraisable(unraisable):
-  if not _is_closed_loop_noise(unraisable):
-    _quiet_unraisable.previous(unraisable)
-
-
 class _TensorstoreTaskErrors(logging.Filter):
   """asyncio's 'Task exception was never retrieved' for the other failed reads of a restore that
   failed (the first error is raised; these repeat it with a traceback)."""
@@ -146,12 +141,10 @@ _TENSORSTORE_TASK_ERRORS = _TensorstoreTaskErrors()
 
 
 def _install_quiet_hooks() -> None:
-  """The filters above (each installed once; the unraisable hook chains to the one before)."""
+  """The filters above (each installed once)."""
   logging.getLogger('absl').addFilter(_ORBAX_ERRORS)
   logging.getLogger('asyncio').addFilter(_TENSORSTORE_TASK_ERRORS)
-  if sys.unraisablehook is not _quiet_unraisable:
-    _quiet_unraisable.previous = sys.unraisablehook
-    sys.unraisablehook = _quiet_unraisable
+  interrupts.quiet_unraisable(_is_closed_loop_noise)
 
 
 def read_problem(error: BaseException) -> str:

@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from jax import lax
 
@@ -30,6 +29,7 @@ from d2net_jax import inference
 from d2net_jax.utils import interrupts
 from d2net_jax.methods import layers
 from d2net_jax import methods
+from d2net_jax.training import guards
 from d2net_jax.training import parallel
 from d2net_jax.training import selection as selection_lib
 from d2net_jax.runs import run_dir
@@ -144,6 +144,7 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
 
 ConfigError = config_checks.ConfigError
 validate_config = config_checks.validate_config
+NoUpdateError = guards.NoUpdateError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,25 +169,6 @@ class Evaluator:
     params, method_state = jax.device_get((state.params, state.method_state))
     return inference.evaluate(self.forward, params, method_state, self.dataset, self.videos,
                               self.config, progress=self.progress, scored=scored)
-
-
-class NoUpdateError(RuntimeError):
-  """Every update of a run so far was skipped (its loss or gradient is not finite): nothing
-  trains, so the run stops (with the likely cause) instead of evaluating an untrained model."""
-
-
-def _check_updates(num_skipped: int, start: int, done: int, batch, config) -> None:
-  """Raises NoUpdateError when all of at least 10 updates since `start` were skipped."""
-  if num_skipped < done - start or done - start < 10:
-    return
-  largest = float(np.max(np.abs(batch['features']))) if np.size(batch['features']) else 0.0
-  if largest > 1e15:
-    cause = (f'the features reach |x| = {largest:.3g}, beyond what float32 arithmetic handles '
-             f'(squares overflow past 1.8e19): rescale them ({config.data.path or "the data"})')
-  else:
-    cause = 'check the data (`d2net-jax check`) and config.train.learning_rate'
-  raise NoUpdateError(f'all {done - start} updates of steps {start + 1}-{done} were skipped (the '
-                      f'loss or its gradient is not finite); nothing trains: {cause}')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,8 +322,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, record, p
           if skipped:
             log(f'step {done}: {skipped} of the last {len(fetched)} updates skipped (non-finite '
                 f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
-          _check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done, batch,
-                         config)
+          guards.check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done,
+                               batch, config)
           bar.update(done, progress_lib.window_means(fetched, method.progress_metrics),
                      window=len(fetched))
           last_logged, t0, pending = done, time.perf_counter(), []
@@ -377,7 +359,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, record, p
   summary['selection'] = selection
   if c.final_test:
     if select_videos:
-      best_state, selection = selection_lib.best_or_final(checkpointer, jax.device_get(state), selection, log)
+      best_state, selection = selection_lib.best_or_final(checkpointer, jax.device_get(state),
+                                                          selection, log)
     else:
       best_state = jax.device_get(state)
     test_videos = dataset.test_videos()
