@@ -14,15 +14,29 @@ def command(*args) -> list[str]:
   return [sys.executable, '-m', 'd2net_jax.commands.cli', *map(str, args)]
 
 
-def run(*args, cwd=None, timeout=120) -> subprocess.CompletedProcess:
-  """`d2net-jax ARGS...` to its end: returncode, stdout, stderr (text)."""
-  return subprocess.run(command(*args), capture_output=True, text=True, env=ENV, cwd=cwd,
-                        timeout=timeout, check=False)
+def run(*args, cwd=None, timeout=120, env=None) -> subprocess.CompletedProcess:
+  """`d2net-jax ARGS...` to its end: returncode, stdout, stderr (text); `env` adds variables."""
+  return subprocess.run(command(*args), capture_output=True, text=True, env={**ENV, **(env or {})},
+                        cwd=cwd, timeout=timeout, check=False)
 
 
-def popen(*args, cwd=None) -> subprocess.Popen:
+def popen(*args, cwd=None, env=None) -> subprocess.Popen:
   return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=ENV, cwd=cwd)
+                          text=True, env={**ENV, **(env or {})}, cwd=cwd)
+
+
+def signal_when(process: subprocess.Popen, stream: str, starts: str, signum: int,
+                timeout: float = 120) -> tuple[str, str]:
+  """Sends `signum` to `process` once a line of its `stream` ('stdout' or 'stderr') starts with
+  `starts` ('' : the first line), then waits for its end: (stdout, stderr) after that line."""
+  try:
+    for line in getattr(process, stream):
+      if line.startswith(starts):
+        break
+    process.send_signal(signum)
+    return process.communicate(timeout=timeout)
+  finally:
+    process.kill()
 
 
 def last_line(err: str) -> str:

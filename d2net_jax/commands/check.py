@@ -60,8 +60,8 @@ def _note_missing_ground_truth(config, dataset) -> None:
   _, _, protocol = setup.selection_videos(config, dataset)
   missing = []
   if protocol == 'final':
-    missing.append(f'the {setup.selection_pool(config)} videos: `train` learns from the video labels '
-                   'alone and keeps its final state (no checkpoint selection)')
+    missing.append(f'the {setup.selection_pool(config)} videos: `train` learns from the video '
+                   'labels alone and keeps its final state (no checkpoint selection)')
   if not setup.has_ground_truth(dataset.test_videos()):
     missing.append('the test videos: their detections are written, not scored')
   if missing:

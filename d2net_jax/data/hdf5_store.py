@@ -114,7 +114,7 @@ def write_store(path, dataset: Dataset, *, compression: str | None = None,
           f.close()
     os.replace(tmp, path)
   except BaseException as e:
-    tmp.unlink(missing_ok=True)
+    atomic_write.remove(tmp)
     if isinstance(e, OSError):  # Disk full, read-only folder, quota.
       raise atomic_write.write_failed(path, e, 'store') from e
     raise

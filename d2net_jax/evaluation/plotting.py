@@ -103,7 +103,7 @@ def plot_video(path: str | os.PathLike, **kwargs) -> pathlib.Path:
   except OSError as e:
     raise atomic_write.write_failed(path, e, 'figure') from e
   finally:
-    tmp.unlink(missing_ok=True)
+    atomic_write.remove(tmp)
   return path
 
 

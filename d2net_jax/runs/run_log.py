@@ -36,10 +36,17 @@ class MetricWriter:
         self._tb_dir = str(pathlib.Path(workdir) / 'tensorboard')
         self._tb = SummaryWriter(self._tb_dir)
 
+  def _failed(self, error: OSError) -> OSError:
+    """A failed write of metrics.jsonl (a full disk): an OSError naming the file."""
+    return OSError(error.errno, error.strerror or str(error), str(self.path))
+
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     """One line {"step": step, **metrics}; metrics are host scalars."""
     record = {'step': int(step), **{k: _plain(v) for k, v in metrics.items()}}
-    self._file.write(json.dumps(record) + '\n')
+    try:
+      self._file.write(json.dumps(record) + '\n')
+    except OSError as e:
+      raise self._failed(e) from e
     if self._tb is not None:
       for name, value in metrics.items():
         value = float(np.asarray(value))
@@ -59,13 +66,21 @@ class MetricWriter:
       writer.close()
 
   def flush(self) -> None:
-    self._file.flush()
+    try:
+      self._file.flush()
+    except OSError as e:
+      raise self._failed(e) from e
     if self._tb is not None:
       self._tb.flush()
 
   def close(self) -> None:
-    self.flush()
-    self._file.close()
+    try:
+      self.flush()
+    finally:
+      try:
+        self._file.close()
+      except OSError:
+        pass  # The flush above reported it.
     if self._tb is not None:
       self._tb.close()
       self._tb = None

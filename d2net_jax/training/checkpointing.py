@@ -17,7 +17,6 @@ import logging
 import pathlib
 import re
 import shutil
-import sys
 import warnings
 from typing import Any, Optional
 
@@ -26,6 +25,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from d2net_jax.utils import atomic_write
+from d2net_jax.utils import interrupts
 
 
 def _abstract(tree):
@@ -127,11 +127,6 @@ def _is_closed_loop_noise(unraisable) -> bool:
   return tb.tb_frame.f_code.co_filename == asyncio.base_events.__file__
 
 
-def _quiet_unraisable(unraisable):
-  if not _is_closed_loop_noise(unraisable):
-    _quiet_unraisable.previous(unraisable)
-
-
 class _TensorstoreTaskErrors(logging.Filter):
   """asyncio's 'Task exception was never retrieved' for the other failed reads of a restore that
   failed (the first error is raised; these repeat it with a traceback)."""
@@ -146,12 +141,10 @@ _TENSORSTORE_TASK_ERRORS = _TensorstoreTaskErrors()
 
 
 def _install_quiet_hooks() -> None:
-  """The filters above (each installed once; the unraisable hook chains to the one before)."""
+  """The filters above (each installed once)."""
   logging.getLogger('absl').addFilter(_ORBAX_ERRORS)
   logging.getLogger('asyncio').addFilter(_TENSORSTORE_TASK_ERRORS)
-  if sys.unraisablehook is not _quiet_unraisable:
-    _quiet_unraisable.previous = sys.unraisablehook
-    sys.unraisablehook = _quiet_unraisable
+  interrupts.quiet_unraisable(_is_closed_loop_noise)
 
 
 def read_problem(error: BaseException) -> str:
@@ -199,16 +192,26 @@ class Checkpointer:
   def _write_failed(self, folder: pathlib.Path, step: int, error: Exception) -> OSError:
     """After a failed save: the managers closed (no writer thread left), orbax's temporary
     folders removed, and the one-line CheckpointWriteError to raise."""
-    try:
-      self.close()
-    except Exception:  # pylint: disable=broad-except
-      pass  # The save's own error is the one to report.
+    self.abort()
+    failed = atomic_write.write_failed(folder, error, f'checkpoint (saving step {step})')
+    return CheckpointWriteError(failed.errno, failed.strerror, failed.filename)
+
+  def abort(self) -> None:
+    """After an error (this Checkpointer's or another): the saves under way finished or failed,
+    the managers closed (no writer thread left), orbax's temporary folders removed; raises
+    nothing, the error being handled is the one to report."""
+    for manager in (self._latest, self._best):
+      for finish in (manager.wait_until_finished, manager.close):
+        try:
+          finish()
+        except Exception:  # pylint: disable=broad-except
+          pass
     _ORBAX_ERRORS.discard()
+    if self.read_only:
+      return
     for parent in (self.workdir / 'checkpoints', self.workdir / 'best'):
       for tmp in parent.glob('*.orbax-checkpoint-tmp*'):
         shutil.rmtree(tmp, ignore_errors=True)
-    failed = atomic_write.write_failed(folder, error, f'checkpoint (saving step {step})')
-    return CheckpointWriteError(failed.errno, failed.strerror, failed.filename)
 
   # Latest.
 

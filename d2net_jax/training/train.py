@@ -29,9 +29,9 @@ from d2net_jax import inference
 from d2net_jax.utils import interrupts
 from d2net_jax.methods import layers
 from d2net_jax import methods
+from d2net_jax.training import guards
 from d2net_jax.training import parallel
 from d2net_jax.training import run_data
-from d2net_jax.training.health import NoUpdateError, check_updates  # noqa: F401
 from d2net_jax.training import selection as selection_lib
 from d2net_jax.runs import run_dir
 from d2net_jax.training.setup import (build, has_ground_truth, load_data,  # noqa: F401
@@ -151,6 +151,7 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
 
 ConfigError = config_checks.ConfigError
 validate_config = config_checks.validate_config
+NoUpdateError = guards.NoUpdateError
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
@@ -197,14 +198,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
   is_main = jax.process_index() == 0
   with run_dir.Lock(workdir) if is_main else contextlib.nullcontext():
     changes = run_dir.check_resume(workdir, config, allow_config_change)
-    started = []
+    record = _Done()
     try:
-      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, started,
+      summary = _train_and_evaluate(config, workdir, progress, log, argv, changes, record,
                                     per_class)
     except BaseException as e:
       if isinstance(e, KeyboardInterrupt):  # Where it stopped, for the command's message.
-        e.phase, e.step = started[-1] if started else ('start-up', None)
-      if started and is_main:
+        e.phase, e.step = record.phase, record.step
+      if record.checkpointer is not None:  # No orbax writer left, no temporary folder.
+        record.checkpointer.abort()
+      if record.started and is_main:
         with contextlib.suppress(OSError):  # Disk full: the first error is the one to report.
           run_dir.append_history(workdir, 'end', outcome=f'{type(e).__name__}: {e}'[:500])
       raise
@@ -214,9 +217,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *,
     return summary
 
 
-def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, per_class):
-  """`train_and_evaluate` in the locked workdir; `started` gets (phase, step) items once
-  config.json is written: ('start-up', None), ('training', None), ('final evaluation', step)."""
+@dataclasses.dataclass
+class _Done:
+  """How far `_train_and_evaluate` got, for `train_and_evaluate`'s error path."""
+  started: bool = False  # config.json is written.
+  phase: str = 'start-up'  # Then 'training', then 'final evaluation' (with the final `step`).
+  step: Optional[int] = None
+  checkpointer: Any = None
+
+
+def _train_and_evaluate(config, workdir, progress, log, argv, changes, record, per_class):
+  """`train_and_evaluate` in the locked workdir, recording how far it got in `record`."""
   method = methods.get(config.method)
   is_main = jax.process_index() == 0
   c = config.train
@@ -241,7 +252,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   # Model, state and resume: the latest good checkpoint in workdir, else a fresh start.
   model, optimizer, state = build(config, dataset.num_classes, dataset.feature_dim)
   interrupts.check()
-  checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
+  checkpointer = record.checkpointer = checkpointing.Checkpointer(workdir, keep=c.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
   if restored is not None:
     state = restored
@@ -250,7 +261,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
     run_dir.commit_config(workdir, config, argv, changes)
     run_dir.write_model_info(workdir, dataset.class_names, dataset.feature_dim, method.name,
                              dataset.streams)
-    started.append(('start-up', None))
+    record.started = True
     if changes:
       log('Config changed on resume (recorded in history.jsonl): ' + ', '.join(
           f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
@@ -299,7 +310,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   rows = batching.process_rows(c.batch_size, jax.process_index(), jax.process_count())
   batches = batcher.iterate(start, len(steps), config.data.prefetch, rows=rows)
   interrupts.check()
-  started.append(('training', None))
+  record.phase = 'training'
   with run_dir.StopFlag() as interrupt, batches:
     try:
       for step, batch in zip(steps, batches):
@@ -317,8 +328,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
           if skipped:
             log(f'step {done}: {skipped} of the last {len(fetched)} updates skipped (non-finite '
                 f'or non-positive loss or gradient); {int(fetched[-1]["num_skipped"])} in all.')
-          check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done, batch,
-                         config)
+          guards.check_updates(int(fetched[-1]['num_skipped']) - skipped_before, start, done,
+                               batch, config)
           bar.update(done, progress_lib.window_means(fetched, method.progress_metrics),
                      window=len(fetched))
           last_logged, t0, pending = done, time.perf_counter(), []
@@ -335,7 +346,7 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   checkpointer.save(state, force=True)
   checkpointer.wait()
   final_step = int(jax.device_get(state.step))
-  started.append(('final evaluation', final_step))
+  record.phase, record.step = 'final evaluation', final_step
   summary = {'step': final_step, 'interrupted': interrupt.signal_name,
              'num_skipped': int(jax.device_get(state.num_skipped))}
   if interrupt.stop:
@@ -354,7 +365,8 @@ def _train_and_evaluate(config, workdir, progress, log, argv, changes, started, 
   summary['selection'] = selection
   if c.final_test:
     if select_videos:
-      best_state, selection = selection_lib.best_or_final(checkpointer, jax.device_get(state), selection, log)
+      best_state, selection = selection_lib.best_or_final(checkpointer, jax.device_get(state),
+                                                          selection, log)
     else:
       best_state = jax.device_get(state)
     test_videos = dataset.test_videos()

@@ -44,6 +44,15 @@ def temporary_path(path: pathlib.Path) -> pathlib.Path:
   return path.with_name(f'.{path.name}.tmp-{os.getpid()}-{threading.get_ident()}')
 
 
+def remove(path: pathlib.Path) -> None:
+  """Removes a temporary file if it is there; never raises (on a read-only file system even the
+  removal of a missing file fails, and must not replace the error being reported)."""
+  try:
+    path.unlink(missing_ok=True)
+  except OSError:
+    pass
+
+
 def write_failed(path, error: BaseException, what: str = '') -> OSError:
   """The OSError to raise for a failed write of `path`: its errno, filename `path`, and a strerror
   that says the cause and that nothing was left half-written."""
@@ -70,5 +79,5 @@ def write_text(path, text: str) -> pathlib.Path:
   except OSError as e:
     raise write_failed(path, e) from e
   finally:
-    tmp.unlink(missing_ok=True)
+    remove(tmp)
   return path

@@ -18,15 +18,19 @@ checkpoint and stops).
 SIGTERM (a cluster's preemption, `kill`) is handled the same way and raises `Terminated`, a
 KeyboardInterrupt that says so: its default action killed the process without a word (during
 start-up, before the training loop's own handler).
+
+The same hook keeps quiet the unraisable exceptions a caller registers as noise
+(`quiet_unraisable`: orbax's late asyncio callbacks after a failed read, whose error is raised).
 """
 
 import contextlib
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Any, Callable, Optional
 
 _pending = None  # The name of a signal that nothing has handled yet.
+_quiet = []  # Predicates of unraisable exceptions that print nothing (`quiet_unraisable`).
 _deferring = 0
 _previous_hook = None
 
@@ -72,26 +76,42 @@ def deferred():
 
 def _unraisable(unraisable):
   if isinstance(unraisable.exc_value, KeyboardInterrupt):
-    return  # Remembered by _on_sigint; raised again by check().
+    return  # Remembered by _on_signal; raised again by check().
+  if any(quiet(unraisable) for quiet in _quiet):
+    return
   (_previous_hook or sys.__unraisablehook__)(unraisable)
+
+
+def _install_hook() -> None:
+  global _previous_hook
+  if sys.unraisablehook is not _unraisable:
+    _previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable
+
+
+def quiet_unraisable(predicate: Callable[[Any], bool]) -> None:
+  """From now on, in this process, an unraisable exception for which `predicate(unraisable)` is
+  true prints nothing (checkpointing's late asyncio callbacks after a failed orbax read, whose
+  error is raised to the caller). Installs the hook; `install`'s restore then leaves it."""
+  if predicate not in _quiet:
+    _quiet.append(predicate)
+  _install_hook()
 
 
 def install():
   """Installs the handler and the quiet hook (main thread only); returns a function that puts
   back what was there (for a command run inside another program, e.g. the tests)."""
-  global _previous_hook
   if threading.current_thread() is not threading.main_thread():
     return lambda: None
   handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
   hook = sys.unraisablehook
-  if hook is not _unraisable:
-    _previous_hook = hook
-    sys.unraisablehook = _unraisable
+  _install_hook()
 
   def restore():
     for signum, handler in handlers.items():
       signal.signal(signum, handler)
-    sys.unraisablehook = hook
+    if not _quiet:  # Else the hook stays for them (it passes everything else on to `hook`).
+      sys.unraisablehook = hook
   return restore
 
 

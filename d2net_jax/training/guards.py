@@ -1,5 +1,5 @@
-"""Whether a run trains at all: a run whose every update is skipped (a loss or gradient that is not
-finite) stops with the likely cause instead of evaluating an untrained model."""
+"""Checks during training that stop a run which cannot learn, with the likely cause in one line
+(instead of evaluating an untrained model and failing there with a traceback)."""
 
 import numpy as np
 
@@ -10,7 +10,14 @@ class NoUpdateError(RuntimeError):
 
 
 def check_updates(num_skipped: int, start: int, done: int, batch, config) -> None:
-  """Raises NoUpdateError when all of at least 10 updates since `start` were skipped."""
+  """Raises NoUpdateError when all of at least 10 updates since `start` were skipped.
+
+  Args:
+    num_skipped: updates skipped since `start` (TrainState.num_skipped now minus then).
+    start: the step this call of `train` started (or resumed) at; done: the step reached.
+    batch: the last host batch ('features' (B, T, D)): its magnitude names the likely cause.
+    config: the run's config (data.path is named).
+  """
   if num_skipped < done - start or done - start < 10:
     return
   largest = float(np.max(np.abs(batch['features']))) if np.size(batch['features']) else 0.0
