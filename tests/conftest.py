@@ -11,9 +11,12 @@ Set D2NET_TEST_XLA_DEFAULTS=1 to run the suite with JAX's and XLA's default comp
 (as users run the package).
 """
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
@@ -48,6 +51,23 @@ if os.environ.get('D2NET_TEST_XLA_DEFAULTS', '0') in ('', '0') and _PROBED not i
   if all(f.split('=')[0] not in os.environ['XLA_FLAGS'] for f in FAST_COMPILE_XLA_FLAGS) and (
       _xla_accepts(_candidate)):
     os.environ['XLA_FLAGS'] = _candidate
+
+# JAX's persistent compilation cache in a folder made for this process and removed at its exit:
+# tests build the same program through new jit objects (a StepRunner per test, a resumed run, the
+# same smoke run in several modules), which the in-memory cache does not share. One folder per
+# process (xdist worker), so no process reads an entry another is writing; subprocesses a test
+# starts inherit it. A cache folder the caller set (JAX_COMPILATION_CACHE_DIR) is used as given.
+_OWN_CACHE = 'D2NET_TEST_COMPILATION_CACHE'
+if os.environ.get('D2NET_TEST_XLA_DEFAULTS', '0') in ('', '0') and (
+    os.environ.get('JAX_COMPILATION_CACHE_DIR') in (None, os.environ.get(_OWN_CACHE))):
+  _cache_dir = tempfile.mkdtemp(prefix='d2net-jax-tests-xla-cache-')
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+  os.environ[_OWN_CACHE] = os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache_dir
+  # Programs that compile in under 0.1 s are cheaper to compile again than to store.
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.1'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+  if 'jax' in sys.modules:
+    sys.modules['jax'].config.update('jax_compilation_cache_dir', _cache_dir)
 
 import pathlib  # noqa: E402
 
