@@ -24,7 +24,9 @@ def shared(tmp_path_factory):
 
 def run_script(name, out, *args):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)  # One device, as on a user's CPU machine.
+  # One device, as on a user's CPU machine; the suite's fast-compile flags stay (conftest.py).
+  env['XLA_FLAGS'] = ' '.join(f for f in env.get('XLA_FLAGS', '').split()
+                              if not f.startswith('--xla_force_host_platform_device_count'))
   result = subprocess.run(
       [sys.executable, str(ROOT / 'experiments' / f'{name}.py'), '--mode', 'smoke', '--out',
        str(out), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
