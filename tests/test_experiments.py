@@ -1,19 +1,85 @@
 """Smoke tests of the experiment scripts: each runs end to end (`--mode smoke`), writes its files.
 
-Each script runs as a user runs it (a subprocess, one CPU device), with a tiny synthetic set, one
-seed and a handful of steps; the scripts share one JAX compilation cache. A broken import, a
-crash, or a table without the expected rows fails. Timing is not tested (experiments/ measures).
+Each script runs as `python experiments/<name>.py --mode smoke ...` would, in a helper process
+with one CPU device as on a user's machine (tests/experiment_runner.py: the scripts of this module
+run one after another in it, sharing one JAX start-up), with a tiny synthetic set, one seed and a
+handful of steps; the scripts share one JAX compilation cache. A broken import, a crash, or a
+table without the expected rows fails. Timing is not tested (experiments/ measures).
 """
 
 import json
 import os
 import pathlib
+import queue
 import subprocess
 import sys
+import threading
+import uuid
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+class ScriptRunner:
+  """A tests/experiment_runner.py process (started again if it died) and its stderr file."""
+
+  def __init__(self, folder: pathlib.Path):
+    self.folder = folder
+    self.process = None
+
+  def _start(self):
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    # One device, as on a user's CPU machine; the suite's fast-compile flags stay (conftest.py).
+    env['XLA_FLAGS'] = ' '.join(f for f in env.get('XLA_FLAGS', '').split()
+                                if not f.startswith('--xla_force_host_platform_device_count'))
+    self.stderr = open(self.folder / f'runner-{uuid.uuid4().hex}.stderr', 'a+', encoding='utf-8')
+    self.process = subprocess.Popen(
+        [sys.executable, str(ROOT / 'tests' / 'experiment_runner.py')], cwd=ROOT, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+    self.lines = queue.Queue()
+    threading.Thread(target=self._read, args=(self.process.stdout, self.lines), daemon=True).start()
+
+  @staticmethod
+  def _read(stream, lines):
+    for line in stream:
+      lines.put(line)
+    lines.put(None)
+
+  def __call__(self, argv, timeout=600):
+    """(exit status, stdout, stderr) of `python argv...` run in the helper process."""
+    if self.process is None or self.process.poll() is not None:
+      self._start()
+    start = self.stderr.seek(0, os.SEEK_END)
+    token = uuid.uuid4().hex
+    self.process.stdin.write(json.dumps({'argv': [str(a) for a in argv], 'token': token}) + '\n')
+    self.process.stdin.flush()
+    while True:
+      try:
+        line = self.lines.get(timeout=timeout)
+      except queue.Empty:
+        self.close()
+        return -1, '', f'timed out after {timeout} s'
+      if line is None:  # The process died (a crash in native code).
+        self.process.wait()
+        return self.process.returncode, '', self._stderr_since(start)
+      if token in line:
+        result = json.loads(line[line.index(token) + len(token):])
+        return result['code'], result['stdout'], self._stderr_since(start)
+
+  def _stderr_since(self, offset):
+    self.stderr.flush()
+    self.stderr.seek(offset)
+    return self.stderr.read()
+
+  def close(self):
+    if self.process is not None and self.process.poll() is None:
+      self.process.stdin.close()
+      try:
+        self.process.wait(timeout=60)
+      except subprocess.TimeoutExpired:
+        self.process.kill()
+        self.process.wait()
 
 
 @pytest.fixture(scope='module')
@@ -22,14 +88,18 @@ def shared(tmp_path_factory):
   return tmp_path_factory.mktemp('experiments_shared')
 
 
-def run_script(name, out, *args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)  # One device, as on a user's CPU machine.
-  result = subprocess.run(
-      [sys.executable, str(ROOT / 'experiments' / f'{name}.py'), '--mode', 'smoke', '--out',
-       str(out), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, f'{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-  return result.stdout
+@pytest.fixture(scope='module')
+def runner(shared):
+  script_runner = ScriptRunner(shared)
+  yield script_runner
+  script_runner.close()
+
+
+def run_script(runner, name, out, *args):
+  code, stdout, stderr = runner([ROOT / 'experiments' / f'{name}.py', '--mode', 'smoke', '--out',
+                                 out, *args])
+  assert code == 0, f'{name} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}'
+  return stdout
 
 
 def table_rows(markdown, heading):
@@ -56,9 +126,9 @@ def check_outputs(out, stdout, plot=True):
   return markdown, results
 
 
-def test_dmi_vs_pdmi_smoke(tmp_path, shared):
+def test_dmi_vs_pdmi_smoke(tmp_path, shared, runner):
   out = tmp_path / 'dmi_vs_pdmi'
-  stdout = run_script('dmi_vs_pdmi', out, '--variants', 'pdmi,none', '--steps', '4',
+  stdout = run_script(runner, 'dmi_vs_pdmi', out, '--variants', 'pdmi,none', '--steps', '4',
                       '--pdmi-start', '0', '--probe-every', '2', '--probe-ks', '4',
                       '--probe-draws', '8', '--data-dir', str(shared / 'data'),
                       '--compilation-cache', str(shared / 'jax_cache'))
@@ -78,9 +148,9 @@ def test_dmi_vs_pdmi_smoke(tmp_path, shared):
   assert all(r['pdmi_value_nonfinite'] == 0.0 for r in results['probe'])
 
 
-def test_ablation_smoke(tmp_path, shared):
+def test_ablation_smoke(tmp_path, shared, runner):
   out = tmp_path / 'ablation'
-  stdout = run_script('ablation', out, '--variants', 'ce,full,nms_0.5', '--steps', '3',
+  stdout = run_script(runner, 'ablation', out, '--variants', 'ce,full,nms_0.5', '--steps', '3',
                       '--data-dir', str(shared / 'data'),
                       '--compilation-cache', str(shared / 'jax_cache'))
   markdown, results = check_outputs(out, stdout)
@@ -93,9 +163,9 @@ def test_ablation_smoke(tmp_path, shared):
     assert 0.0 <= r['f1']['f1'] <= 1.0 and len(r['mAP']) == 7
 
 
-def test_benchmark_smoke(tmp_path, shared):
+def test_benchmark_smoke(tmp_path, shared, runner):
   out = tmp_path / 'benchmark'
-  stdout = run_script('benchmark', out, '--data-dir', str(shared / 'loader'))
+  stdout = run_script(runner, 'benchmark', out, '--data-dir', str(shared / 'loader'))
   markdown, results = check_outputs(out, stdout, plot=False)
   assert 'device:' in stdout
   names = {row[0] for row in results['rows']}
@@ -103,9 +173,9 @@ def test_benchmark_smoke(tmp_path, shared):
                    'localize (Sec. 3.3, NumPy)', 'evaluation (mAP, NumPy)'}
 
 
-def test_compare_methods_smoke(tmp_path, shared):
+def test_compare_methods_smoke(tmp_path, shared, runner):
   out = tmp_path / 'compare_methods'
-  stdout = run_script('compare_methods', out, '--methods', 'mil', '--steps', '2',
+  stdout = run_script(runner, 'compare_methods', out, '--methods', 'mil', '--steps', '2',
                       '--data-dir', str(shared / 'data'),
                       '--compilation-cache', str(shared / 'jax_cache'))
   markdown, results = check_outputs(out, stdout)
@@ -120,7 +190,7 @@ def test_compare_methods_smoke(tmp_path, shared):
   assert all(r['train_seconds'] > 0 for r in runs)
   # --reuse reads the finished runs back: the same numbers, nothing trained again.
   stamps = {p: p.stat().st_mtime_ns for p in (out / 'runs').glob('*/results.json')}
-  run_script('compare_methods', out, '--methods', 'mil', '--steps', '2', '--reuse',
+  run_script(runner, 'compare_methods', out, '--methods', 'mil', '--steps', '2', '--reuse',
              '--data-dir', str(shared / 'data'), '--compilation-cache', str(shared / 'jax_cache'))
   again = json.loads((out / 'results.json').read_text())['runs']
   assert [r['mAP'] for r in again] == [r['mAP'] for r in runs]
@@ -184,9 +254,9 @@ def test_dfe_ablation_over_sal_configs():
       'dilated_conv')
 
 
-def test_dfe_ablation_smoke(tmp_path, shared):
+def test_dfe_ablation_smoke(tmp_path, shared, runner):
   out = tmp_path / 'dfe_ablation'
-  stdout = run_script('dfe_ablation', out, '--steps', '3', '--variants', 'base,dfe_global',
+  stdout = run_script(runner, 'dfe_ablation', out, '--steps', '3', '--variants', 'base,dfe_global',
                       '--data-dir', str(shared / 'data'),
                       '--compilation-cache', str(shared / 'jax_cache'))
   markdown, results = check_outputs(out, stdout)
