@@ -146,11 +146,8 @@ def make_step_fn(config: ml_collections.ConfigDict, model, optimizer,
 
 
 # ---------------------------------------------------------------------------------------------
-# Config checks before anything is loaded or compiled (config/checks.py); input, model and state:
-# training/setup.py (data, validation split, build, batcher, restore).
-
-ConfigError = config_checks.ConfigError
-validate_config = config_checks.validate_config
+# Config checks (config/checks.py); input, model and state (training/setup.py); health (guards.py).
+ConfigError, validate_config = config_checks.ConfigError, config_checks.validate_config
 NoUpdateError = guards.NoUpdateError
 
 # ---------------------------------------------------------------------------------------------
