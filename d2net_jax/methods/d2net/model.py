@@ -26,13 +26,8 @@ def _conv_init(init_std: float):
   return nn.linear.default_kernel_init
 
 
-class Stream(nn.Module):
-  """One stream: (B, T, D/2) features -> (B, T, D/2) embeddings and (B, T, C) logits.
-
-  __call__ = classify(encode(...)): `encode` is layers 1-2, (B, T, D/2) -> (B, T, D/2) zero at
-  padding; `classify` dropout + layer 3 -> (embeddings, logits). DFE's 'd2net' base enhances the
-  layer-2 activations in between.
-  """
+class StreamSettings(nn.Module):
+  """The `model` section's settings of one D2-Net stream (Stream and D2Net share them)."""
   num_classes: int
   kernel_size: int = 3
   dilation: int = 1
@@ -43,6 +38,15 @@ class Stream(nn.Module):
   dropout_rate: float = 0.7
   init_std: float = 0.01
   embeddings_after_dropout: bool = True
+
+
+class Stream(StreamSettings):
+  """One stream: (B, T, D/2) features -> (B, T, D/2) embeddings and (B, T, C) logits.
+
+  __call__ = classify(encode(...)): `encode` is layers 1-2, (B, T, D/2) -> (B, T, D/2) zero at
+  padding; `classify` dropout + layer 3 -> (embeddings, logits). DFE's 'd2net' base enhances the
+  layer-2 activations in between.
+  """
 
   def __call__(self, features, mask, train: bool):
     return self._layers(features, mask, train, 'all')
@@ -80,7 +84,7 @@ class Stream(nn.Module):
     return embeddings * m, logits * m
 
 
-class D2Net(nn.Module):
+class D2Net(StreamSettings):
   """D2-Net, one Stream per name of `streams`. __call__(features (B, T, D), mask (B, T), train)
   -> dict of outputs.
 
@@ -96,16 +100,6 @@ class D2Net(nn.Module):
   __call__ = heads(*encode(...)) (`methods.base.FeatureSplit`): `encode` gives F = the streams'
   layer-2 activations side by side (B, T, D) and no context; `heads` the outputs from F.
   """
-  num_classes: int
-  kernel_size: int = 3
-  dilation: int = 1
-  classifier_kernel_size: int = 1
-  classifier_dilation: int = 1
-  leaky_slope: float = 0.2
-  residual: bool = True
-  dropout_rate: float = 0.7
-  init_std: float = 0.01
-  embeddings_after_dropout: bool = True
   streams: Tuple[str, ...] = ('rgb', 'flow')  # One Stream each, over equal channel blocks.
 
   def setup(self):
