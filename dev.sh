@@ -32,7 +32,8 @@ case "$cmd" in
   demo)
     exec .venv/bin/d2net-jax train --config configs/synthetic.py --workdir "${WORKDIR:-runs/demo}" "$@" ;;
   test)
-    exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@" ;;
+    # loadgroup: tests marked xdist_group (tests/test_video_extract.py) share a worker.
+    exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@" ;;
   *)
     echo "usage: bash dev.sh demo|test [extra args]" >&2; exit 2 ;;
 esac

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import pathlib
 import resource
 import sys
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
   import jax  # pylint: disable=import-outside-toplevel
   from d2net_jax.video import extract, i3d, weights  # pylint: disable=import-outside-toplevel
   meta = _common.run_metadata(argv)
+  load = os.getloadavg()[0]
   variables = weights.load_kinetics_rgb()
   settings = extract.Settings(rgb_weights_sha256=weights.KINETICS_RGB_SHA256)
   analytic = i3d.conv_flops((16, 224, 224))
@@ -114,7 +116,9 @@ def main(argv=None) -> int:
                    '-', '-', '-'])
   table = _common.markdown_table(['what', 'snippets/s', 'GFLOPs per snippet', 'GFLOP/s',
                                   'of the convolution'], rows)
-  text = _common.markdown_header('I3D feature extraction speed', meta) + '\n' + table + '\n'
+  notes = [f'load average at the start: {load:.1f} (other processes share the cores: the '
+           'fractions, measured in one process, move less than the rates)']
+  text = f'{_common.markdown_header("I3D feature extraction speed", meta, notes)}\n{table}\n'
   print(text)
   if args.out:
     args.out.write_text(text)

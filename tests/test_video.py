@@ -389,9 +389,10 @@ def test_tvl1_finds_a_translation():
 # Both streams, end to end, at a small size.
 
 def test_two_stream_extraction_is_rgb_then_flow_from_pytorch_i3d_weights(tmp_path, fast_compile):
-  """`extract --rgb-weights --flow-weights` (layout-true state dicts): 2048-d snippets, RGB
-  features first, then flow, each what the network computes on the decoded, cropped frames and on
-  their TV-L1 flow; the store says 'rgb+flow' and records both weights' hashes."""
+  """`extract --rgb-weights --flow-weights` (layout-true state dicts) on 2 devices: 2048-d
+  snippets, RGB features first, then flow, each what the network computes on one device on the
+  decoded, cropped frames and on their TV-L1 flow; the store says 'rgb+flow' and records both
+  weights' hashes."""
   pytest.importorskip('cv2', reason='OpenCV (the video extra) is not installed')
   (tmp_path / 'videos').mkdir()
   _write_video(tmp_path / 'videos' / 'moving.mkv', 6, 10, size=(48, 64), codec='ffv1')
@@ -402,14 +403,14 @@ def test_two_stream_extraction_is_rgb_then_flow_from_pytorch_i3d_weights(tmp_pat
   assert cli.main(['extract', str(tmp_path / 'videos'), '--out', str(out), '--rgb-weights',
                    str(tmp_path / 'rgb.npz'), '--flow-weights', str(tmp_path / 'flow.npz'),
                    '--short-side', '40', '--crop', '32', '--batch-size', '1',
-                   '--num-devices', '1', '--no-progress']) == 0
+                   '--num-devices', '2', '--no-progress']) == 0
   from d2net_jax.data import hdf5_store  # pylint: disable=import-outside-toplevel
   dataset = hdf5_store.read_store(out)
   assert dataset.streams == 'rgb+flow' and dataset.feature_dim == 2048
   features = dataset.videos[0].features()
   assert features.shape == (1, 2048)  # 15 frames at 25 fps: 1 snippet, padded.
 
-  # The same networks (their compiled forward pass, shared) on inputs made here.
+  # The same networks on one device, on inputs made here.
   frames = list(decode.VideoFrames(tmp_path / 'videos' / 'moving.mkv', 25, 40))
   crops = {'rgb': [snippets.center_crop(f, 32) for f in frames],
            'flow': [snippets.center_crop(f, 32) for f in flow.flow_frames(frames)]}

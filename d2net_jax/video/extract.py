@@ -250,9 +250,11 @@ class FeaturesFolder:
       with open(tmp, 'wb') as f:
         np.save(f, features)
       os.replace(tmp, target)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C too: no temporary file is left behind.
       tmp.unlink(missing_ok=True)
-      raise atomic_write.write_failed(target, e, 'features') from e
+      if isinstance(e, OSError):
+        raise atomic_write.write_failed(target, e, 'features') from e
+      raise
     atomic_write.write_text(self.folder / f'{video_id}.json',
                             json.dumps(info, indent=1, sort_keys=True) + '\n')
 
