@@ -61,7 +61,7 @@ _OWN_CACHE = 'D2NET_TEST_COMPILATION_CACHE'
 if os.environ.get('D2NET_TEST_XLA_DEFAULTS', '0') in ('', '0') and (
     os.environ.get('JAX_COMPILATION_CACHE_DIR') in (None, os.environ.get(_OWN_CACHE))):
   _cache_dir = tempfile.mkdtemp(prefix='d2net-jax-tests-xla-cache-')
-  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)  # xdist workers: unconfigure.
   os.environ[_OWN_CACHE] = os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache_dir
   # Programs that compile in under 0.1 s are cheaper to compile again than to store.
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.1'
@@ -72,6 +72,15 @@ if os.environ.get('D2NET_TEST_XLA_DEFAULTS', '0') in ('', '0') and (
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+  """Removes this process's compilation cache (xdist workers end without running atexit)."""
+  del config
+  own = os.environ.get(_OWN_CACHE)
+  if own and own == os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    shutil.rmtree(own, ignore_errors=True)
+
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
