@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The two set-up commands of the README:
 #   bash dev.sh demo   train + evaluate on the built-in synthetic benchmark
-#   bash dev.sh test   the whole test suite
+#   bash dev.sh test   the whole test suite (what CI runs), on 2 xdist workers; extra arguments go
+#                      to pytest: `bash dev.sh test -m 'not slow'` skips the end-to-end runs
+#                      (train commands, experiment scripts) for a quicker local check
 # Each creates ./.venv (Python 3.11) on first use and installs the package into it.
 set -euo pipefail
 cd "$(dirname "$0")"

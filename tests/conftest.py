@@ -5,7 +5,7 @@ Compilation dominates the suite (thousands of small programs, each run a few tim
 shapes), so by default every test compiles with XLA's optimisations mostly off: JAX's
 `jax_disable_most_optimizations` and, where this jaxlib knows them, the CPU backend's legacy
 (non-MLIR) fusion emitters in one codegen piece. On the tiny training steps that is about 7x
-less compile time; the programs compute the same functions (no fast-math; every tolerance is
+less compile time (numbers below); the programs compute the same functions (no fast-math; every tolerance is
 unchanged). The settings travel to the subprocesses the tests start (environment variables).
 Set D2NET_TEST_XLA_DEFAULTS=1 to run the suite with JAX's and XLA's default compiler pipeline
 (as users run the package).
@@ -24,9 +24,9 @@ _flags = os.environ.get('XLA_FLAGS', '')
 if '--xla_force_host_platform_device_count' not in _flags:
   os.environ['XLA_FLAGS'] = (_flags + ' --xla_force_host_platform_device_count=8').strip()
 
-# XLA CPU flags that cut compile time (measured on the methods' tiny training steps, with
-# jax_disable_most_optimizations: 3.3 instead of 8.3 CPU seconds for d2net+sal+dfe+mil; 24.8
-# with neither). XLA aborts the process on a flag it does not know, so a new jaxlib that drops
+# XLA CPU flags that cut compile time (the one-device training steps of d2net, sal, dfe and mil
+# at tests/train_fixtures.py's tiny config: 3.6 CPU s to compile all four with these flags and
+# jax_disable_most_optimizations, 11.6 with the latter alone, 26 with neither; jaxlib 0.10.2). XLA aborts the process on a flag it does not know, so a new jaxlib that drops
 # one is tried in a subprocess first (once per session: xdist workers inherit the environment).
 FAST_COMPILE_XLA_FLAGS = ('--xla_cpu_use_fusion_emitters=false',
                           '--xla_cpu_parallel_codegen_split_count=1')
@@ -61,7 +61,7 @@ _OWN_CACHE = 'D2NET_TEST_COMPILATION_CACHE'
 if os.environ.get('D2NET_TEST_XLA_DEFAULTS', '0') in ('', '0') and (
     os.environ.get('JAX_COMPILATION_CACHE_DIR') in (None, os.environ.get(_OWN_CACHE))):
   _cache_dir = tempfile.mkdtemp(prefix='d2net-jax-tests-xla-cache-')
-  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)  # xdist workers: unconfigure.
   os.environ[_OWN_CACHE] = os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache_dir
   # Programs that compile in under 0.1 s are cheaper to compile again than to store.
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.1'
@@ -73,6 +73,15 @@ import pathlib  # noqa: E402
 import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+  """Removes this process's compilation cache (xdist workers end without running atexit)."""
+  del config
+  own = os.environ.get(_OWN_CACHE)
+  if own and own == os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    shutil.rmtree(own, ignore_errors=True)
+
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 

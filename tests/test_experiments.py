@@ -126,6 +126,7 @@ def check_outputs(out, stdout, plot=True):
   return markdown, results
 
 
+@pytest.mark.slow
 def test_dmi_vs_pdmi_smoke(tmp_path, shared, runner):
   out = tmp_path / 'dmi_vs_pdmi'
   stdout = run_script(runner, 'dmi_vs_pdmi', out, '--variants', 'pdmi,none', '--steps', '4',
@@ -148,6 +149,7 @@ def test_dmi_vs_pdmi_smoke(tmp_path, shared, runner):
   assert all(r['pdmi_value_nonfinite'] == 0.0 for r in results['probe'])
 
 
+@pytest.mark.slow
 def test_ablation_smoke(tmp_path, shared, runner):
   out = tmp_path / 'ablation'
   stdout = run_script(runner, 'ablation', out, '--variants', 'ce,full,nms_0.5', '--steps', '3',
@@ -163,6 +165,7 @@ def test_ablation_smoke(tmp_path, shared, runner):
     assert 0.0 <= r['f1']['f1'] <= 1.0 and len(r['mAP']) == 7
 
 
+@pytest.mark.slow
 def test_benchmark_smoke(tmp_path, shared, runner):
   out = tmp_path / 'benchmark'
   stdout = run_script(runner, 'benchmark', out, '--data-dir', str(shared / 'loader'))
@@ -173,6 +176,7 @@ def test_benchmark_smoke(tmp_path, shared, runner):
                    'localize (Sec. 3.3, NumPy)', 'evaluation (mAP, NumPy)'}
 
 
+@pytest.mark.slow
 def test_compare_methods_smoke(tmp_path, shared, runner):
   out = tmp_path / 'compare_methods'
   stdout = run_script(runner, 'compare_methods', out, '--methods', 'mil', '--steps', '2',
@@ -254,6 +258,7 @@ def test_dfe_ablation_over_sal_configs():
       'dilated_conv')
 
 
+@pytest.mark.slow
 def test_dfe_ablation_smoke(tmp_path, shared, runner):
   out = tmp_path / 'dfe_ablation'
   stdout = run_script(runner, 'dfe_ablation', out, '--steps', '3', '--variants', 'base,dfe_global',
