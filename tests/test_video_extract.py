@@ -134,7 +134,8 @@ def test_localize_a_trained_run_on_the_extracted_store(extracted, tmp_path, caps
   run = tmp_path / 'run'
   assert cli.main(['train', '--config', SMOKE, '--workdir', str(run), '--noprogress',
                    '--config.data.kind=hdf5', f'--config.data.path={BENCHMARK}',
-                   '--config.data.feature_dim=1024', '--config.data.num_classes=3',
+                   '--config.data.feature_dim=1024', '--config.data.streams=rgb',
+                   '--config.data.num_classes=3',
                    '--config.data.train_subset=train', '--config.data.test_subset=test',
                    '--config.data.max_seqlen=32', '--config.train.num_steps=20',
                    '--config.train.learning_rate=1e-2', '--config.model.dropout_rate=0',
