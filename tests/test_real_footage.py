@@ -87,7 +87,7 @@ def test_features_tell_the_classes_apart(dataset):
 def test_the_trainer_reads_it_as_an_hdf5_store():
   data = config_lib.data_config()
   data.kind, data.path = 'hdf5', str(STORE)
-  data.feature_dim, data.num_classes = 1024, 3
+  data.feature_dim, data.num_classes, data.streams = 1024, 3, 'rgb'
   data.train_subset, data.test_subset = 'train', 'test'
   dataset = loading.load_dataset(data)
   assert dataset.num_classes == 3 and len(dataset.train_videos()) == 24

@@ -144,7 +144,7 @@ def test_localize_a_trained_run_on_the_extracted_store(extracted, tmp_path, caps
   capsys.readouterr()
   assert cli.main(['localize', '--workdir', str(run), '--data', str(out), '--noprogress']) == 0
   printed = capsys.readouterr().out
-  assert 'in 1 test videos' in printed and 'No ground truth' in printed
+  assert "in 1 videos (subset 'test'" in printed and 'No ground truth' in printed
   results = json.loads((run / 'detections_new_test.json').read_text())['results']
   assert list(results) == ['cup_start']
   for detection in results['cup_start']:
