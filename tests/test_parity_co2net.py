@@ -10,6 +10,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from test_parity_fixtures import _config as parity_mutation_config
 
 pytestmark = pytest.mark.usefixtures('fast_compile')  # Numbers only: compile quickly.
 
@@ -66,20 +67,9 @@ def test_co2net_matches_its_authors_code(arrays):
 
 
 def _config(field, value):
-  *sections, name = field.split('.')
-
-  def apply(monkeypatch):
-    original = co2net.project_config
-
-    def mutated(*args):
-      config = original(*args)
-      target = config
-      for section in sections:
-        target = target[section]
-      setattr(target, name, value)
-      return config
-    monkeypatch.setattr(co2net, 'project_config', mutated)
-  return apply
+  """A mutation: co2net's project config with `field` set to `value` (test_parity_fixtures')."""
+  apply = parity_mutation_config(field, value)
+  return lambda monkeypatch: apply(monkeypatch, co2net)
 
 
 def _pairs_shifted(monkeypatch):
