@@ -429,3 +429,15 @@ def test_two_stream_extraction_is_rgb_then_flow_from_pytorch_i3d_weights(tmp_pat
     settings = json.loads(f.attrs['extractor'])
   assert settings['flow_weights_sha256'] == weights.sha256(tmp_path / 'flow.npz')
   assert settings['rgb_weights_sha256'] == weights.sha256(tmp_path / 'rgb.npz')
+
+
+def test_extract_without_the_video_extra_says_what_to_install(tmp_path, monkeypatch, capsys):
+  from d2net_jax.commands import cli, extract as extract_command  # pylint: disable=import-outside-toplevel
+  real = extract_command.importlib.util.find_spec
+  monkeypatch.setattr(extract_command.importlib.util, 'find_spec',
+                      lambda name, *a: None if name in ('av', 'cv2') else real(name, *a))
+  assert cli.main(['extract', str(tmp_path), '--out', str(tmp_path / 'x.h5'),
+                   '--flow-weights', 'flow.npz']) == 2
+  assert capsys.readouterr().err == (
+      'd2net-jax extract: error: PyAV (av) and OpenCV (opencv-contrib-python-headless) not '
+      "installed: pip install 'd2net_jax[video]'\n")

@@ -140,7 +140,8 @@ def test_localize_a_trained_run_on_the_extracted_store(extracted, tmp_path, caps
                    '--config.data.max_seqlen=32', '--config.train.num_steps=20',
                    '--config.train.learning_rate=1e-2', '--config.model.dropout_rate=0',
                    '--config.train.eval_every=20', '--config.train.checkpoint_every=20',
-                   '--config.train.log_every=20', '--config.loss.pdmi_start_step=-1']) == 0
+                   '--config.train.log_every=20', '--config.loss.pdmi_start_step=-1',
+                   '--config.train.final_test=False', '--config.train.tensorboard=False']) == 0
   capsys.readouterr()
   assert cli.main(['localize', '--workdir', str(run), '--data', str(out), '--noprogress']) == 0
   printed = capsys.readouterr().out

@@ -24,6 +24,7 @@ formats (d2net_jax/data/own_data.py).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import pathlib
 import sys
 
@@ -36,6 +37,8 @@ from d2net_jax.utils import progress as progress_lib
 from d2net_jax.video import decode, extract, snippets, store, weights
 
 PROG = 'd2net-jax extract'
+# The optional `video` extra's modules: PyAV decodes, OpenCV computes the flow.
+EXTRA_MODULES = {'av': 'PyAV (av)', 'cv2': 'OpenCV (opencv-contrib-python-headless)'}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +134,12 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   if args.segments and not args.labels:
     print(f'{PROG}: error: --segments needs --labels', file=sys.stderr)
+    return 2
+  missing = [name for name in ['av'] + (['cv2'] if args.flow_weights else [])
+             if importlib.util.find_spec(name) is None]
+  if missing:
+    print(f'{PROG}: error: {" and ".join(EXTRA_MODULES[m] for m in missing)} not installed: '
+          "pip install 'd2net_jax[video]'", file=sys.stderr)
     return 2
   if args.num_devices is not None and not 1 <= args.num_devices <= jax.local_device_count():
     print(f'{PROG}: error: --num-devices {args.num_devices}: {jax.local_device_count()} local '
