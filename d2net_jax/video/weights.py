@@ -81,7 +81,13 @@ class _ArraysOnly(pickle.Unpickler):
   def find_class(self, module, name):
     if (module, name) not in self.ALLOWED:
       raise pickle.UnpicklingError(f'refusing to unpickle {module}.{name}')
-    return getattr(np if module == 'numpy' else np._core.multiarray, name)  # pylint: disable=protected-access
+    if module == 'numpy':
+      return getattr(np, name)
+    try:  # NumPy 2 moved numpy.core to numpy._core.
+      multiarray = np._core.multiarray  # pylint: disable=protected-access
+    except AttributeError:
+      multiarray = np.core.multiarray
+    return getattr(multiarray, name)
 
 
 def load_kinetics_rgb(path=None, expected_sha256: str = KINETICS_RGB_SHA256) -> dict:
