@@ -5,7 +5,7 @@ describes the benchmark as a whole, synthetic_features.py how features are drawn
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -81,13 +81,77 @@ FEATURE_MODELS = ('i3d_like', 'gaussian')
 
 
 @dataclasses.dataclass(frozen=True)
+class LogNormalDurations:
+  """Video durations ~ LogNormal(median, sigma) seconds, redrawn until in [low, high] (100 tries,
+  then clipped): THUMOS14's long right tail."""
+  median: float
+  sigma: float
+  low: float
+  high: float
+
+  def draw(self, rng: np.random.Generator) -> float:
+    for _ in range(100):
+      value = self.median * np.exp(self.sigma * rng.standard_normal())
+      if self.low <= value <= self.high:
+        return float(value)
+    return float(np.clip(value, self.low, self.high))
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaDurations:
+  """Video durations low + (high - low) * Beta(a, b) seconds: ActivityNet's near-uniform spread."""
+  a: float
+  b: float
+  low: float
+  high: float
+
+  def draw(self, rng: np.random.Generator) -> float:
+    return float(self.low + (self.high - self.low) * rng.beta(self.a, self.b))
+
+
+@dataclasses.dataclass(frozen=True)
+class FillInstances:
+  """THUMOS14: log-normal instance lengths (median, sigma seconds, clipped to [low, high]) drawn
+  until they cover the target; many short instances, their count grows with the duration."""
+  length_median: float
+  length_sigma: float
+  low: float
+  high: float
+
+  def lengths(self, target: float, rng: np.random.Generator) -> np.ndarray:
+    lengths = []
+    total = 0.0
+    while not lengths or total < target:
+      length = self.length_median * np.exp(self.length_sigma * rng.standard_normal())
+      length = float(np.clip(length, self.low, self.high))
+      if lengths and total + length - target > target - total:
+        break  # Stopping is closer to the target than adding this one.
+      lengths.append(length)
+      total += length
+    return np.asarray(lengths)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitInstances:
+  """ActivityNet: 1 + Geometric(1 - extra_probability) - 1 instances share the target (a
+  Dirichlet split, clipped to [low, high] seconds): one or two long instances."""
+  extra_probability: float
+  low: float
+  high: float
+
+  def lengths(self, target: float, rng: np.random.Generator) -> np.ndarray:
+    count = 1
+    while rng.random() < self.extra_probability:
+      count += 1
+    return np.clip(target * rng.dirichlet(np.ones(count)), self.low, self.high)
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
   """Annotation statistics of a benchmark (numbers from its annotation files).
 
-  Durations: 'lognormal' (median, sigma) or 'beta' (a, b) on [min, max]. Instances: 'fill' draws
-  a per-video foreground fraction f ~ Beta and log-normal instance lengths until they cover f of
-  the video (THUMOS14: many short instances, count grows with duration); 'split' draws the count
-  (1 + geometric) and splits f of the video among them (ActivityNet: one or two long instances).
+  Per video: a duration from `durations`, a foreground fraction f ~ Beta(foreground_beta), and
+  instance lengths from `instances` covering f of the duration.
   """
   name: str
   class_names: Tuple[str, ...]
@@ -95,16 +159,9 @@ class Preset:
   num_test: int
   train_subset: str
   test_subset: str
-  seconds_per_snippet: float
-  duration_kind: str
-  duration_params: Tuple[float, float]
-  duration_range: Tuple[float, float]
+  durations: Union[LogNormalDurations, BetaDurations]
   foreground_beta: Tuple[float, float]  # f ~ Beta(a, b).
-  instance_mode: str
-  instance_length_median: float  # 'fill': log-normal median and sigma, seconds.
-  instance_length_sigma: float
-  instance_length_range: Tuple[float, float]
-  extra_instance_probability: float  # 'split': count = 1 + Geometric(1 - p) - 1.
+  instances: Union[FillInstances, SplitInstances]
   groups: Tuple[Tuple[str, ...], ...]  # Share a home scene and similar prototypes.
   also_listed_as: Tuple[Tuple[str, str], ...]  # (A, B): every A instance is listed as B too.
   companions: Tuple[Tuple[str, str, float], ...]  # (A, B, p): a video of A has B too w.p. p.
@@ -113,6 +170,7 @@ class Preset:
   targets: Mapping[str, float]
   feature_model: FeatureModel = FeatureModel()
   features: str = 'i3d_like'  # One of FEATURE_MODELS.
+  seconds_per_snippet: float = 0.64  # I3D: 16 frames at 25 fps.
   i3d_like: I3DLikeModel = I3DLikeModel()
 
 
@@ -131,11 +189,9 @@ PRESETS: Dict[str, Preset] = {
         name='thumos14_like',
         class_names=THUMOS14_CLASSES,
         num_train=200, num_test=212, train_subset='validation', test_subset='test',
-        seconds_per_snippet=0.64,
-        duration_kind='lognormal', duration_params=(155.0, 0.84), duration_range=(9.0, 1673.0),
+        durations=LogNormalDurations(median=155.0, sigma=0.84, low=9.0, high=1673.0),
         foreground_beta=(1.2, 2.9),
-        instance_mode='fill', instance_length_median=3.0, instance_length_sigma=0.89,
-        instance_length_range=(0.3, 120.0), extra_instance_probability=0.0,
+        instances=FillInstances(length_median=3.0, length_sigma=0.89, low=0.3, high=120.0),
         groups=(('CliffDiving', 'Diving'), ('CricketBowling', 'CricketShot'),
                 ('HammerThrow', 'Shotput', 'ThrowDiscus'),
                 ('HighJump', 'JavelinThrow', 'LongJump', 'PoleVault')),
@@ -154,11 +210,9 @@ PRESETS: Dict[str, Preset] = {
         name='activitynet12_like',
         class_names=tuple(f'activity_{i:03d}' for i in range(100)),
         num_train=4819, num_test=2383, train_subset='training', test_subset='validation',
-        seconds_per_snippet=0.64,
-        duration_kind='beta', duration_params=(1.2, 1.3), duration_range=(2.0, 239.0),
+        durations=BetaDurations(a=1.2, b=1.3, low=2.0, high=239.0),
         foreground_beta=(1.3, 0.7),
-        instance_mode='split', instance_length_median=0.0, instance_length_sigma=0.0,
-        instance_length_range=(0.5, 239.0), extra_instance_probability=0.33,
+        instances=SplitInstances(extra_probability=0.33, low=0.5, high=239.0),
         groups=tuple((f'activity_{i:03d}', f'activity_{i + 1:03d}') for i in range(0, 40, 2)),
         also_listed_as=(),
         companions=(),
@@ -190,20 +244,6 @@ class _Annotation:
   labels: np.ndarray  # (C,) float32.
 
 
-def _draw_duration(preset: Preset, rng: np.random.Generator) -> float:
-  low, high = preset.duration_range
-  if preset.duration_kind == 'lognormal':
-    median, sigma = preset.duration_params
-    for _ in range(100):
-      value = median * np.exp(sigma * rng.standard_normal())
-      if low <= value <= high:
-        return float(value)
-    return float(np.clip(value, low, high))
-  if preset.duration_kind == 'beta':
-    return float(low + (high - low) * rng.beta(*preset.duration_params))
-  raise ValueError(f'preset {preset.name}: unknown duration_kind {preset.duration_kind!r}')
-
-
 def _draw_classes(preset: Preset, rng: np.random.Generator) -> List[int]:
   """The classes whose instances the video shows (the listed-as duplicates come later)."""
   index = {name: i for i, name in enumerate(preset.class_names)}
@@ -222,28 +262,7 @@ def _draw_classes(preset: Preset, rng: np.random.Generator) -> List[int]:
 def _draw_lengths(preset: Preset, duration: float, rng: np.random.Generator) -> np.ndarray:
   """Instance lengths (N,) seconds, in random order, covering the video's foreground fraction."""
   fraction = rng.beta(*preset.foreground_beta)
-  low, high = preset.instance_length_range
-  target = fraction * duration
-  if preset.instance_mode == 'fill':
-    lengths = []
-    total = 0.0
-    while not lengths or total < target:
-      length = preset.instance_length_median * np.exp(preset.instance_length_sigma *
-                                                      rng.standard_normal())
-      length = float(np.clip(length, low, high))
-      if lengths and total + length - target > target - total:
-        break  # Stopping is closer to the target than adding this one.
-      lengths.append(length)
-      total += length
-    lengths = np.asarray(lengths)
-  elif preset.instance_mode == 'split':
-    count = 1
-    while rng.random() < preset.extra_instance_probability:
-      count += 1
-    lengths = target * rng.dirichlet(np.ones(count))
-    lengths = np.clip(lengths, low, high)
-  else:
-    raise ValueError(f'preset {preset.name}: unknown instance_mode {preset.instance_mode!r}')
+  lengths = preset.instances.lengths(fraction * duration, rng)
   # Leave at least 5% of the video (and a snippet) as background between the instances.
   room = 0.95 * duration
   if lengths.sum() > room:
@@ -253,7 +272,7 @@ def _draw_lengths(preset: Preset, duration: float, rng: np.random.Generator) -> 
 
 def _draw_annotation(preset: Preset, video_id: str, subset: str,
                      rng: np.random.Generator) -> _Annotation:
-  duration = _draw_duration(preset, rng)
+  duration = preset.durations.draw(rng)
   classes = _draw_classes(preset, rng)
   lengths = _draw_lengths(preset, duration, rng)
   gaps = (duration - lengths.sum()) * rng.dirichlet(np.ones(len(lengths) + 1))
