@@ -38,20 +38,23 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                       '0.64, the default)')
   parser.add_argument('--feature-dim', type=int, default=None,
                       help='expected feature dim D (RGB D/2 then flow D/2); default: the data')
-  parser.add_argument('--train-subset', default=None,
-                      help='training subset name (default: convert: THUMOS14 validation, '
-                      'ActivityNet training; import: train)')
-  parser.add_argument('--test-subset', default=None,
-                      help='test subset name (default: convert: THUMOS14 test, ActivityNet '
-                      'validation; import: test)')
-  parser.add_argument('--segment-policy', choices=validation.SEGMENT_POLICIES, default='clip',
+  subsets = parser.add_argument_group(
+      'subsets', 'defaults: THUMOS14 validation / test, ActivityNet training / validation '
+      '(convert);\ntrain / test (import)')
+  subsets.add_argument('--train-subset', default=None, help='training subset name')
+  subsets.add_argument('--test-subset', default=None, help='test subset name')
+  checks = parser.add_argument_group('checks of the annotations against the features')
+  checks.add_argument('--segment-policy', choices=validation.SEGMENT_POLICIES, default='clip',
                       help='segments reaching outside [0, duration]: clip them (with a '
                       'warning; default) or refuse the data')
-  parser.add_argument('--timing-check', choices=validation.TIMING_CHECKS, default='warn',
+  checks.add_argument('--timing-check', choices=validation.TIMING_CHECKS, default='warn',
                       help='features whose length disagrees with the annotated duration: warn '
                       '(default) or refuse')
-  parser.add_argument('--timing-tolerance-snippets', type=float, default=2.0)
-  parser.add_argument('--timing-tolerance-fraction', type=float, default=0.02)
+  checks.add_argument('--timing-tolerance-snippets', type=float, default=2.0,
+                      help='a length within this many snippets of the duration agrees '
+                      '(default %(default)s)')
+  checks.add_argument('--timing-tolerance-fraction', type=float, default=0.02,
+                      help='... or within this fraction of the duration (default %(default)s)')
   parser.add_argument('--compression', choices=hdf5_store.COMPRESSIONS, default='none',
                       help='compression of the feature arrays in the store')
   parser.add_argument('--no-progress', action='store_true',
@@ -144,15 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help='wtalc: the file prefix <Name> (default Thumos14reduced); stpn: the '
                       'dataset name (default: the folder name)')
   parser.add_argument('--trust-pickle', action='store_true', help=TRUST_PICKLE_HELP)
-  parser.add_argument('--video-labels', choices=wtalc.VIDEO_LABEL_SOURCES, default='labels_all',
-                      help='wtalc: the weak video label: labels_all.npy (official), the '
-                      'instances\' classes, or their union')
-  parser.add_argument('--ambiguous', type=pathlib.Path, default=None,
-                      help='wtalc: ambiguous regions file (default: '
-                      '<Name>-Annotations/Ambiguous_test.txt if present)')
-  parser.add_argument('--classes', type=pathlib.Path, default=None,
-                      help='stpn: class names file, one per line (default: sorted gt.json '
-                      'labels)')
+  wtalc_group = parser.add_argument_group('wtalc layout')
+  wtalc_group.add_argument(
+      '--video-labels', choices=wtalc.VIDEO_LABEL_SOURCES, default='labels_all',
+      help="the weak video label: labels_all.npy (official), the instances' classes, or their "
+      'union')
+  wtalc_group.add_argument(
+      '--ambiguous', type=pathlib.Path, default=None,
+      help='ambiguous regions file (default: <Name>-Annotations/Ambiguous_test.txt if present)')
+  parser.add_argument_group('stpn layout').add_argument(
+      '--classes', type=pathlib.Path, default=None,
+      help='class names file, one per line (default: sorted gt.json labels)')
   add_common_arguments(parser)
   return parser
 

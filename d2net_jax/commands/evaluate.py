@@ -49,13 +49,12 @@ def _parser() -> argparse.ArgumentParser:
                       'the config (THUMOS14 0.1:0.7:0.1). ActivityNet: 0.5:0.95:0.05.')
   parser.add_argument('--subset', action='append', default=None,
                       help='GT subset to score (repeatable); needed when the GT holds several.')
-  regions = parser.add_mutually_exclusive_group()
-  regions.add_argument('--ambiguous', default=None,
-                       help='THUMOS14 Ambiguous_test.txt: drop detections overlapping its regions '
-                       "(default: the ground truth's own regions, if it carries any).")
+  regions = parser.add_argument_group(
+      'ambiguous regions', "default: the ground truth's own regions, if it carries any; "
+      'detections overlapping them are dropped').add_mutually_exclusive_group()
+  regions.add_argument('--ambiguous', default=None, help='the regions of a THUMOS14 Ambiguous_test.txt')
   regions.add_argument('--no-ambiguous', action='store_true',
-                       help="ignore the ground truth's ambiguous regions (train / localize: "
-                       '--config.evaluation.use_ambiguous=False).')
+                       help='no regions (train / localize: --config.evaluation.use_ambiguous=False)')
   parser.add_argument('--unknown-videos', default=defaults.unknown_videos,
                       choices=evaluation.UNKNOWN_VIDEO_POLICIES,
                       help='detections in videos outside the scored GT (default: %(default)s, '
@@ -64,18 +63,19 @@ def _parser() -> argparse.ArgumentParser:
                       choices=evaluation_official.PROTOCOLS,
                       help="'activitynet' (the field's standard, default) or 'd2net_official' "
                       '(the official D2-Net detectionMAP.py).')
-  parser.add_argument('--official-gt-file', default=None,
-                      help='d2net_official: the official test_gt_segments.npy (THUMOS14 branch); '
-                      'without it, the ActivityNet1.2 branch on --ground-truth.')
-  parser.add_argument('--keep-later-classes', action='store_true',
-                      help='d2net_official: a class without detections gets AP 0 but does not '
-                      'zero the classes after it (the official code does).')
-  parser.add_argument('--official-fps', type=float, default=defaults.official_fps,
-                      help='d2net_official: the grid, seconds * fps / frames '
-                      '(default %(default)s).')
-  parser.add_argument('--official-frames', type=int,
-                      default=defaults.official_frames_per_snippet,
-                      help='d2net_official: frames per snippet of the grid (default %(default)s).')
+  official = parser.add_argument_group(
+      'd2net_official protocol', 'the official D2-Net detectionMAP.py (--protocol d2net_official)')
+  official.add_argument('--official-gt-file', default=None,
+                        help='the official test_gt_segments.npy (THUMOS14 branch); without it, '
+                        'the ActivityNet1.2 branch on --ground-truth.')
+  official.add_argument('--keep-later-classes', action='store_true',
+                        help='a class without detections gets AP 0 but does not zero the '
+                        'classes after it (the official code does).')
+  official.add_argument('--official-fps', type=float, default=defaults.official_fps,
+                        help='the grid: seconds * fps / frames (default %(default)s).')
+  official.add_argument('--official-frames', type=int,
+                        default=defaults.official_frames_per_snippet,
+                        help='frames per snippet of the grid (default %(default)s).')
   parser.add_argument('--classes', default=None,
                       help="the model's class names: a run's model.json or a text file, one per "
                       'line; detections of classes the ground truth lacks then count as false '
