@@ -28,16 +28,16 @@ def _conv_init(init_std: float):
 
 class StreamSettings(nn.Module):
   """The `model` section's settings of one D2-Net stream (Stream and D2Net share them)."""
-  num_classes: int
-  kernel_size: int = 3
-  dilation: int = 1
-  classifier_kernel_size: int = 1
-  classifier_dilation: int = 1
-  leaky_slope: float = 0.2
-  residual: bool = True
-  dropout_rate: float = 0.7
-  init_std: float = 0.01
-  embeddings_after_dropout: bool = True
+  num_classes: int  # C, the classifier's outputs.
+  kernel_size: int = 3  # Temporal kernel of layers 1-2 (the embedding convolutions).
+  dilation: int = 1  # Their dilation.
+  classifier_kernel_size: int = 1  # Temporal kernel of layer 3 (the classifier).
+  classifier_dilation: int = 1  # Its dilation.
+  leaky_slope: float = 0.2  # Negative slope of the leaky ReLU after layers 1 and 2.
+  residual: bool = True  # Layers 1 and 2 add their input: x + leaky_relu(conv(x)).
+  dropout_rate: float = 0.7  # Before the classifier, in training.
+  init_std: float = 0.01  # Kernels ~ N(0, init_std) (official); <= 0: Flax's default init.
+  embeddings_after_dropout: bool = True  # Training embeddings: post-dropout (the code) or pre.
 
 
 class Stream(StreamSettings):

@@ -64,13 +64,13 @@ class MaskedSelfAttention(nn.Module):
 
 class SelfAttentionLFE(nn.Module):
   """num_layers pre-LN blocks: F1 = F + Drop(W_o MHA(LN F)), F_L = F1 + Drop(FFN(LN F1))."""
-  num_heads: int = 8
-  num_layers: int = 1
-  window: int = 0
-  ffn_mult: int = 1
-  attn_dropout: float = 0.1
-  dropout: float = 0.3
-  positional: str = 'none'
+  num_heads: int = 8  # Attention heads; E must be divisible by it.
+  num_layers: int = 1  # Pre-LN blocks.
+  window: int = 0  # 0: attend to every valid snippet; > 0: only |t - t'| <= window.
+  ffn_mult: int = 1  # FFN width = ffn_mult * E.
+  attn_dropout: float = 0.1  # On the attention weights.
+  dropout: float = 0.3  # On the attention and FFN residual branches.
+  positional: str = 'none'  # 'sinusoidal': positions added to the block input.
 
   @nn.compact
   def __call__(self, f, mask, train: bool = False):

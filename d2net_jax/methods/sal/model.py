@@ -118,15 +118,15 @@ class SAL(nn.Module):
   SAL computes from the raw features (the actionness and sc_rgb / sc_flow); `heads` the rest from
   e (`methods.base.FeatureSplit`): DFE over SAL runs its feature enhancement between the two.
   """
-  num_classes: int
-  hidden: int = 512
-  encoder_kernel: int = 3
-  branch_kernel: int = 3
-  dropout_rate: float = 0.5
-  rgb_weight: float = 0.1
-  bilinear_divisor: str = 't_squared'
-  mixup: bool = True
-  mixup_normalize: bool = False
+  num_classes: int  # C, the class logits' width.
+  hidden: int = 512  # H, the width of the encoder and the actionness branches.
+  encoder_kernel: int = 3  # Temporal kernel of the shared encoder (ActivityNet: 7).
+  branch_kernel: int = 3  # Temporal kernel of the per-stream actionness convolutions.
+  dropout_rate: float = 0.5  # After every convolution block, in training.
+  rgb_weight: float = 0.1  # lambda of a = (1 - lambda) a_f + lambda a_r (ActivityNet: 0.3).
+  bilinear_divisor: str = 't_squared'  # Second-order pooling: sum / T^2 (the code) or 't'.
+  mixup: bool = True  # The video mix-up branch in training (a_f_mix, a_r_mix).
+  mixup_normalize: bool = False  # Mix-up input: the two videos' sum (the code) or their mean.
   streams: Tuple[str, ...] = ('rgb', 'flow')  # One actionness branch each.
 
   def setup(self):
