@@ -163,20 +163,14 @@ def parse_args(argv):
   unknown = sorted(set(args.methods) - set(METHODS))
   if unknown:
     parser.error(f'unknown methods {unknown}: {METHODS}')
-  args.out = args.out or _common.ROOT / 'runs' / 'experiments' / NAME
-  args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
+  _common.output_folders(args, NAME)
   return args
 
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
-  start = time.perf_counter()
-  _common.enable_compilation_cache(args.compilation_cache)
-  _common.quiet_logs()
-  meta = _common.run_metadata(argv)
-  log = lambda s: print(s, flush=True)
-  log(f'{NAME}: {args.mode} mode on {meta["device"]}')
+  meta, log, start = _common.start_script(NAME, args, argv)
   runs = run_all(args, log)
   meta['wall_s'] = time.perf_counter() - start
   config = variant_config(METHODS[0], '', args.seeds[0], args)
