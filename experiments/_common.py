@@ -371,6 +371,25 @@ def train_variant(config, workdir: pathlib.Path, reuse: bool = False) -> Dict[st
   return summary
 
 
+def output_folders(args, name: str) -> None:
+  """Sets the defaults of a script's `--out` (runs/experiments/<name>) and `--compilation-cache`
+  (OUT/jax_cache) on its parsed `args`."""
+  args.out = args.out or ROOT / 'runs' / 'experiments' / name
+  args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
+
+
+def start_script(name: str, args, argv: Sequence[str]):
+  """A script's start: JAX's compilation cache in args.compilation_cache, quiet absl logs, the run
+  metadata; logs '<name>: <args.mode> mode on <device>'. Returns (meta, log, start time)."""
+  start = time.perf_counter()
+  enable_compilation_cache(args.compilation_cache)
+  quiet_logs()
+  meta = run_metadata(argv)
+  log = lambda s: print(s, flush=True)
+  log(f'{name}: {args.mode} mode on {meta["device"]}')
+  return meta, log, start
+
+
 def quiet_logs() -> None:
   """absl (orbax) warnings and info off the console: errors only."""
   from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel

@@ -158,14 +158,20 @@ def _finished(config, workdir: pathlib.Path, check_code: bool = True):
   return summary
 
 
-def script_producer(*argv: str) -> Callable[..., Tuple[List[List[str]], str, str]]:
+def script_producer(*argv: str, note: str = 'no seeds: nothing is trained', runs: bool = False
+                    ) -> Callable[..., Tuple[List[List[str]], str, str]]:
   """A producer that runs `python <argv>` (a script of experiments/ that prints its table) and
-  takes the printed table whose header is the registered columns; its commit is HEAD's."""
+  takes the printed table whose header is the registered columns; its commit is HEAD's. runs:
+  the script trains the table's seeds (`--seeds`) into `--out <out-dir>/<table name>`, afresh on
+  every call."""
 
   def produce(args, table: Table):
     out = pathlib.Path(args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    run = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True)
+    extra = (['--out', str(out / table.name), '--seeds', ','.join(map(str, args.seeds))]
+             if runs else [])
+    run = subprocess.run([sys.executable, *argv, *extra], cwd=ROOT, capture_output=True,
+                         text=True)
     (out / f'{table.name}.log').write_text(run.stdout + run.stderr)
     if run.returncode:
       raise SystemExit(f'reproduce.py: {" ".join(argv)} failed; see {out / table.name}.log')
@@ -173,7 +179,7 @@ def script_producer(*argv: str) -> Callable[..., Tuple[List[List[str]], str, str
     if len(found) != 1:
       raise SystemExit(f'reproduce.py: {" ".join(argv)} printed {len(found)} tables with the '
                        f'columns of {table.name}; see {out / table.name}.log')
-    return found[0][1:], head_commit(), 'no seeds: nothing is trained'
+    return found[0][1:], head_commit(), note
 
   return produce
 
@@ -239,6 +245,13 @@ TABLES: Tuple[Table, ...] = (
           '~2 min',
           script_producer('experiments/bench_train_step.py', '--shapes', 'demo', '--dtypes',
                           'float32', '--variants', 'd2net,mil,sal,dfe,dfe;base=sal'), kept=_SPEED),
+    Table('real_footage_methods', 'docs/video.md',
+          ('method', 'seeds', 'steps', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5',
+           'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'train s / run'),
+          'python experiments/real_footage_methods.py', (1, 2, 3),
+          '~20 min (5 methods x 3 seeds on the 40 real-footage videos, about a minute a run)',
+          script_producer('experiments/real_footage_methods.py',
+                          note='seeds 1, 2, 3; mean ± std', runs=True)),
     Table('synthetic_feature_stats', 'docs/data.md',
           ('statistic (RGB / flow)', 'target (`i3d_like`)', '`i3d_like`', '`gaussian`'),
           'd2net-jax synthetic --preset thumos14_like --out /tmp/s --feature-dim 256 --num-train '

@@ -259,6 +259,30 @@ def test_dfe_ablation_over_sal_configs():
 
 
 @pytest.mark.slow
+def test_real_footage_methods_smoke(tmp_path, shared, runner):
+  """Seeds on the committed real-footage store (2 steps of mil): one row, every tIoU, the
+  validation curve each run was selected on; the variants cover every method and DFE over its
+  default base and over d2net."""
+  out = tmp_path / 'real_footage_methods'
+  stdout = run_script(runner, 'real_footage_methods', out, '--methods', 'mil', '--seeds', '1,2',
+                      '--compilation-cache', str(shared / 'jax_cache'))
+  markdown, results = check_outputs(out, stdout, plot=False)
+  assert table_rows(markdown, 'Test mAP') == ['mil']
+  runs = results['runs']
+  assert [(r['seed'], r['steps'], len(r['mAP'])) for r in runs] == [(1, 2, 7), (2, 2, 7)]
+  assert all(r['validation'] and r['train_seconds'] > 0 for r in runs)
+  sys.path.insert(0, str(ROOT / 'experiments'))
+  try:
+    import real_footage_methods  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  found = real_footage_methods.variants(real_footage_methods.METHODS)
+  assert [m for m, _ in found][:4] == ['mil', 'd2net', 'sal', 'co2net']
+  assert ('dfe', 'd2net') in found and found[4][0] == 'dfe' and found[4][1]
+  assert len(set(found)) == len(found)
+
+
+@pytest.mark.slow
 def test_dfe_ablation_smoke(tmp_path, shared, runner):
   out = tmp_path / 'dfe_ablation'
   stdout = run_script(runner, 'dfe_ablation', out, '--steps', '3', '--variants', 'base,dfe_global',

@@ -8,6 +8,9 @@ method's one-stream code path to its two-stream path fed the same stream twice:
   d2net (and DFE's 'd2net' base): both streams with the one stream's parameters give its outputs
     and its loss (the mean over two equal streams is the stream);
   mil: both classifiers with half the one stream's kernel and bias give its logits;
+  co2net: its one CCM (the stream as main and aux) as both CCMs, the fusion and classifier kernels
+    split over the two copies: the same cas and attentions, fused features [X, X], every loss
+    term equal (the mutual attention term 0 in both);
   sal: both actionness branches with the one branch's parameters (and the encoder's kernel halved
     over each copy of x) give its outputs; the loss terms
     summed over the streams (L_act, L_mix, the stream part of L_se) are half the two-stream ones,
@@ -246,3 +249,28 @@ def test_dfe_d2net_base_one_stream_is_d2net_one_stream():
   _assert_close(got, expected, ('tcam', 'embeddings', 'rgb_logits', 'rgb_embeddings'))
   np.testing.assert_array_equal(methods.get('d2net').feature_split.kd_view(got)['cas'],
                                 got['rgb_logits'])
+
+
+def test_co2net_one_stream_is_two_equal_streams():
+  """CCM(x, x) with its attention standing for all three == the two-stream CO2-Net fed (x, x)
+  with both CCMs the one, the fusion [[W/2, W/2], [W/2, W/2]] (fused features [X, X]) and the
+  classifier's k3 kernel halved over each copy; every loss term equal, the mutual term 0."""
+  def duplicate(p):
+    half = lambda a: jnp.concatenate([a / 2, a / 2], -2)  # The input axis of a kernel.
+    fusion = {'kernel': jnp.concatenate([half(p['fusion']['kernel'])] * 2, -1),
+              'bias': jnp.concatenate([p['fusion']['bias']] * 2)}
+    conv = dict(p['classifier_conv'], kernel=half(p['classifier_conv']['kernel']))
+    return dict(p, f_attn=p['v_attn'], fusion=fusion, classifier_conv=conv)
+
+  width = {'co2net.classifier_hidden': 12}  # Not D (which differs): the same classifier.
+  (one, two), batch = _one_and_twice('co2net', duplicate, **width)
+  assert 'f_attn' not in one[1]
+  _assert_close(one[0], two[0], ('cas', 'attn', 'v_atn', 'f_atn'))
+  np.testing.assert_array_equal(one[0]['v_atn'], one[0]['f_atn'])
+  _assert_close({'feat': jnp.concatenate([one[0]['feat']] * 2, -1)}, two[0], ('feat',))
+  _, a1 = _loss(one[3], one[0], batch, 16)
+  _, a2 = _loss(two[3], two[0], batch, 32)
+  assert float(a1['shared_classes']) > 0 and float(a1['loss_contrastive']) > 0
+  _assert_close(a1, a2, ('loss', 'loss_mil_orig', 'loss_mil_supp', 'loss_contrastive',
+                         'loss_mutual', 'loss_norm', 'loss_guide'))
+  assert float(a1['loss_mutual']) == 0.0

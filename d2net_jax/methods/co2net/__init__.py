@@ -19,6 +19,7 @@ import jax
 import ml_collections
 
 from d2net_jax.methods import base
+from d2net_jax.methods import layers
 from d2net_jax.methods.co2net import losses
 from d2net_jax.methods.co2net import model as model_lib
 from d2net_jax.utils import checks
@@ -66,7 +67,8 @@ def build_model(config, num_classes: int, feature_dim: int):
       classifier_hidden=c.classifier_hidden, channel_kernel=c.channel_kernel,
       dropout_rate=c.dropout_rate, classifier_dropout=c.classifier_dropout,
       ccm_dropout=c.ccm_dropout, attention_logit_dropout=c.attention_logit_dropout,
-      smooth_kernel=c.smooth_kernel, mask_padding=c.mask_padding)
+      smooth_kernel=c.smooth_kernel, mask_padding=c.mask_padding,
+      streams=layers.stream_names(config))
 
 
 def loss_fn(outputs, batch, state, config, key, *, axis_name=None):

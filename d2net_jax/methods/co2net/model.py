@@ -20,6 +20,16 @@ pool (kernel `smooth_kernel` = 13, stride 1, zero padding counted in the mean), 
 at test; feat is not. LReLU has slope 0.2. Every convolution starts kaiming-uniform (gain sqrt 2,
 fan_in = in channels x kernel), biases 0. The code's unused `feat_encoder` is left out.
 
+One stream (`streams` = ('rgb',) or ('flow',); `data.streams`): x (B, T, D) is that stream alone,
+E = D. There is no other modality to filter it by, so its one CCM takes it as both main and
+auxiliary, CCM(x, x) (a self-gate: the video's channel descriptor times a local gate of the same
+stream), named after the stream ('v_attn' for RGB, 'f_attn' for flow). The fusion reads the
+filtered stream alone (Conv_1 D -> D), and the one attention stands for all three: attn = v_atn =
+f_atn, so the mutual attention loss is 0 and the norm and guide terms are that attention's. This is
+exactly the two-stream network fed concat(x, x) with both CCMs equal to the one, the fusion kernel
+[[W/2, W/2], [W/2, W/2]] (bias [b, b]: its fused features are [X, X]) and the classifier's k3 kernel
+halved over each copy (tests/test_one_stream.py).
+
 Padding: the authors' code never sees any (training rows are resampled to a fixed length, test
 videos are fed whole one by one). Here snippets with mask 0 are zeroed before every temporal
 convolution, left out of the time mean, and zeroed in the outputs, so a padded video gives its
@@ -101,15 +111,18 @@ class CO2Net(nn.Module):
   attention_logit_dropout: float = 0.5
   smooth_kernel: int = 0  # ActivityNet (ANT_CO2): 13; 0 or 1: none.
   mask_padding: bool = True
+  streams: Tuple[str, ...] = ('rgb', 'flow')  # One stream: its CCM takes it as main and aux.
 
   def setup(self):
-    if self.feature_dim % 2:
+    if len(self.streams) == 2 and self.feature_dim % 2:
       raise ValueError(f'feature dimension must be even (RGB + flow halves), got '
                        f'{self.feature_dim}')
     ccm = lambda: CCM(self.attention_hidden, self.channel_kernel, self.ccm_dropout,
                       self.attention_logit_dropout)
-    self.v_attn = ccm()  # main = RGB (the code's vAttn)
-    self.f_attn = ccm()  # main = flow (fAttn)
+    if 'rgb' in self.streams:
+      self.v_attn = ccm()  # main = RGB (the code's vAttn)
+    if 'flow' in self.streams:
+      self.f_attn = ccm()  # main = flow (fAttn)
     self.fusion = nn.Dense(self.feature_dim, kernel_init=kaiming_uniform())
     self.classifier_conv = nn.Conv(self.classifier_hidden or self.feature_dim, (3,),
                                    padding='SAME', kernel_init=kaiming_uniform())
@@ -128,13 +141,19 @@ class CO2Net(nn.Module):
     """(feat (B, T, D), {'attn', 'v_atn', 'f_atn'} (B, T) before any smoothing)."""
     m = self._mask(mask, features.dtype)
     x = features * m[..., None]
-    half = self.feature_dim // 2
-    rgb, flow = x[..., :half], x[..., half:]
-    v_atn, v_feat = self.v_attn(rgb, flow, m, train)
-    f_atn, f_feat = self.f_attn(flow, rgb, m, train)
-    fused = self.fusion(jnp.concatenate([v_feat, f_feat], axis=-1))
-    feat = self.drop(_lrelu(fused), deterministic=not train) * m[..., None]
-    return feat, {'attn': (v_atn + f_atn) / 2, 'v_atn': v_atn, 'f_atn': f_atn}
+    if len(self.streams) == 1:  # CCM(x, x); its attention stands for all three.
+      ccm = self.v_attn if self.streams[0] == 'rgb' else self.f_attn
+      atn, filtered = ccm(x, x, m, train)
+      attentions = {'attn': atn, 'v_atn': atn, 'f_atn': atn}
+    else:
+      half = self.feature_dim // 2
+      rgb, flow = x[..., :half], x[..., half:]
+      v_atn, v_feat = self.v_attn(rgb, flow, m, train)
+      f_atn, f_feat = self.f_attn(flow, rgb, m, train)
+      filtered = jnp.concatenate([v_feat, f_feat], axis=-1)
+      attentions = {'attn': (v_atn + f_atn) / 2, 'v_atn': v_atn, 'f_atn': f_atn}
+    feat = self.drop(_lrelu(self.fusion(filtered)), deterministic=not train) * m[..., None]
+    return feat, attentions
 
   def heads(self, feat, context, mask, train: bool = False) -> Dict[str, jax.Array]:
     """The outputs dict from the fused features feat (B, T, D) and `encode`'s attentions."""
