@@ -11,7 +11,9 @@ preset is now. Each run evaluates the 40-video validation split held out from th
 5 times, evenly over its steps (the same count for every recipe, so no recipe gets more draws of
 a noisy maximum), and keeps the best checkpoint by mean mAP 0.1:0.7 there; that validation mAP
 is the recipe's score. The recipe with the best mean validation score over the sweep seeds
-(train.seed = 1..N) is chosen; the test split plays no part in it. Then the chosen recipe and the
+(train.seed = 1..N) is chosen; the test split plays no part in it. With `--narrow P` the seeds
+after the first train only the recipes within P points of the best first-seed score (and the
+earlier preset); the choice is among those. Then the chosen recipe and the
 earlier preset ('preset_1203') are trained on the test seeds (1, 2, 3; runs of the sweep reused)
 and their test mAP is reported: each run's test split scored once, on its validation-selected
 checkpoint.
@@ -26,7 +28,7 @@ import argparse
 import pathlib
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _common  # noqa: E402  pylint: disable=wrong-import-position
@@ -95,6 +97,17 @@ def run_one(name: str, seed: int, args, log) -> Dict[str, Any]:
   return record
 
 
+def contenders(runs: List[Dict[str, Any]], names: List[str], seed: int,
+               narrow: Optional[float]) -> List[str]:
+  """The recipes trained on the next seeds: all of `names`, or with `narrow` those whose
+  validation mAP on `seed` is within `narrow` points (%) of the best, and the earlier preset."""
+  if narrow is None:
+    return names
+  score = {r['variant']: 100 * r['validation'] for r in runs if r['seed'] == seed}
+  best = max(score[n] for n in names)
+  return [n for n in names if score[n] >= best - narrow or n == OLD]
+
+
 def choose(runs: List[Dict[str, Any]], names: List[str], seeds: List[int]) -> str:
   """The recipe with the best mean validation mAP over `seeds` (test mAP not read)."""
   def score(name):
@@ -147,6 +160,10 @@ def parse_args(argv):
                       help='S,S,...: seeds of the chosen and the earlier preset (default 1,2,3)')
   parser.add_argument('--recipes', default=','.join(RECIPES),
                       help=f'comma-separated subset of {",".join(RECIPES)}')
+  parser.add_argument('--narrow', type=float,
+                      help='train the seeds after the first only for the recipes within this many '
+                           'points (validation mAP, %%) of the best on the first seed, and the '
+                           'earlier preset (default: every recipe on every seed)')
   parser.add_argument('--data-dir', type=pathlib.Path,
                       help='synthetic store cache (default OUT/data)')
   parser.add_argument('--out', type=pathlib.Path, default=None)
@@ -179,10 +196,11 @@ def main(argv=None) -> int:
   log = lambda s: print(s, flush=True)
   log(f'{NAME}: {args.mode} mode on {meta["device"]}')
   _common.prepare_data(recipe_config(args.recipes[0], 1, args), log)
-  runs = []
+  runs, names = [], args.recipes
   for seed in args.seeds:  # Seed by seed: an interrupted sweep has whole seeds.
-    runs += [run_one(name, seed, args, log) for name in args.recipes]
-  chosen = choose(runs, args.recipes, args.seeds)
+    runs += [run_one(name, seed, args, log) for name in names]
+    names = contenders(runs, names, seed, args.narrow)
+  chosen = choose(runs, names, args.seeds)
   log(f'chosen by validation mean over seeds {args.seeds}: {chosen}')
   shown = [chosen] + ([OLD] if OLD in args.recipes and OLD != chosen else [])
   for seed in args.test_seeds:

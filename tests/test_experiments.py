@@ -357,3 +357,8 @@ def test_sal_sweep_recipes_and_choice():
           dict(variant='b', seed=3, validation=0.00, average_mAP=0.01)]
   assert sal_sweep.choose(runs, ['a', 'b'], [1, 2]) == 'b'
   assert sal_sweep.choose(runs, ['a', 'b'], [1]) == 'a'
+  runs.append(dict(variant=sal_sweep.OLD, seed=1, validation=0.001, average_mAP=0.5))
+  names = ['a', 'b', sal_sweep.OLD]
+  assert sal_sweep.contenders(runs, names, 1, None) == names
+  assert sal_sweep.contenders(runs, names, 1, 0.5) == ['a', sal_sweep.OLD]
+  assert sal_sweep.contenders(runs, names, 1, 1.0) == names
