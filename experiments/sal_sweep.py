@@ -164,14 +164,7 @@ def parse_args(argv):
                       help='train the seeds after the first only for the recipes within this many '
                            'points (validation mAP, %%) of the best on the first seed, and the '
                            'earlier preset (default: every recipe on every seed)')
-  parser.add_argument('--data-dir', type=pathlib.Path,
-                      help='synthetic store cache (default OUT/data)')
-  parser.add_argument('--out', type=pathlib.Path, default=None)
-  parser.add_argument('--compilation-cache', type=pathlib.Path,
-                      help="JAX's persistent compilation cache (default OUT/jax_cache)")
-  parser.add_argument('--reuse', action='store_true',
-                      help='read back the runs under OUT that finished with the same config and '
-                           'resume the interrupted ones from their checkpoints')
+  _common.add_output_arguments(parser)
   args = parser.parse_args(argv)
   args.recipes = [r for r in args.recipes.split(',') if r]
   unknown = sorted(set(args.recipes) - set(RECIPES))
@@ -180,21 +173,13 @@ def parse_args(argv):
   args.seeds = list(range(1, (args.seeds or SIZES[args.mode]['seeds']) + 1))
   args.test_seeds = ([int(s) for s in args.test_seeds.split(',') if s]
                      or list(SIZES[args.mode]['test_seeds']))
-  args.out = args.out or _common.ROOT / 'runs' / 'experiments' / NAME
-  args.data_dir = args.data_dir or args.out / 'data'
-  args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
-  return args
+  return _common.resolve_output_arguments(args, NAME)
 
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
-  start = time.perf_counter()
-  _common.enable_compilation_cache(args.compilation_cache)
-  _common.quiet_logs()
-  meta = _common.run_metadata(argv)
-  log = lambda s: print(s, flush=True)
-  log(f'{NAME}: {args.mode} mode on {meta["device"]}')
+  meta, log, start = _common.start_script(args, argv, NAME)
   _common.prepare_data(recipe_config(args.recipes[0], 1, args), log)
   runs, names = [], args.recipes
   for seed in args.seeds:  # Seed by seed: an interrupted sweep has whole seeds.
