@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import re
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -192,7 +193,9 @@ def main(argv=None) -> int:
     runs += [run_one(name, seed, args, log) for name in shown
              if not any(r['variant'] == name and r['seed'] == seed for r in runs)]
   meta['wall_s'] = time.perf_counter() - start
-  notes = [f'data: {runs[0]["data"]}', runs[0]['selection'],
+  selection = re.sub(r'evaluated every \d+ steps', f'evaluated {EVALUATIONS} times per run',
+                     runs[0]['selection'])
+  notes = [f'data: {runs[0]["data"]}', selection,
            f'{EVALUATIONS} validation passes per run; the score of a run is its selected '
            'checkpoint\'s validation mean mAP 0.1:0.7 (%)']
   markdown = (_common.markdown_header("SAL's synthetic preset: validation sweep", meta, notes)
