@@ -50,7 +50,8 @@ def get_config(arg=None):
   # The preset's default difficulty (noise_scale 1.0) and feature model ('i3d_like'). Not retuned
   # for them: the settings below beat the `mil` baseline clearly there as they are (test mean mAP
   # 0.1:0.7, validation-selected, 2 seeds: D2-Net 9.4 +- 0.4; mil 6.5 +- 0.1 with its own tuned
-  # learning rate, 3.9 +- 0.6 with this one; SAL 5.7 +- 0.3 with its own synthetic preset;
+  # learning rate, 3.9 +- 0.6 with this one; SAL 5.7 +- 0.3 with its synthetic preset of
+  # 2026-12-03, since re-chosen by experiments/sal_sweep.py;
   # docs/results.md and docs/sal.md).
   config.data.feature_dim = 256  # THUMOS14: 2048.
   config.data.max_seqlen = 256  # THUMOS14: 750.

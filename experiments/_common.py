@@ -441,6 +441,42 @@ def prepare_data(config, log: Callable[[str], None] = print):
 
 
 # ---------------------------------------------------------------------------------------------
+# Command line and start-up shared by the training scripts.
+
+
+def add_output_arguments(parser) -> None:
+  """--data-dir, --out, --compilation-cache and --reuse; `resolve_output_arguments` fills them."""
+  parser.add_argument('--data-dir', type=pathlib.Path,
+                      help='synthetic store cache (default OUT/data)')
+  parser.add_argument('--out', type=pathlib.Path, default=None)
+  parser.add_argument('--compilation-cache', type=pathlib.Path,
+                      help="JAX's persistent compilation cache (default OUT/jax_cache)")
+  parser.add_argument('--reuse', action='store_true',
+                      help='read back the runs under OUT that finished with the same config and '
+                           'resume the interrupted ones from their checkpoints')
+
+
+def resolve_output_arguments(args, name: str):
+  """Defaults of `add_output_arguments`: OUT = runs/experiments/<name>, OUT/data, OUT/jax_cache."""
+  args.out = args.out or ROOT / 'runs' / 'experiments' / name
+  args.data_dir = args.data_dir or args.out / 'data'
+  args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
+  return args
+
+
+def start_script(args, argv: Sequence[str], name: str):
+  """(metadata, log, start time) of a training script: the compilation cache on, absl quiet,
+  the first line printed."""
+  start = time.perf_counter()
+  enable_compilation_cache(args.compilation_cache)
+  quiet_logs()
+  meta = run_metadata(argv)
+  log = lambda s: print(s, flush=True)
+  log(f'{name}: {args.mode} mode on {meta["device"]}')
+  return meta, log, start
+
+
+# ---------------------------------------------------------------------------------------------
 # Outputs.
 
 

@@ -218,14 +218,7 @@ def parse_args(argv):
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       type=lambda s: tuple(s.split('=', 1)),
                       help='config override for every variant (repeatable)')
-  parser.add_argument('--data-dir', type=pathlib.Path,
-                      help='synthetic store cache (default OUT/data)')
-  parser.add_argument('--out', type=pathlib.Path, default=None)
-  parser.add_argument('--compilation-cache', type=pathlib.Path,
-                      help="JAX's persistent compilation cache (default OUT/jax_cache)")
-  parser.add_argument('--reuse', action='store_true',
-                      help='read back the runs under OUT that finished with the same config and resume '
-                           'the interrupted ones from their checkpoints')
+  _common.add_output_arguments(parser)
   args = parser.parse_args(argv)
   from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   args.seeds = args.seeds or SIZES[args.mode]['seeds']
@@ -236,9 +229,7 @@ def parse_args(argv):
   if unknown:
     parser.error(f'unknown methods or datasets {unknown}: methods {methods.names()}, '
                  f'datasets {tuple(DATASETS)}')
-  args.out = args.out or _common.ROOT / 'runs' / 'experiments' / NAME
-  args.data_dir = args.data_dir or args.out / 'data'
-  args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
+  _common.resolve_output_arguments(args, NAME)
   return args
 
 

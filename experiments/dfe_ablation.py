@@ -115,14 +115,7 @@ def parse_args(argv):
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       type=lambda s: tuple(s.split('=', 1)),
                       help='config override, e.g. --set dfe.gmm.momentum=0.99 (repeatable)')
-  parser.add_argument('--data-dir', type=pathlib.Path,
-                      help='synthetic store cache (default OUT/data)')
-  parser.add_argument('--out', type=pathlib.Path, default=None)
-  parser.add_argument('--compilation-cache', type=pathlib.Path,
-                      help="JAX's persistent compilation cache (default OUT/jax_cache)")
-  parser.add_argument('--reuse', action='store_true',
-                      help='read back the runs under OUT that finished with the same config and resume '
-                           'the interrupted ones from their checkpoints')
+  _common.add_output_arguments(parser)
   args = parser.parse_args(argv)
   size = _common.SIZES[args.mode]
   args.seeds = args.seeds or size['seeds']
@@ -131,9 +124,7 @@ def parse_args(argv):
   unknown = sorted(set(args.variants) - set(VARIANTS))
   if unknown:
     parser.error(f'unknown variants {unknown}; choose from {VARIANTS}')
-  args.out = args.out or _common.ROOT / 'runs' / 'experiments' / NAME
-  args.data_dir = args.data_dir or args.out / 'data'
-  args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
+  _common.resolve_output_arguments(args, NAME)
   return args
 
 

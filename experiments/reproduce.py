@@ -201,6 +201,12 @@ _ABLATION_COLUMNS = ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0
 _SPEED = ('speed: to be rerun on idle cores (at load ~16 on 2026-12-05 the steps/s were 2.5-4x '
           'below the table and the prose around it)')
 _KEPT = 'not rerun here yet: its block keeps the provenance of the run that produced it'
+_SAL_SWEEP = ('python experiments/sal_sweep.py --mode quick --data-dir runs/sal_sweep/data '
+              '--narrow 3 --reuse')
+_SAL_SWEEP_COST = ('~70 min of training on 2 shared cores (load ~12): 8000-step runs 9-15 min, '
+                   '1000-step runs 1.5-5 min; ~1 min with every run reused')
+_SAL_SWEEP_KEPT = ('produced by the script itself (its training runs take over an hour): the block '
+                   'keeps that run\'s provenance; --only sal_sweep,sal_sweep_test reruns it')
 TABLES: Tuple[Table, ...] = (
     Table('readme_demo', 'README.md', DEMO_COLUMNS,
           'd2net-jax train --config configs/synthetic.py --config.train.seed=S',
@@ -327,6 +333,16 @@ TABLES: Tuple[Table, ...] = (
           '--config.train.num_steps=600 (one override per row)',
           (1,),
           '~1 h (8 settings x 600 steps)', kept=_KEPT),
+    Table('sal_sweep', 'docs/sal.md',
+          ('recipe', 'batch', 'steps', 'lr', 'mix-up', 'hidden', 'validation seed 1',
+           'validation seed 2', 'validation mean', 'wall s / run'),
+          _SAL_SWEEP, (1, 2), _SAL_SWEEP_COST,
+          script_producer(*_SAL_SWEEP.split()[1:]), kept=_SAL_SWEEP_KEPT),
+    Table('sal_sweep_test', 'docs/sal.md',
+          ('recipe', 'seed', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6',
+           'mAP@0.7', 'avg 0.1:0.7', 'validation', 'selected step'),
+          _SAL_SWEEP, (1, 2, 3), 'with sal_sweep (one run of sal_sweep.py)',
+          script_producer(*_SAL_SWEEP.split()[1:]), kept=_SAL_SWEEP_KEPT),
 )
 REGISTRY: Dict[str, Table] = {t.name: t for t in TABLES}
 

@@ -128,6 +128,11 @@ def test_sal_presets():
   assert load('activitynet13').get_config('sal').data.num_classes == 200
   demo = load('synthetic').get_config('sal')
   assert demo.sal.hidden < 512 and demo.data.sampling == 'resample'
+  # The recipe experiments/sal_sweep.py chose on the validation split (docs/sal.md).
+  t = demo.train
+  assert (t.batch_size, t.num_steps, t.learning_rate, t.lr_schedule, t.eval_every) == (
+      2, 8000, 1e-4, 'constant', 1600)
+  assert (demo.sal.hidden, demo.sal.mixup, t.selection) == (128, False, 'validation')
   assert load('synthetic').get_config('sal,smoke').sal.hidden == 8
 
 

@@ -241,3 +241,21 @@ def test_overlay_on_real_thumos14_annotations(shared_data, tmp_path):
   x = video.features()
   assert x.shape == (video.num_snippets, DIM) and abs(video.num_snippets * 0.64 -
                                                       video.duration) < 0.64
+
+
+def test_command_line_without_training_videos(tmp_path, capsys):
+  """--num-train 0 writes a test-only store and prints the test videos' feature statistics (it
+  used to crash on the empty training list after writing the store); no video at all is refused
+  in one line before anything is written."""
+  out = tmp_path / 'out'
+  argv = ['--out', str(out), '--feature-dim', '8', '--num-train', '0', '--num-test', '2']
+  assert synthetic_command.main(argv) == 0
+  assert 'first 2 test videos' in capsys.readouterr().out
+  dataset = hdf5_store.read_store(next(out.glob('*.h5')))
+  assert not dataset.train_videos() and len(dataset.test_videos()) == 2
+  empty = tmp_path / 'empty'
+  with pytest.raises(SystemExit) as e:
+    synthetic_command.main(['--out', str(empty), '--feature-dim', '8', '--num-train', '0',
+                            '--num-test', '0'])
+  assert e.value.code == 2 and 'no video to write' in capsys.readouterr().err
+  assert not empty.exists()

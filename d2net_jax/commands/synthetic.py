@@ -57,6 +57,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
   if args.feature_dim < 2 or args.feature_dim % 2:
     parser.error(f'--feature-dim {args.feature_dim} must be even and >= 2')
+  for flag, count in (('--num-train', args.num_train), ('--num-test', args.num_test)):
+    if count < -1:
+      parser.error(f'{flag} {count}: must be >= 0, or -1 for the preset\'s count')
+  if args.num_train == 0 and args.num_test == 0 and not args.annotations:
+    parser.error('--num-train 0 and --num-test 0: no video to write')
   try:
     path = synthetic.ensure_store(_data_config(args), force=args.force,
                                   progress=False if args.no_progress else None)
@@ -77,10 +82,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for key, value in stats.items():
     target = f'  (real: {targets[key]:g})' if key in targets else ''
     print(f'  {key:24s} {value:10.3f}{target}')
-  sample = dataset.train_videos()[:16]
+  subset = 'training' if dataset.train_videos() else 'test'  # --num-train 0: the test videos.
+  sample = (dataset.train_videos() or dataset.test_videos())[:16]
   features = synthetic.stream_statistics([v.features() for v in sample], dataset.feature_dim)
-  print(f'features ({synthetic._stored_parameters(path)["features"]}, first {len(sample)} training videos; '
-        'targets: synthetic_features.I3DLike):')
+  print(f'features ({synthetic._stored_parameters(path)["features"]}, first {len(sample)} '
+        f'{subset} videos; targets: synthetic_features.I3DLike):')
   print(f'  {"":24s} ' + ' '.join(f'{name:>10s}' for name in features))
   for key in features['rgb']:
     print(f'  {key:24s} ' + ' '.join(f'{features[name][key]:10.3f}' for name in features))
