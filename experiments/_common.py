@@ -211,7 +211,7 @@ SIZES: Dict[str, Dict[str, Any]] = {
                   steps=6, seeds=1, eval_bucket=512, learning_rate=2e-3, evaluations=1),
     # quick: the demo's own settings (configs/synthetic.py, tuned on its validation split).
     'quick': dict(feature_dim=256, max_seqlen=256, batch_size=10, num_train=-1, num_test=-1,
-                  steps=1000, seeds=2, eval_bucket=256, learning_rate=1e-3, evaluations=2),
+                  steps=1000, seeds=3, eval_bucket=256, learning_rate=1e-3, evaluations=2),
     'full': dict(feature_dim=128, max_seqlen=256, batch_size=10, num_train=-1, num_test=-1,
                  steps=3000, seeds=3, eval_bucket=64, learning_rate=5e-4, evaluations=6),
 }

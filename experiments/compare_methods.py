@@ -49,7 +49,7 @@ DATASETS = {
 SIZES = {
     'smoke': dict(feature_dim=16, steps=4, evaluations=1, seeds=1,
                   videos={'thumos14_like': (12, 6), 'activitynet12_like': (12, 6)}),
-    'quick': dict(feature_dim=256, steps=600, evaluations=2, seeds=2,
+    'quick': dict(feature_dim=256, steps=600, evaluations=2, seeds=3,
                   videos={'thumos14_like': (-1, -1), 'activitynet12_like': (400, 200)}),
     'full': dict(feature_dim=256, steps=1000, evaluations=5, seeds=3,
                  videos={'thumos14_like': (-1, -1), 'activitynet12_like': (1000, 500)}),

@@ -1,6 +1,6 @@
 r"""DFE on the synthetic benchmark: what each of DFE's parts adds to its base (D2-Net or SAL).
 
-  python experiments/dfe_ablation.py                    # quick: the demo's size, 2 seeds, D2-Net
+  python experiments/dfe_ablation.py                    # quick: the demo's size, 3 seeds, D2-Net
   python experiments/dfe_ablation.py --mode smoke       # seconds; what the tests run
   python experiments/dfe_ablation.py --base sal         # over SAL
 
