@@ -14,7 +14,9 @@ model input, schedule and selection, with the method's own `Method.presets['synt
 `activitynet12_like` every setting in which configs/activitynet12.py:<method> differs from
 configs/thumos14.py:<method> is applied on top (100 classes, subsets, tIoU 0.5:0.95, model and
 localizer settings, the method's ActivityNet preset), except the training schedule, D and the
-crop length, which stay the demo's. The mode sets D, video counts and steps for all alike.
+crop length, which stay the demo's. The mode sets D and video counts for all alike, and the
+steps of every method whose synthetic recipe does not set its own (SAL's: 8000 steps of batch 2,
+chosen by experiments/sal_sweep.py; smoke mode and --steps set them for all).
 The checkpoint is selected on a validation split held out from the training videos (mean mAP
 over the dataset's tIoUs), the test split is scored once, seeds train.seed = 1..N.
 
@@ -101,7 +103,8 @@ def variant_config(method: str, base: str, features: str, dataset: str, args):
                    + (',smoke' if args.mode == 'smoke' else ''))
   overrides = dict(dataset_overrides(method, dataset, base))
   num_train, num_test = size['videos'][dataset]
-  steps = args.steps or size['steps']
+  steps = args.steps or (size['steps'] if args.mode == 'smoke' else
+                         own_steps(method, base) or size['steps'])
   overrides.update({
       'data.synthetic.preset': dataset, 'data.synthetic.features': features,
       'data.synthetic.num_train': num_train, 'data.synthetic.num_test': num_test,
@@ -110,6 +113,15 @@ def variant_config(method: str, base: str, features: str, dataset: str, args):
       'train.checkpoint_every': steps, 'train.log_every': max(1, min(25, steps)),
       'train.tensorboard': False, 'loss.pdmi_start_step': steps // 4})
   return _common.apply_overrides(config, overrides)
+
+
+def own_steps(method: str, base: str):
+  """The training steps the synthetic recipe of `method` (over `base`) sets, or None."""
+  from d2net_jax import methods  # pylint: disable=import-outside-toplevel
+  steps = None
+  for name in filter(None, (base, method)):  # The wrapper's own settings apply last.
+    steps = methods.get(name).presets.get('synthetic', {}).get('train.num_steps', steps)
+  return steps
 
 
 def bases_of(method: str, candidates: List[str]) -> List[str]:
