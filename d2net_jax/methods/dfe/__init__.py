@@ -117,7 +117,8 @@ def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
 
   # Memory update from the local branch (no gradient), after GFE read the old memory.
   att = view_l['att'] if c.gmm.source == 'attention' else None
-  r = memory_lib.class_representations(f_l, view_l['cas'], mask, c.gmm.topk_ratio, att)
+  cas_classes = view_l['cas'][..., :labels.shape[-1]]  # Without a background column (co2net).
+  r = memory_lib.class_representations(f_l, cas_classes, mask, c.gmm.topk_ratio, att)
   rbar, present = memory_lib.batch_class_means(r, labels, mask, c.gmm.normalize, axis_name)
   new_memory, new_filled = memory_lib.update_memory(mem['memory'], mem['filled'], rbar, present,
                                                     c.gmm.momentum, c.gmm.normalize)

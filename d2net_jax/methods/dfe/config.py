@@ -20,7 +20,7 @@ def dfe_config() -> ml_collections.ConfigDict:
   # `model` / `loss` sections), 'sal' (its `sal` section); the spec's default 'co2net' once it
   # declares one. The paper's base is unknown. The base's localizer, sampling and dataset
   # presets apply (`configs/synthetic.py:dfe,base=sal`).
-  c.base = 'd2net'
+  c.base = 'co2net'
   c.inference_branch = 'local'  # 'local' (the abstract: GFE removed) or 'global' (upper bound).
   c.shared_heads = True  # The global branch uses the base's heads (only True is implemented).
 
