@@ -5,6 +5,7 @@ are re-exported here. Presets in `configs/` build on it.
 """
 
 from d2net_jax.config.schema import (  # noqa: F401
-    PRESET_KEYS, REMOVED_FIELDS, apply_method_preset, apply_overrides, apply_preset_values,
-    base_config, data_config, evaluation_config, format_preset_arg, localize_config, loss_config,
-    model_config, oic_config, parse_preset_arg, train_config, without_removed_fields)
+    CHANGED_DEFAULTS, PRESET_KEYS, REMOVED_FIELDS, apply_method_preset, apply_overrides,
+    apply_preset_values, base_config, data_config, evaluation_config, format_preset_arg,
+    localize_config, loss_config, model_config, oic_config, parse_preset_arg, saved_config,
+    train_config, without_removed_fields)

@@ -304,6 +304,30 @@ def without_removed_fields(saved: dict) -> dict:
   return saved
 
 
+# Fields whose schema default changed: {'section.field': the default before}. A config.json holds
+# every field of its day's schema, so only a trimmed or hand-written one lacks such a field; it
+# keeps its old meaning when config.method is the section's method (`saved_config`).
+CHANGED_DEFAULTS = {
+    'dfe.base': 'd2net',  # 'co2net' (the spec's default) since co2net declared its feature split.
+}
+
+
+def saved_config(saved: dict) -> dict:
+  """A saved config (config.json's nested dict) as the current schema reads it: a copy without
+  the REMOVED_FIELDS, with the old default of each CHANGED_DEFAULTS field its method's section
+  lacks (a DFE run without dfe.base was DFE over D2-Net)."""
+  saved = without_removed_fields(saved)
+  for dotted, old in CHANGED_DEFAULTS.items():
+    *path, field = dotted.split('.')
+    if saved.get('method', 'd2net') != path[0]:
+      continue
+    node = saved
+    for part in path:
+      node = node.setdefault(part, {})
+    node.setdefault(field, old)
+  return saved
+
+
 def base_config() -> ml_collections.ConfigDict:
   """THUMOS14 with the official code's settings."""
   config = ml_collections.ConfigDict()
