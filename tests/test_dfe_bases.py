@@ -94,17 +94,18 @@ def test_bases_out_of_scope_fail_in_one_line():
     methods.get('dfe').validate_config(config)
 
 
-def _method_config(name):
-  """The tiny config of method `name` alone (its smoke overrides, no dropout)."""
+def _method_config(name, overrides=None):
+  """The tiny config of method `name` alone (its smoke overrides, no dropout, `overrides`)."""
   config = train_fixtures.tiny_config()
   config.method = name
   config_lib.apply_overrides(config, methods.resolve_smoke_overrides(config))
   config_lib.apply_overrides(config, {f: 0.0 for f in methods.resolve_dropout_fields(config)})
+  config_lib.apply_overrides(config, overrides or {})
   return config
 
 
-def _split_setup(name):
-  config = _method_config(name)
+def _split_setup(name, overrides=None):
+  config = _method_config(name, overrides)
   method = methods.get(name)
   model = method.build_model(config, C, D)
   batch = train_fixtures.random_batch(0)
@@ -139,12 +140,14 @@ def test_encode_then_heads_is_the_method(name):
     np.testing.assert_array_equal(got_state, want_state)
 
 
-@pytest.mark.parametrize('name', SPLIT_METHODS)
-def test_feature_terms_are_the_terms_that_reach_the_features(name):
+@pytest.mark.parametrize('name,overrides', [(n, {}) for n in SPLIT_METHODS] + [
+    ('co2net', {'co2net.guide_detach_background': True})], ids=lambda v: str(v or ''))
+def test_feature_terms_are_the_terms_that_reach_the_features(name, overrides):
   """The declaration `feature_terms` is right: d term / dF (through `heads`, the context fixed)
   is nonzero for each declared term and exactly zero for every other term, which therefore must
-  stay out of DFE's global branch (it would train the context's parameters twice)."""
-  config, method, model, params, batch, state = _split_setup(name)
+  stay out of DFE's global branch (it would train the context's parameters twice). CO2-Net with
+  the guide's p_bg detached: the guide reads only the attentions, and is named so."""
+  config, method, model, params, batch, state = _split_setup(name, overrides)
   split = method.feature_split
   apply = lambda *a, **k: model.apply({'params': params}, *a, train=True, **k)
   f, context = apply(batch['features'], batch['mask'], method='encode')

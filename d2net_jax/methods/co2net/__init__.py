@@ -12,7 +12,7 @@ section `co2net`; every default is the authors' THUMOS14 code, `presets` hold th
 settings (docs/co2net.md lists every switch). Training batches: videos resampled to
 `data.num_segments` snippets, the similar-pair sampler (rows (0, 1), (2, 3), (4, 5) share a
 class). Test: whole videos, the 'hamnet' localizer (d2net_jax/localize/hamnet.py). No method
-state.
+state. DFE's default base: `FEATURE_SPLIT` splits it at the fused features (docs/co2net.md).
 """
 
 import jax
