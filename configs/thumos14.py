@@ -8,7 +8,7 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
   d2net-jax train --config configs/thumos14.py:mil ...     # the MIL baseline on the same data
   d2net-jax train --config configs/thumos14.py:sal --workdir runs/sal_thumos14 \
       --config.data.path=/path/to/BaS-Net_layout  # SAL: STPN layout (data.kind='stpn'), its schedule
-  d2net-jax train --config configs/thumos14.py:dfe ...  # DFE over CO2-Net: CO2-Net's run.sh settings
+  d2net-jax train --config configs/thumos14.py:dfe ...  # DFE over CO2-Net, its authors' settings
   d2net-jax train --config configs/thumos14.py:dfe,base=sal ...  # DFE over SAL: SAL's settings
   d2net-jax train --config configs/thumos14.py:co2net ...  # CO2-Net: the authors' run.sh settings
 

@@ -9,8 +9,8 @@ SAL).
 Variants (every one trained by `d2net_jax.training.train.train_and_evaluate` from
 configs/synthetic.py:dfe,base=BASE, i.e. with the base's own synthetic settings: CO2-Net's
 resampling, similar-pair sampler and 'hamnet' localizer for base co2net (DFE's default), SAL's
-resampling, sal.hidden and 'oic' localizer for base sal; checkpoint selected on the validation split held out
-from the training videos, test scored once):
+resampling, sal.hidden and 'oic' localizer for base sal; checkpoint selected on the validation
+split held out from the training videos, test scored once):
   base        the base method alone (config.method = the base)
   lfe         DFE with LFE only: dfe.loss.w_global = 0, dfe.loss.lambda_kd = 0 (no global branch)
   gfe         DFE without LFE: GFE (training only), the memory and distillation; dfe.lfe.kind='none'

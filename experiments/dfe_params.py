@@ -6,7 +6,8 @@ r"""DFE's parameters and inference FLOPs with and without its global module (GFE
 
 Sizes: 'synthetic' = configs/synthetic.py:dfe,base=BASE (D = 256, C = 20, T = 256 snippets);
 'thumos14' = configs/thumos14.py:dfe,base=BASE (D = 2048, C = 20, T = 750 snippets, SAL's
-num_segments and D2-Net's max_seqlen). BASE: --base, d2net by default (the table of docs/dfe.md). FLOPs are XLA's estimate for one video of T snippets
+num_segments and D2-Net's max_seqlen). BASE: --base, d2net by default (the table of
+docs/dfe.md). FLOPs are XLA's estimate for one video of T snippets
 (`jax.jit(forward).lower(...).cost_analysis()['flops']`; nothing is run), for the deployed local
 branch (base.encode -> LFE -> heads) and for the global branch (-> GFE -> heads), which is what
 inference would cost without distillation. Parameters are counted on `jax.eval_shape` of init.

@@ -4,11 +4,12 @@ The global branch adds only the base-loss terms that depend on the enhanced feat
 the terms computed from the actionness branches (L_act, L_mix, L_mc, and the rgb / flow
 second-order CEs) never see F: a second copy of them in the global branch only trains those
 branches twice (issue 21). Over CO2-Net (DFE's default base) those are the mutual and norm terms
-of the attentions, which CO2-Net computes before the fused features F. The references are written from each base's own outputs, not from the
-bases' declarations; the declarations themselves are checked for every method that has one
-(encode -> heads is the method, the terms add up to its loss, the declared feature terms are the
-ones with a gradient into F). Also: the global branch's float64 gradients, its
-global_updates_backbone=False and restrict_to_labels options, and the one-line errors.
+of the attentions, which CO2-Net computes before the fused features F. The references are written
+from each base's own outputs, not from the bases' declarations; the declarations themselves are
+checked for every method that has one (encode -> heads is the method, the terms add up to its
+loss, the declared feature terms are the ones with a gradient into F). Also: the global
+branch's float64 gradients, its global_updates_backbone=False and restrict_to_labels options,
+and the one-line errors.
 """
 
 import jax

@@ -1,7 +1,8 @@
 """DFE over SAL (dfe.base='sal', `sal.FEATURE_SPLIT`) and over CO2-Net (the default base,
 `co2net.FEATURE_SPLIT`): the base's parameters and numbers through DFE's 'base', the base's
-settings in the DFE presets, and the DFE-over-SAL smoke config end to end. The memory, state, padding and export tests run over both bases in tests/test_dfe.py; the
-multi-device and inference checks in tests/test_methods.py (variant 'dfe,base=sal').
+settings in the DFE presets, and the DFE-over-SAL smoke config end to end. The memory, state,
+padding and export tests run over D2-Net and SAL in tests/test_dfe.py; the multi-device and
+inference checks in tests/test_methods.py (variants 'dfe', over CO2-Net, and 'dfe,base=sal').
 """
 
 import importlib.util
