@@ -239,7 +239,7 @@ def test_global_loss_reads_no_output_that_does_not_come_from_the_features(base):
                                                            for t in split.feature_terms}
 
 
-@pytest.mark.parametrize('base', ['d2net', 'sal'])
+@pytest.mark.parametrize('base', ['d2net', 'sal', 'co2net'])
 def test_global_branch_gradients_float64(base):
   """Finite differences of the global-branch loss (float64; filled memory) against its
   gradient in GFE's and the base heads' parameters, through the one forward pass."""
@@ -250,7 +250,7 @@ def test_global_branch_gradients_float64(base):
     batch = {k: (jnp.asarray(v, jnp.float64) if v.dtype == np.float32 else v)
              for k, v in batch.items()}
     state = dict(state, memory=jnp.asarray(state['memory'], jnp.float64))
-    heads = {'d2net': ('rgb', 'classifier'), 'sal': ('cls',)}[base]
+    heads = {'d2net': ('rgb', 'classifier'), 'sal': ('cls',), 'co2net': ('classifier_out',)}[base]
 
     def loss(gfe, head):
       p = dict(params, gfe=gfe, base=_replace(params['base'], heads, head))
@@ -273,7 +273,7 @@ def _replace(tree, path, value):
   return dict(tree, **{path[0]: _replace(tree[path[0]], path[1:], value)})
 
 
-@pytest.mark.parametrize('base', ['d2net', 'sal'])
+@pytest.mark.parametrize('base', ['d2net', 'sal'])  # Base-independent code (_frozen_heads).
 def test_global_branch_without_the_backbone_trains_gfe_alone(base):
   """dfe.loss.global_updates_backbone=False: the same global loss, whose gradient reaches GFE
   and nothing else (the base, LFE)."""
