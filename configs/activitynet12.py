@@ -52,7 +52,8 @@ OFFICIAL_PROTOCOL.update({
 def get_config(arg=None):
   """arg: '[METHOD][,paper|,official_protocol][,base=BASE]' as configs/thumos14.py: a registered
   method (default d2net), 'paper' for D2-Net's paper values, 'official_protocol' for the official
-  code's protocol end to end, base=BASE for a method that wraps one (dfe,base=sal)."""
+  code's protocol end to end, base=BASE for a method that wraps one (dfe,base=sal; `dfe` alone:
+  DFE over CO2-Net with CO2-Net's ActivityNet1.2 settings, dfe.gmm.momentum 0.99)."""
   config_lib = _THUMOS.config_lib
   method, flags, values = config_lib.parse_preset_arg(arg, 'configs/activitynet12.py',
                                                       flags=_THUMOS.FLAGS,

@@ -4,7 +4,8 @@ r"""The demo: D2-Net on the `thumos14_like` synthetic benchmark, small enough fo
   d2net-jax train --config configs/synthetic.py:mil --workdir runs/mil  # the MIL baseline
   d2net-jax train --config configs/synthetic.py:mil,smoke ...           # seconds, for tests
   d2net-jax train --config configs/synthetic.py:official_protocol ...   # the authors' protocol
-  d2net-jax train --config configs/synthetic.py:dfe --workdir runs/dfe  # DFE over D2-Net
+  d2net-jax train --config configs/synthetic.py:dfe --workdir runs/dfe  # DFE over CO2-Net
+  d2net-jax train --config configs/synthetic.py:dfe,base=d2net ...      # DFE over D2-Net
   d2net-jax train --config configs/synthetic.py:dfe,base=sal ...        # DFE over SAL
   d2net-jax train --config configs/synthetic.py:co2net --workdir runs/co2net  # CO2-Net (docs/co2net.md)
 
@@ -33,8 +34,9 @@ def get_config(arg=None):
   snippet pDMI, test-set selection every eval_every steps on mAP@0.5, the official scorer) with the
   scorer's ActivityNet1.2 GT branch (the synthetic set has no test_gt_segments.npy); 'smoke': a
   seconds-long run on a handful of tiny videos, for tests (e.g. configs/synthetic.py:mil,smoke);
-  base=BASE: the base of a method that wraps one (configs/synthetic.py:dfe,base=sal), whose
-  own settings (SAL's resampling, sal.hidden, its smoke overrides) apply before the wrapper's."""
+  base=BASE: the base of a method that wraps one (configs/synthetic.py:dfe,base=sal; DFE's
+  default: co2net), whose own settings (SAL's resampling, sal.hidden, its smoke overrides;
+  CO2-Net's sampler and localizer) apply before the wrapper's."""
   thumos = _thumos_preset()
   method, flags, values = thumos.config_lib.parse_preset_arg(
       arg, 'configs/synthetic.py', flags=('paper', 'official_protocol', 'smoke'),

@@ -8,14 +8,15 @@ r"""THUMOS14 (20 classes), the official D2-Net code's settings; `:paper` for the
   d2net-jax train --config configs/thumos14.py:mil ...     # the MIL baseline on the same data
   d2net-jax train --config configs/thumos14.py:sal --workdir runs/sal_thumos14 \
       --config.data.path=/path/to/BaS-Net_layout  # SAL: STPN layout (data.kind='stpn'), its schedule
+  d2net-jax train --config configs/thumos14.py:dfe ...  # DFE over CO2-Net, its authors' settings
   d2net-jax train --config configs/thumos14.py:dfe,base=sal ...  # DFE over SAL: SAL's settings
   d2net-jax train --config configs/thumos14.py:co2net ...  # CO2-Net: the authors' run.sh settings
 
 The argument is a comma-separated list: a method name (d2net_jax.methods.names(), default
 'd2net') and flags ('paper': D2-Net's paper values; 'official_protocol': the protocol of the
 method's authors, `official_protocol` below), e.g. `configs/thumos14.py:d2net,paper`, and
-`base=BASE` for a method that wraps one (DFE), whose settings (SAL's data, schedule and localizer
-for base=sal) apply first.
+`base=BASE` for a method that wraps one (DFE; default base co2net), whose settings (CO2-Net's
+authors' recipe by default, SAL's data, schedule and localizer for base=sal) apply first.
 
 'official_protocol' is D2-Net's official code's switches, its scorer and its protocol of selecting
 the checkpoint on the test set every 500 steps by mAP@0.5, training on all 200 training videos;

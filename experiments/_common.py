@@ -238,7 +238,10 @@ def base_config(size: str, steps: Optional[int] = None, data_dir: Optional[pathl
       config.data.path = str(data_dir)  # One generated store shared by every variant.
     config.data.max_seqlen = s['max_seqlen']
     config.data.eval_bucket = s['eval_bucket']
-    config.train.batch_size = s['batch_size']
+    # Similar-pair batches (CO2-Net, DFE over it) need room for their groups (3 pairs: 6 rows).
+    groups = (config.data.num_similar * config.data.similar_size
+              if config.data.sampler == 'similar_pairs' else 0)
+    config.train.batch_size = max(s['batch_size'], groups)
     config.train.learning_rate = s['learning_rate']
   config.train.num_steps = steps
   config.train.log_every = max(1, min(25, steps))

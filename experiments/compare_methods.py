@@ -6,7 +6,8 @@ r"""One fair comparison of every registered method on the synthetic THUMOS14 and
 
 Variants: every method of `d2net_jax.methods.names()` on the `i3d_like` features; a method that
 wraps another (`Method.wraps`, DFE) once over every method it accepts as its base
-(`configs/synthetic.py:dfe,base=d2net`, `...:dfe,base=sal`: the base's own synthetic settings);
+(`configs/synthetic.py:dfe,base=co2net` (DFE's default base), `...:dfe,base=d2net`,
+`...:dfe,base=sal`: the base's own synthetic settings; each row names its base);
 D2-Net and `mil` also on the `gaussian` features, so the effect of the feature geometry shows.
 
 Same protocol for every variant: the config is `configs/synthetic.py:<method>` (the demo's data,

@@ -1,13 +1,16 @@
-r"""DFE on the synthetic benchmark: what each of DFE's parts adds to its base (D2-Net or SAL).
+r"""DFE on the synthetic benchmark: what each of DFE's parts adds to its base (CO2-Net, D2-Net or
+SAL).
 
-  python experiments/dfe_ablation.py                    # quick: the demo's size, 3 seeds, D2-Net
+  python experiments/dfe_ablation.py                    # quick: the demo's size, 3 seeds, CO2-Net
   python experiments/dfe_ablation.py --mode smoke       # seconds; what the tests run
+  python experiments/dfe_ablation.py --base d2net       # over D2-Net
   python experiments/dfe_ablation.py --base sal         # over SAL
 
 Variants (every one trained by `d2net_jax.training.train.train_and_evaluate` from
-configs/synthetic.py:dfe,base=BASE, i.e. with the base's own synthetic settings: SAL's resampling,
-sal.hidden and 'oic' localizer for base sal; checkpoint selected on the validation split held out
-from the training videos, test scored once):
+configs/synthetic.py:dfe,base=BASE, i.e. with the base's own synthetic settings: CO2-Net's
+resampling, similar-pair sampler and 'hamnet' localizer for base co2net (DFE's default), SAL's
+resampling, sal.hidden and 'oic' localizer for base sal; checkpoint selected on the validation
+split held out from the training videos, test scored once):
   base        the base method alone (config.method = the base)
   lfe         DFE with LFE only: dfe.loss.w_global = 0, dfe.loss.lambda_kd = 0 (no global branch)
   gfe         DFE without LFE: GFE (training only), the memory and distillation; dfe.lfe.kind='none'
@@ -106,8 +109,8 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--mode', choices=('smoke', 'quick', 'full'), default='quick',
                       help='sizes of data, model and run (experiments/_common.py SIZES)')
-  parser.add_argument('--base', default='d2net', choices=('d2net', 'sal'),
-                      help="DFE's base method (dfe.base)")
+  parser.add_argument('--base', default='co2net', choices=('co2net', 'd2net', 'sal'),
+                      help="DFE's base method (dfe.base; default DFE's own, co2net)")
   parser.add_argument('--seeds', type=int, help='seeds per variant (train.seed = 1..N)')
   parser.add_argument('--steps', type=int, help='training steps per run')
   parser.add_argument('--variants', default=','.join(VARIANTS),

@@ -2,10 +2,12 @@ r"""DFE's parameters and inference FLOPs with and without its global module (GFE
 
   python experiments/dfe_params.py                 # synthetic demo size and THUMOS14 size
   python experiments/dfe_params.py --out runs/experiments/dfe_params
+  python experiments/dfe_params.py --base co2net   # over DFE's default base
 
-Sizes: 'synthetic' = configs/synthetic.py:dfe (D = 256, C = 20, T = 256 snippets);
-'thumos14' = configs/thumos14.py:dfe (D = 2048, C = 20, T = 750 snippets, SAL's num_segments and
-D2-Net's max_seqlen). FLOPs are XLA's estimate for one video of T snippets
+Sizes: 'synthetic' = configs/synthetic.py:dfe,base=BASE (D = 256, C = 20, T = 256 snippets);
+'thumos14' = configs/thumos14.py:dfe,base=BASE (D = 2048, C = 20, T = 750 snippets, SAL's
+num_segments and D2-Net's max_seqlen). BASE: --base, d2net by default (the table of
+docs/dfe.md). FLOPs are XLA's estimate for one video of T snippets
 (`jax.jit(forward).lower(...).cost_analysis()['flops']`; nothing is run), for the deployed local
 branch (base.encode -> LFE -> heads) and for the global branch (-> GFE -> heads), which is what
 inference would cost without distillation. Parameters are counted on `jax.eval_shape` of init.
@@ -72,10 +74,10 @@ def inference_flops(config, num_classes: int, feature_dim: int, length: int) -> 
   return flops
 
 
-def measure(size: str) -> Dict[str, float]:
+def measure(size: str, base: str = 'd2net') -> Dict[str, float]:
   preset, length = SIZES[size]
   config = _common.load_module(_common.ROOT / 'configs' / f'{preset}.py',
-                               f'd2net_configs_{preset}').get_config('dfe')
+                               f'd2net_configs_{preset}').get_config(f'dfe,base={base}')
   c, d = config.data.num_classes, config.data.feature_dim
   counts = parameter_counts(config, c, d)
   flops = inference_flops(config, c, d, length)
@@ -99,14 +101,15 @@ def markdown(rows) -> str:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--sizes', default='synthetic,thumos14')
+  parser.add_argument('--base', default='d2net', help="dfe.base (docs/dfe.md's table: d2net)")
   parser.add_argument('--out', type=pathlib.Path, default=None)
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   meta = _common.run_metadata(sys.argv[1:] if argv is None else argv)
-  rows = [measure(s) for s in args.sizes.split(',') if s]
-  text = (_common.markdown_header('DFE parameters and inference FLOPs (dfe.base=d2net)', meta,
-                                  ['defaults of the dfe section (LFE: 1 self-attention block, '
-                                   '8 heads; GFE: proj_dim 512); base = D2-Net alone '
-                                   '(dfe.lfe.kind=none)'])
+  rows = [measure(s, args.base) for s in args.sizes.split(',') if s]
+  text = (_common.markdown_header(f'DFE parameters and inference FLOPs (dfe.base={args.base})',
+                                  meta, ['defaults of the dfe section (LFE: 1 self-attention '
+                                         'block, 8 heads; GFE: proj_dim 512); base = '
+                                         f'{args.base} alone (dfe.lfe.kind=none)'])
           + '\n' + markdown(rows))
   print(text)
   if args.out:

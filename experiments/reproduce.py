@@ -246,11 +246,12 @@ TABLES: Tuple[Table, ...] = (
     Table('bench_train_step_demo', 'docs/benchmarks.md',
           _BENCH_COLUMNS,
           'python experiments/bench_train_step.py --shapes demo --dtypes float32 --variants '
-          "'d2net,mil,sal,dfe,dfe;base=sal'",
+          "'d2net,mil,sal,co2net,dfe,dfe;base=d2net,dfe;base=sal'",
           (),
           '~2 min',
           script_producer('experiments/bench_train_step.py', '--shapes', 'demo', '--dtypes',
-                          'float32', '--variants', 'd2net,mil,sal,dfe,dfe;base=sal'), kept=_SPEED),
+                          'float32', '--variants',
+                          'd2net,mil,sal,co2net,dfe,dfe;base=d2net,dfe;base=sal'), kept=_SPEED),
     Table('real_footage_methods', 'docs/video.md',
           ('method', 'seeds', 'steps', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5',
            'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'train s / run'),
@@ -286,7 +287,7 @@ TABLES: Tuple[Table, ...] = (
     Table('dfe_by_hand', 'docs/dfe.md',
           ('method', 'seed', 'validation mAP', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6',
            '0.7', 'avg 0.1:0.7'),
-          'd2net-jax train --config configs/synthetic.py:dfe --config.dfe.lfe.kind=none '
+          'd2net-jax train --config configs/synthetic.py:dfe,base=d2net --config.dfe.lfe.kind=none '
           '--config.train.num_steps=600 --config.train.eval_every=300 --config.train.seed=S (and '
           ':d2net)',
           (1, 2, 3),

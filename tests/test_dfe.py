@@ -430,7 +430,8 @@ def test_preset_argument_sets_the_base():
   spec = importlib.util.spec_from_file_location('synthetic_preset', path)
   preset = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(preset)
-  assert preset.get_config('dfe').dfe.base == 'd2net'
+  assert preset.get_config('dfe').dfe.base == 'co2net'  # The spec's default base.
+  assert preset.get_config('dfe,base=d2net').dfe.base == 'd2net'
   assert preset.get_config('dfe,base=sal,smoke').dfe.base == 'sal'
   with pytest.raises(ValueError, match="synthetic.py: base=sal does not apply to method 'mil'"):
     preset.get_config('mil,base=sal')

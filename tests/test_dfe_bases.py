@@ -3,11 +3,13 @@
 The global branch adds only the base-loss terms that depend on the enhanced features. Over SAL,
 the terms computed from the actionness branches (L_act, L_mix, L_mc, and the rgb / flow
 second-order CEs) never see F: a second copy of them in the global branch only trains those
-branches twice (issue 21). The references are written from each base's own outputs, not from the
-bases' declarations; the declarations themselves are checked for every method that has one
-(encode -> heads is the method, the terms add up to its loss, the declared feature terms are the
-ones with a gradient into F). Also: the global branch's float64 gradients, its
-global_updates_backbone=False and restrict_to_labels options, and the one-line errors.
+branches twice (issue 21). Over CO2-Net (DFE's default base) those are the mutual and norm terms
+of the attentions, which CO2-Net computes before the fused features F. The references are written
+from each base's own outputs, not from the bases' declarations; the declarations themselves are
+checked for every method that has one (encode -> heads is the method, the terms add up to its
+loss, the declared feature terms are the ones with a gradient into F). Also: the global
+branch's float64 gradients, its global_updates_backbone=False and restrict_to_labels options,
+and the one-line errors.
 """
 
 import jax
@@ -30,17 +32,22 @@ pytestmark = pytest.mark.usefixtures('fast_compile')
 
 def _feature_loss_reference(base, outputs, batch, config, key):
   """The base's loss terms whose gradient reaches F, weighted, from the base's outputs: all of
-  D2-Net's loss (its outputs all come from F); over SAL w_mil L_mil + w_bg L_bg + w_se CE(sc)."""
+  D2-Net's loss (its outputs all come from F); over SAL w_mil L_mil + w_bg L_bg + w_se CE(sc);
+  over CO2-Net both MILs, alpha3 L_co and alpha2 guide (p_bg comes from cas)."""
   state = dict(methods.get(base).init_state(config, C, D), step=jnp.array(0))
   loss, aux = methods.get(base).loss_fn(outputs, batch, state, config, key)
   if base == 'd2net':
     return loss
+  if base == 'co2net':
+    c = config.co2net
+    return (aux['loss_mil_orig'] + aux['loss_mil_supp'] + c.alpha3 * aux['loss_contrastive']
+            + c.alpha2 * aux['loss_guide'])
   c = config.sal
   ce_video = jnp.mean(sal_losses.ce_per_video(outputs['sc'], batch['labels']))
   return c.w_mil * aux['loss_mil'] + c.w_bg * aux['loss_bg'] + c.w_se * ce_video
 
 
-@pytest.mark.parametrize('base', ['d2net', 'sal'])
+@pytest.mark.parametrize('base', ['d2net', 'sal', 'co2net'])
 def test_global_branch_does_not_count_feature_independent_terms_twice(base):
   """With an empty memory F_G = F_L, so the global branch's outputs are the local branch's and
   its loss must be the reference above; the whole base loss there (loss_global == loss_local
@@ -57,7 +64,8 @@ def test_global_branch_does_not_count_feature_independent_terms_twice(base):
   want = _feature_loss_reference(base, outputs, batch, config, loss_key)
   np.testing.assert_allclose(aux['loss_global'], want, rtol=1e-5)
   np.testing.assert_allclose(loss, config.dfe.loss.w_global * want, rtol=1e-5)
-  independent = {'sal': {'loss_act', 'loss_mix', 'loss_mc', 'loss_se_streams'}, 'd2net': set()}
+  independent = {'sal': {'loss_act', 'loss_mix', 'loss_mc', 'loss_se_streams'}, 'd2net': set(),
+                 'co2net': {'loss_mutual', 'loss_norm'}}
   assert not {f'global_{t}' for t in independent[base]} & set(aux), sorted(aux)
 
 
@@ -68,7 +76,7 @@ SPLIT_METHODS = tuple(m.name for m in methods.all_methods() if m.feature_split i
 
 
 def test_the_bases_are_registered_with_a_feature_split():
-  assert {'d2net', 'sal'} <= set(SPLIT_METHODS)
+  assert {'d2net', 'sal', 'co2net'} <= set(SPLIT_METHODS)
   assert 'mil' not in SPLIT_METHODS and 'dfe' not in SPLIT_METHODS
 
 
@@ -87,17 +95,18 @@ def test_bases_out_of_scope_fail_in_one_line():
     methods.get('dfe').validate_config(config)
 
 
-def _method_config(name):
-  """The tiny config of method `name` alone (its smoke overrides, no dropout)."""
+def _method_config(name, overrides=None):
+  """The tiny config of method `name` alone (its smoke overrides, no dropout, `overrides`)."""
   config = train_fixtures.tiny_config()
   config.method = name
   config_lib.apply_overrides(config, methods.resolve_smoke_overrides(config))
   config_lib.apply_overrides(config, {f: 0.0 for f in methods.resolve_dropout_fields(config)})
+  config_lib.apply_overrides(config, overrides or {})
   return config
 
 
-def _split_setup(name):
-  config = _method_config(name)
+def _split_setup(name, overrides=None):
+  config = _method_config(name, overrides)
   method = methods.get(name)
   model = method.build_model(config, C, D)
   batch = train_fixtures.random_batch(0)
@@ -132,12 +141,14 @@ def test_encode_then_heads_is_the_method(name):
     np.testing.assert_array_equal(got_state, want_state)
 
 
-@pytest.mark.parametrize('name', SPLIT_METHODS)
-def test_feature_terms_are_the_terms_that_reach_the_features(name):
+@pytest.mark.parametrize('name,overrides', [(n, {}) for n in SPLIT_METHODS] + [
+    ('co2net', {'co2net.guide_detach_background': True})], ids=lambda v: str(v or ''))
+def test_feature_terms_are_the_terms_that_reach_the_features(name, overrides):
   """The declaration `feature_terms` is right: d term / dF (through `heads`, the context fixed)
   is nonzero for each declared term and exactly zero for every other term, which therefore must
-  stay out of DFE's global branch (it would train the context's parameters twice)."""
-  config, method, model, params, batch, state = _split_setup(name)
+  stay out of DFE's global branch (it would train the context's parameters twice). CO2-Net with
+  the guide's p_bg detached: the guide reads only the attentions, and is named so."""
+  config, method, model, params, batch, state = _split_setup(name, overrides)
   split = method.feature_split
   apply = lambda *a, **k: model.apply({'params': params}, *a, train=True, **k)
   f, context = apply(batch['features'], batch['mask'], method='encode')
@@ -182,11 +193,18 @@ def _dfe_setup(base, **overrides):
   return config, model, params, batch, state, forward
 
 
-@pytest.mark.parametrize('base', SPLIT_METHODS)
+# The outputs that do not depend on F which a base's feature terms read: CO2-Net's attentions
+# (before the fusion) enter L_mil_supp (attn) and the guide terms (attn, v_atn, f_atn).
+READ_BY_FEATURE_TERMS = {'co2net': {'attn', 'v_atn', 'f_atn'}}
+
+
+@pytest.mark.parametrize('base', ['d2net', 'sal', 'co2net'])
 def test_global_loss_reads_no_output_that_does_not_come_from_the_features(base):
-  """d L / d out_G[k] = 0 for every global-branch output k that does not depend on F_G (jvp of
-  the base's heads), with the memory filled (F_G != F_L); the global loss is the reference of
-  the feature terms on out_G, and its metrics name only the declared feature terms."""
+  """d L / d out_G = w_global d reference / d out_G (the reference: the feature terms written from
+  the base's own aux) for every global-branch output, with the memory filled (F_G != F_L): so
+  d L / d out_G[k] = 0 for an output k that does not depend on F_G (jvp of the base's heads) and
+  that no feature term reads (READ_BY_FEATURE_TERMS), and over CO2-Net its mutual and norm terms,
+  which read only the attentions, are absent; the metrics name only the declared feature terms."""
   config, model, params, batch, state, forward = _dfe_setup(
       base, **{'loss.w_local': 0.0, 'loss.lambda_kd': 0.0})
   outputs = forward(params)
@@ -205,19 +223,23 @@ def test_global_loss_reads_no_output_that_does_not_come_from_the_features(base):
   key = jax.random.PRNGKey(2)
   (loss, aux), grads = jax.value_and_grad(
       lambda o: dfe.loss_fn(o, batch, state, config, key), has_aux=True)(outputs)
-  for k in independent:
+  for k in independent - READ_BY_FEATURE_TERMS.get(base, set()):
     assert np.all(np.asarray(grads[dfe.GLOBAL_KEY][k]) == 0), f'global loss reads {k}'
   assert any(np.any(np.asarray(grads[dfe.GLOBAL_KEY][k]) != 0) for k in dependent)
-  if base in ('d2net', 'sal'):
-    want = _feature_loss_reference(base, out_g, batch, config, key)
-    np.testing.assert_allclose(aux['loss_global'], want, rtol=1e-5)
-    np.testing.assert_allclose(loss, config.dfe.loss.w_global * want, rtol=1e-5)
+  want, want_grads = jax.value_and_grad(
+      lambda o: _feature_loss_reference(base, o, batch, config, key))(out_g)
+  w_global = config.dfe.loss.w_global
+  np.testing.assert_allclose(aux['loss_global'], want, rtol=1e-5)
+  np.testing.assert_allclose(loss, w_global * want, rtol=1e-5)
+  for k, value in want_grads.items():
+    np.testing.assert_allclose(grads[dfe.GLOBAL_KEY][k], w_global * value, rtol=1e-5, atol=1e-8,
+                               err_msg=k)
   split = methods.get(base).feature_split
   assert {k for k in aux if k.startswith('global_')} == {f'global_{t}'
                                                            for t in split.feature_terms}
 
 
-@pytest.mark.parametrize('base', ['d2net', 'sal'])
+@pytest.mark.parametrize('base', ['d2net', 'sal', 'co2net'])
 def test_global_branch_gradients_float64(base):
   """Finite differences of the global-branch loss (float64; filled memory) against its
   gradient in GFE's and the base heads' parameters, through the one forward pass."""
@@ -228,7 +250,7 @@ def test_global_branch_gradients_float64(base):
     batch = {k: (jnp.asarray(v, jnp.float64) if v.dtype == np.float32 else v)
              for k, v in batch.items()}
     state = dict(state, memory=jnp.asarray(state['memory'], jnp.float64))
-    heads = {'d2net': ('rgb', 'classifier'), 'sal': ('cls',)}[base]
+    heads = {'d2net': ('rgb', 'classifier'), 'sal': ('cls',), 'co2net': ('classifier_out',)}[base]
 
     def loss(gfe, head):
       p = dict(params, gfe=gfe, base=_replace(params['base'], heads, head))
@@ -251,7 +273,7 @@ def _replace(tree, path, value):
   return dict(tree, **{path[0]: _replace(tree[path[0]], path[1:], value)})
 
 
-@pytest.mark.parametrize('base', ['d2net', 'sal'])
+@pytest.mark.parametrize('base', ['d2net', 'sal'])  # Base-independent code (_frozen_heads).
 def test_global_branch_without_the_backbone_trains_gfe_alone(base):
   """dfe.loss.global_updates_backbone=False: the same global loss, whose gradient reaches GFE
   and nothing else (the base, LFE)."""

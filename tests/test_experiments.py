@@ -220,6 +220,8 @@ def test_compare_methods_variants_and_configs():
   assert ('d2net', '', 'gaussian') in variants and ('mil', '', 'gaussian') in variants
   # A wrapper runs over each base it accepts, with the base's synthetic settings.
   assert ('dfe', 'd2net', 'i3d_like') in variants and ('dfe', 'sal', 'i3d_like') in variants
+  assert ('co2net', '', 'i3d_like') in variants and ('dfe', 'co2net', 'i3d_like') in variants
+  assert compare_methods.label('dfe', 'co2net', 'i3d_like') == 'dfe on co2net'
   assert not any(m == 'dfe' and b in ('mil', 'dfe') for m, b, _ in variants)
   args = argparse.Namespace(mode='smoke', steps=None, data_dir=pathlib.Path('/nonexistent'))
   for method, base, _ in [v for v in variants if v[2] == 'i3d_like']:
@@ -244,9 +246,11 @@ def test_compare_methods_variants_and_configs():
     assert anet.train.learning_rate == got.train.learning_rate  # The schedule stays the demo's.
 
 
-def test_dfe_ablation_over_sal_configs():
-  """--base sal: each variant trains with SAL's synthetic settings (resampling, sal.hidden, the
-  'oic' localizer), the base alone as method 'sal', the others as DFE over SAL."""
+@pytest.mark.parametrize('base_method', ['sal', 'co2net'])
+def test_dfe_ablation_over_sal_and_co2net_configs(base_method):
+  """--base sal / co2net: each variant trains with the base's synthetic settings (resampling;
+  sal.hidden and the 'oic' localizer / CO2-Net's similar pairs and 'hamnet' localizer), the base
+  alone as its own method, the others as DFE over it."""
   sys.path.insert(0, str(ROOT / 'experiments'))
   try:
     import dfe_ablation  # pylint: disable=import-outside-toplevel
@@ -254,14 +258,20 @@ def test_dfe_ablation_over_sal_configs():
     sys.path.pop(0)
   from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   from d2net_jax.data import sampling  # pylint: disable=import-outside-toplevel
-  args = dfe_ablation.parse_args(['--mode', 'smoke', '--base', 'sal', '--out', '/nonexistent'])
+  args = dfe_ablation.parse_args(['--mode', 'smoke', '--base', base_method, '--out',
+                                  '/nonexistent'])
   base = dfe_ablation.ablation_config(args)
   for variant in dfe_ablation.TRAINED:
     config = dfe_ablation.variant_config(base, variant, args.base, seed=1)
-    assert config.method == ('sal' if variant == 'base' else 'dfe'), variant
-    assert (config.dfe.base, config.sal.hidden) == (
-        'sal', methods.get('sal').presets['synthetic']['sal.hidden']), variant
-    assert methods.resolve_localizer(config) == 'oic', variant
+    assert config.method == (base_method if variant == 'base' else 'dfe'), variant
+    assert config.dfe.base == base_method, variant
+    if base_method == 'sal':
+      assert config.sal.hidden == methods.get('sal').presets['synthetic']['sal.hidden'], variant
+      assert methods.resolve_localizer(config) == 'oic', variant
+    else:
+      assert config.co2net.attention_hidden == 64, variant
+      assert methods.resolve_localizer(config) == 'hamnet', variant
+      assert methods.resolve_batch_sampler(config) == 'similar_pairs', variant
     assert methods.resolve_sampling(config) == 'resample', variant
   no_lfe = dfe_ablation.variant_config(base, 'gfe', args.base, seed=1)
   assert (no_lfe.dfe.lfe.kind, no_lfe.dfe.loss.w_global, no_lfe.dfe.loss.lambda_kd) == ('none', 1, 1)
@@ -300,8 +310,8 @@ def test_dfe_ablation_smoke(tmp_path, shared, runner):
                       '--data-dir', str(shared / 'data'),
                       '--compilation-cache', str(shared / 'jax_cache'))
   markdown, results = check_outputs(out, stdout)
-  assert table_rows(markdown, 'Test mAP') == [
-      'd2net alone', '+ LFE + GFE (train only) + distillation (DFE)',
+  assert table_rows(markdown, 'Test mAP') == [  # --base: co2net, DFE's default.
+      'co2net alone', '+ LFE + GFE (train only) + distillation (DFE)',
       'DFE, global branch at test (upper bound)']
   # The global-branch row re-scores the DFE checkpoints, so DFE is trained too.
   assert [r['variant'] for r in results['runs']] == ['base', 'dfe', 'dfe_global']

@@ -24,7 +24,8 @@ from d2net_jax.training import train
 import train_fixtures
 
 NUM_STEPS = 3
-# Preset arguments (configs/<preset>.py:<arg>): every method, and DFE over its non-default bases.
+# Preset arguments (configs/<preset>.py:<arg>): every method ('dfe': over its default base,
+# co2net), and DFE over SAL (DFE over D2-Net: tests/test_dfe.py, whose default base it is).
 # Such a combination gets the checks the combination can break: pmap over 4 devices (SAL's mix-up
 # pairs and running statistics next to DFE's memory, over the global batch) and inference
 # (padding, its base's localizer); the trace, resume, jit and bfloat16 checks run the same code

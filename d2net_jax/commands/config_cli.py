@@ -109,7 +109,7 @@ def run_config(workdir) -> ml_collections.ConfigDict:
   if not path.exists():
     raise UsageError(f'{path} not found: is {workdir} a training run folder?')
   config = config_lib.base_config()
-  _update(config, config_lib.without_removed_fields(json.loads(path.read_text())), str(path))
+  _update(config, config_lib.saved_config(json.loads(path.read_text())), str(path))
   config.lock()
   return config
 

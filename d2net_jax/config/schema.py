@@ -14,8 +14,6 @@ misspelt field fails. Presets import this module, call `base_config()` and overr
 every field can be overridden on the command line (`--config.train.batch_size=4`).
 """
 
-import json
-
 import ml_collections
 
 from d2net_jax import methods
@@ -281,27 +279,6 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # so when it fires). False: only that class gets AP 0.
   c.zero_ap_after_empty_class = True
   return c
-
-
-# Fields taken out of the schema that never changed what a run computed. A run's config.json
-# written before still loads and resumes (`without_removed_fields` drops them).
-REMOVED_FIELDS = (
-    'dfe.loss.w_mem',  # Only for dfe.gmm.update='learned', which was never implemented.
-    'dfe.loss.mem_temperature',  # Likewise.
-)
-
-
-def without_removed_fields(saved: dict) -> dict:
-  """A copy of a saved config (config.json's nested dict) without the REMOVED_FIELDS."""
-  saved = json.loads(json.dumps(saved))
-  for dotted in REMOVED_FIELDS:
-    *path, field = dotted.split('.')
-    node = saved
-    for part in path:
-      node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-      node.pop(field, None)
-  return saved
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -60,7 +60,8 @@ class FeatureSplit:
     inference: (outputs, state, mask, config) -> (snippet, video), the method's inference arrays
       from its outputs dict (`inference_outputs` without the forward pass).
     kd_view: outputs -> {'cas': (B, T, C') class logits, 'att': (B, T) attention or None}: what
-      DFE's distillation and memory read.
+      DFE's distillation and memory read. C' = C, or C + 1 with the background last (CO2-Net):
+      the distillation reads all C' columns, the class memory the first C.
     has_attention: whether kd_view's 'att' is an array (an attention / actionness head).
   """
   feature_width: Callable[[ml_collections.ConfigDict, int], int]

@@ -31,6 +31,7 @@ import ml_collections
 
 from d2net_jax import __version__
 from d2net_jax import config as config_lib
+from d2net_jax import methods
 from d2net_jax.utils import atomic_write
 
 # Fields that cannot change what a run has computed so far: a resume may change them (recorded in
@@ -99,6 +100,18 @@ def _harmless(field: str, old, new) -> bool:
   return field in HARMLESS_FIELDS
 
 
+def unused_sections(config: ml_collections.ConfigDict) -> set:
+  """The config sections of the registered methods that neither `config.method` nor a method it
+  wraps owns (a D2-Net run: 'sal', 'co2net', 'dfe', ...): nothing of the run reads them, so a
+  changed default there (dfe.base) does not stop a resume. Empty when the chain is invalid."""
+  try:
+    chain = methods.method_chain(config)
+  except ValueError:
+    return set()
+  used = {name for method in chain for name in method.config_sections()}
+  return set(methods.config_sections()) - used
+
+
 def has_run(workdir: pathlib.Path) -> bool:
   """Whether `workdir` holds a started run (its config.json, and metrics or checkpoints)."""
   return (workdir / 'config.json').is_file() and _run_traces(workdir) != []
@@ -117,7 +130,8 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
   """The config changes of this call against the run already in `workdir` ({} for a new run).
 
   Raises RunDirError (one line listing the fields) when a field that affects the run differs and
-  `allow_change` is False. Harmless changes (HARMLESS_FIELDS, num_steps extended) pass.
+  `allow_change` is False. Harmless changes (HARMLESS_FIELDS, num_steps extended, fields of the
+  sections the run's methods never read: `unused_sections`) pass.
   """
   workdir = pathlib.Path(workdir)
   if not (workdir / 'config.json').exists():
@@ -134,7 +148,7 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
   if not has_run(workdir):
     return {}
   try:
-    old = config_lib.without_removed_fields(json.loads((workdir / 'config.json').read_text()))
+    old = config_lib.saved_config(json.loads((workdir / 'config.json').read_text()))
   except (OSError, ValueError) as e:
     raise RunDirError(f'{workdir / "config.json"} is unreadable ({e}); the run in {workdir} '
                       'cannot be checked: use a new workdir') from None
@@ -144,7 +158,9 @@ def check_resume(workdir, config: ml_collections.ConfigDict, allow_change: bool 
   defaults = _flatten(config_dict(config_lib.base_config()))
   changes = {f: v for f, v in changes.items()  # Fields added to the schema since, at defaults.
              if f in old_fields or v[1] != defaults.get(f)}
-  refused = [f for f, (a, b) in changes.items() if not _harmless(f, a, b)]
+  unused = unused_sections(config) if old['method'] == config.method else set()
+  refused = [f for f, (a, b) in changes.items()
+             if not _harmless(f, a, b) and f.split('.')[0] not in unused]
   if refused and not allow_change:
     shown = ', '.join(f'{f} ({changes[f][0]!r} -> {changes[f][1]!r})' for f in refused[:8])
     more = f' and {len(refused) - 8} more' if len(refused) > 8 else ''

@@ -12,7 +12,7 @@ section `co2net`; every default is the authors' THUMOS14 code, `presets` hold th
 settings (docs/co2net.md lists every switch). Training batches: videos resampled to
 `data.num_segments` snippets, the similar-pair sampler (rows (0, 1), (2, 3), (4, 5) share a
 class). Test: whole videos, the 'hamnet' localizer (d2net_jax/localize/hamnet.py). No method
-state.
+state. DFE's default base: `FEATURE_SPLIT` splits it at the fused features (docs/co2net.md).
 """
 
 import jax
@@ -96,6 +96,35 @@ def inference_outputs(model, params, state, features, mask, config):
   """`inference_arrays` of the network in eval mode (no dropout)."""
   del state, config
   return inference_arrays(model.apply({'params': params}, features, mask, train=False), mask)
+
+
+def loss_terms(outputs, batch, state, config, key, *, axis_name=None):
+  """`loss_fn` as named weighted terms (`losses.co2net_loss_terms`), for DFE."""
+  del state, key
+  terms, aux = losses.co2net_loss_terms(outputs, batch, config.co2net, axis_name=axis_name)
+  return terms, dict(aux, state={})
+
+
+def kd_view(outputs):
+  """DFE's view: cas = the class logits with the background last (B, T, C + 1); att = the mean
+  attention (B, T), from `encode` (before the fusion), so the same in DFE's two branches."""
+  return {'cas': outputs['cas'], 'att': outputs['attn']}
+
+
+# Split at F = the fused features 'feat' (B, T, E = D): Drop(LReLU(fusion(concat(filtered_rgb,
+# filtered_flow)))), what the classifier and the co-activity term read (`model_lib.CO2Net.encode`
+# / `heads`). The context is the CCMs' attentions attn, v_atn, f_atn (B, T): CO2-Net computes them
+# from the filtered features before the fusion, so they do not depend on F. heads = the classifier
+# (cas) and, on ActivityNet, the smoothing. Feature terms: both MILs, L_co and the guide (through
+# p_bg); the mutual and norm terms read only the attentions.
+FEATURE_SPLIT = base.FeatureSplit(
+    feature_width=lambda config, feature_dim: feature_dim,
+    loss_terms=loss_terms,
+    feature_terms=losses.FEATURE_TERMS,
+    inference=lambda outputs, state, mask, config: inference_arrays(outputs, mask),
+    kd_view=kd_view,
+    has_attention=True,
+)
 
 
 def _validate(config):
@@ -193,4 +222,5 @@ METHOD = base.register(base.Method(
              'activitynet13': _ACTIVITYNET13, 'synthetic': _SYNTHETIC},
     dropout_fields=DROPOUT_FIELDS,
     validate_config=_validate,
+    feature_split=FEATURE_SPLIT,
 ))

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from d2net_jax.methods import base
 from d2net_jax.methods import layers
 
 LABEL_EPS = 1e-4
@@ -103,9 +104,19 @@ def _gather_rows(x, axis_name):
   return x if axis_name is None else lax.all_gather(x, axis_name, tiled=True)
 
 
-def co2net_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], cfg, *,
-                axis_name: Optional[str] = None):
-  """(L, aux) of the module docstring; cfg: the `co2net` section. aux holds each term."""
+# The terms of `co2net_loss_terms` whose gradient reaches the fused features X (through cas, and
+# X itself in L_co); the mutual and norm terms read only the attentions, which CO2-Net computes
+# before the fusion. The guide term reaches X through p_bg unless guide_detach_background, when
+# it is named GUIDE_DETACHED instead (a term of the attentions only).
+FEATURE_TERMS = ('loss_mil_orig', 'loss_mil_supp', 'loss_contrastive', 'loss_guide')
+GUIDE_DETACHED = 'loss_guide_detached'
+
+
+def co2net_loss_terms(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], cfg, *,
+                      axis_name: Optional[str] = None):
+  """L of the module docstring as named terms {name: (weight, value)}, and aux (each term, the
+  shared class count); cfg: the `co2net` section. 'loss_guide' is GUIDE_DETACHED under
+  cfg.guide_detach_background (then no term but the MILs and L_co reads the classifier)."""
   cas = outputs['cas']
   mask = batch['mask'].astype(cas.dtype)
   if not cfg.mask_padding:
@@ -133,9 +144,19 @@ def co2net_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], cfg,
     p_bg = lax.stop_gradient(p_bg)
   loss_norm = sum(snippet_mean(a) for a in (attn, v_atn, f_atn)) / 3
   loss_guide = sum(snippet_mean(jnp.abs(1.0 - a - p_bg)) for a in (attn, v_atn, f_atn)) / 3
-  loss = (loss_mil_orig + loss_mil_supp + cfg.alpha3 * loss_co + cfg.alpha4 * loss_mutual
-          + cfg.alpha1 * loss_norm + cfg.alpha2 * loss_guide)
+  guide = GUIDE_DETACHED if cfg.guide_detach_background else 'loss_guide'
+  terms = {'loss_mil_orig': (1.0, loss_mil_orig), 'loss_mil_supp': (1.0, loss_mil_supp),
+           'loss_contrastive': (cfg.alpha3, loss_co), 'loss_mutual': (cfg.alpha4, loss_mutual),
+           'loss_norm': (cfg.alpha1, loss_norm), guide: (cfg.alpha2, loss_guide)}
   aux = {'loss_mil_orig': loss_mil_orig, 'loss_mil_supp': loss_mil_supp,
          'loss_contrastive': loss_co, 'loss_mutual': loss_mutual, 'loss_norm': loss_norm,
          'loss_guide': loss_guide, 'shared_classes': shared}
-  return loss, aux
+  return terms, aux
+
+
+def co2net_loss(outputs: Dict[str, jax.Array], batch: Dict[str, jax.Array], cfg, *,
+                axis_name: Optional[str] = None):
+  """(L, aux) of the module docstring: the weighted sum of `co2net_loss_terms`, in the order of
+  the formula."""
+  terms, aux = co2net_loss_terms(outputs, batch, cfg, axis_name=axis_name)
+  return base.weighted_sum(terms), aux

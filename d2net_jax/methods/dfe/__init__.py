@@ -13,19 +13,21 @@ computes, the base, the losses' form, every default) is OUR design, spec section
               (global), through the base method's own module
 
 Bases (`dfe.base`): every registered method with a `Method.feature_split` (methods/base.py),
-'d2net' and 'sal' today; a new base declares its split in its own folder. DFE wraps its base
-(`Method.wraps`): the localizer ('tcam' over D2-Net, 'oic' over SAL), the training sampling
-('crop' / 'resample'), the dataset presets (`configs/<preset>.py:dfe,base=sal` applies SAL's
-settings, then DFE's), the smoke overrides and the dropout fields are the base method's, with
-DFE's own added.
+'co2net' (the default, spec 3.2), 'd2net' and 'sal' today; a new base declares its split in its
+own folder. DFE wraps its base (`Method.wraps`): the localizer ('hamnet' over CO2-Net, 'tcam'
+over D2-Net, 'oic' over SAL), the training sampling and batch sampler, the dataset presets
+(`configs/<preset>.py:dfe` applies CO2-Net's settings, then DFE's; `:dfe,base=sal` SAL's), the
+smoke overrides and the dropout fields are the base method's, with DFE's own added.
 
 Method state: the base's state plus {'memory' (C, S, E), 'filled' (C,)}. Loss (spec 3.4):
   L = w_local L_base(out_L) + w_global L_feat(out_G) + lambda_kd on(step) L_kd(sg out_G -> out_L)
 L_base is the base's loss; L_feat only its terms whose gradient reaches the enhanced features
-(`FeatureSplit.feature_terms`): the others (over SAL: the actionness terms L_act, L_mix, L_mc and
-the rgb / flow second-order CEs) do not see F_G and are already in L_base(out_L). The base's
-state (D2-Net's x_ref, SAL's running mean and variance) is updated from the local branch; the
-memory from the local branch's stop-gradient features after GFE has read the old memory.
+(`FeatureSplit.feature_terms`): the others (over CO2-Net: the mutual and norm terms of the
+attentions; over SAL: the actionness terms L_act, L_mix, L_mc and the rgb / flow second-order
+CEs) do not see F_G and are already in L_base(out_L). The base's state (D2-Net's x_ref, SAL's
+running mean and variance) is updated from the local branch; the memory from the local branch's
+stop-gradient features and the C class columns of its cas (CO2-Net's background column left
+out) after GFE has read the old memory.
 """
 
 import jax
@@ -117,7 +119,8 @@ def loss_fn(outputs, batch, state, config, key, *, axis_name=None):
 
   # Memory update from the local branch (no gradient), after GFE read the old memory.
   att = view_l['att'] if c.gmm.source == 'attention' else None
-  r = memory_lib.class_representations(f_l, view_l['cas'], mask, c.gmm.topk_ratio, att)
+  cas_classes = view_l['cas'][..., :labels.shape[-1]]  # Without a background column (co2net).
+  r = memory_lib.class_representations(f_l, cas_classes, mask, c.gmm.topk_ratio, att)
   rbar, present = memory_lib.batch_class_means(r, labels, mask, c.gmm.normalize, axis_name)
   new_memory, new_filled = memory_lib.update_memory(mem['memory'], mem['filled'], rbar, present,
                                                     c.gmm.momentum, c.gmm.normalize)
@@ -195,8 +198,8 @@ METHOD = base_lib.register(base_lib.Method(
     init_state=init_state,
     loss_fn=loss_fn,
     inference_outputs=inference_outputs,
-    localizer=None,  # The base's ('tcam' over D2-Net, 'oic' over SAL): `wraps`.
-    sampling=None,  # The base's ('crop' / 'resample').
+    localizer=None,  # The base's ('hamnet' over CO2-Net, 'tcam' over D2-Net, 'oic' over SAL).
+    sampling=None,  # The base's ('resample' / 'crop'): `wraps`.
     progress_metrics=('loss', 'loss_local', 'loss_global', 'loss_kd'),
     smoke_overrides={'dfe.lfe.num_heads': 2, 'dfe.gfe.proj_dim': 8},
     presets={'activitynet12': {'dfe.gmm.momentum': 0.99},  # Spec 3.5: 0.99 on ActivityNet.

@@ -6,8 +6,9 @@ global -> local distillation loss, with GFE dropped at inference. Every other ch
 design (spec section 3.2-3.5), one field each, defaulting to the spec's value.
 
 The spec writes `model.dfe.X` and `loss.dfe.X`; here they are `dfe.X` and `dfe.loss.X` (the
-`model` and `loss` sections belong to D2-Net, which is also DFE's default base, so
-`--config.model.*` / `--config.loss.*` keep configuring the base; over SAL, `--config.sal.*`).
+`model` and `loss` sections belong to D2-Net, so over D2-Net `--config.model.*` /
+`--config.loss.*` configure the base; over CO2-Net, DFE's default base, `--config.co2net.*`; over
+SAL, `--config.sal.*`).
 """
 
 import ml_collections
@@ -16,11 +17,12 @@ import ml_collections
 def dfe_config() -> ml_collections.ConfigDict:
   """The `dfe` section: base, LFE, GMM, GFE and the loss weights."""
   c = ml_collections.ConfigDict()
-  # The wrapped base method, any registered method with a `Method.feature_split`: 'd2net' (its
-  # `model` / `loss` sections), 'sal' (its `sal` section); the spec's default 'co2net' once it
-  # declares one. The paper's base is unknown. The base's localizer, sampling and dataset
-  # presets apply (`configs/synthetic.py:dfe,base=sal`).
-  c.base = 'd2net'
+  # The wrapped base method, any registered method with a `Method.feature_split`: 'co2net' (the
+  # spec's default; its `co2net` section), 'd2net' (its `model` / `loss` sections), 'sal' (its
+  # `sal` section). The paper's base is unknown. The base's localizer, sampling and dataset
+  # presets apply (`configs/synthetic.py:dfe,base=sal`). It was 'd2net' before co2net declared
+  # its split: a saved config without it means 'd2net' (config.CHANGED_DEFAULTS).
+  c.base = 'co2net'
   c.inference_branch = 'local'  # 'local' (the abstract: GFE removed) or 'global' (upper bound).
   c.shared_heads = True  # The global branch uses the base's heads (only True is implemented).
 
