@@ -118,12 +118,12 @@ def kd_view(outputs):
 # (cas) and, on ActivityNet, the smoothing. Feature terms: both MILs, L_co and the guide (through
 # p_bg); the mutual and norm terms read only the attentions.
 FEATURE_SPLIT = base.FeatureSplit(
-    feature_width=lambda config, feature_dim: feature_dim,
+    feature_width=lambda config, feature_dim: feature_dim,  # F keeps the D channels.
     loss_terms=loss_terms,
-    feature_terms=losses.FEATURE_TERMS,
+    feature_terms=losses.FEATURE_TERMS,  # Both MILs, L_co, the guide.
     inference=lambda outputs, state, mask, config: inference_arrays(outputs, mask),
     kd_view=kd_view,
-    has_attention=True,
+    has_attention=True,  # The mean CCM attention.
 )
 
 

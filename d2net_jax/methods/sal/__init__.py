@@ -118,12 +118,12 @@ def kd_view(outputs):
 # the heads s = bilinear(e), e' = e + a fc1(s), cas, cas_bg, sc. Feature terms: L_mil, L_bg and
 # the CE of sc; L_act, L_mix, L_mc and the CEs of sc_rgb / sc_flow read only the context.
 FEATURE_SPLIT = base.FeatureSplit(
-    feature_width=lambda config, feature_dim: config.sal.hidden,
+    feature_width=lambda config, feature_dim: config.sal.hidden,  # The encoder's width H.
     loss_terms=loss_terms,
-    feature_terms=losses.FEATURE_TERMS,
+    feature_terms=losses.FEATURE_TERMS,  # L_mil, L_bg, CE(sc).
     inference=lambda outputs, state, mask, config: inference_arrays(outputs, mask),
     kd_view=kd_view,
-    has_attention=True,
+    has_attention=True,  # The fused actionness a.
 )
 
 
