@@ -374,25 +374,6 @@ def train_variant(config, workdir: pathlib.Path, reuse: bool = False) -> Dict[st
   return summary
 
 
-def output_folders(args, name: str) -> None:
-  """Sets the defaults of a script's `--out` (runs/experiments/<name>) and `--compilation-cache`
-  (OUT/jax_cache) on its parsed `args`."""
-  args.out = args.out or ROOT / 'runs' / 'experiments' / name
-  args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
-
-
-def start_script(name: str, args, argv: Sequence[str]):
-  """A script's start: JAX's compilation cache in args.compilation_cache, quiet absl logs, the run
-  metadata; logs '<name>: <args.mode> mode on <device>'. Returns (meta, log, start time)."""
-  start = time.perf_counter()
-  enable_compilation_cache(args.compilation_cache)
-  quiet_logs()
-  meta = run_metadata(argv)
-  log = lambda s: print(s, flush=True)
-  log(f'{name}: {args.mode} mode on {meta["device"]}')
-  return meta, log, start
-
-
 def quiet_logs() -> None:
   """absl (orbax) warnings and info off the console: errors only."""
   from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
@@ -447,10 +428,12 @@ def prepare_data(config, log: Callable[[str], None] = print):
 # Command line and start-up shared by the training scripts.
 
 
-def add_output_arguments(parser) -> None:
-  """--data-dir, --out, --compilation-cache and --reuse; `resolve_output_arguments` fills them."""
-  parser.add_argument('--data-dir', type=pathlib.Path,
-                      help='synthetic store cache (default OUT/data)')
+def add_output_arguments(parser, data_dir: bool = True) -> None:
+  """--data-dir (a script on synthetic data), --out, --compilation-cache and --reuse;
+  `resolve_output_arguments` fills them."""
+  if data_dir:
+    parser.add_argument('--data-dir', type=pathlib.Path,
+                        help='synthetic store cache (default OUT/data)')
   parser.add_argument('--out', type=pathlib.Path, default=None)
   parser.add_argument('--compilation-cache', type=pathlib.Path,
                       help="JAX's persistent compilation cache (default OUT/jax_cache)")
@@ -462,7 +445,8 @@ def add_output_arguments(parser) -> None:
 def resolve_output_arguments(args, name: str):
   """Defaults of `add_output_arguments`: OUT = runs/experiments/<name>, OUT/data, OUT/jax_cache."""
   args.out = args.out or ROOT / 'runs' / 'experiments' / name
-  args.data_dir = args.data_dir or args.out / 'data'
+  if hasattr(args, 'data_dir'):
+    args.data_dir = args.data_dir or args.out / 'data'
   args.compilation_cache = args.compilation_cache or args.out / 'jax_cache'
   return args
 

@@ -152,25 +152,21 @@ def parse_args(argv):
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       type=lambda s: tuple(s.split('=', 1)),
                       help='config override for every variant (repeatable)')
-  parser.add_argument('--out', type=pathlib.Path, default=None)
-  parser.add_argument('--compilation-cache', type=pathlib.Path,
-                      help="JAX's persistent compilation cache (default OUT/jax_cache)")
-  parser.add_argument('--reuse', action='store_true',
-                      help='read back the runs under OUT that finished with the same config')
+  _common.add_output_arguments(parser, data_dir=False)
   args = parser.parse_args(argv)
   args.seeds = [int(s) for s in args.seeds.split(',') if s]
   args.methods = [m for m in args.methods.split(',') if m]
   unknown = sorted(set(args.methods) - set(METHODS))
   if unknown:
     parser.error(f'unknown methods {unknown}: {METHODS}')
-  _common.output_folders(args, NAME)
+  _common.resolve_output_arguments(args, NAME)
   return args
 
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
-  meta, log, start = _common.start_script(NAME, args, argv)
+  meta, log, start = _common.start_script(args, argv, NAME)
   runs = run_all(args, log)
   meta['wall_s'] = time.perf_counter() - start
   config = variant_config(METHODS[0], '', args.seeds[0], args)
