@@ -52,7 +52,9 @@ EXTRA_BASES = {'dfe': ('d2net',)}  # Also over these when the default base is an
 #           0.1, on every snippet: no detection); lr 1e-4: 42, 79, 84, 95.5, 93, 96    -> 200
 #   dfe     (over d2net) lr 1e-3: 9 at 50-150 (its loss stays at 4.1: it does not train);
 #           lr 1e-4: 15, 18, 15, 15                                                     -> 100
-STEPS = {'mil': 100, 'd2net': 100, 'sal': 100, 'co2net': 200, 'dfe': 100}
+#   dfe     over co2net (its default base since CO2-Net became DFE's base): not read off a curve
+#           of its own; the base's steps and learning rate (co2net: 200 at 1e-4)
+STEPS = {'mil': 100, 'd2net': 100, 'sal': 100, 'co2net': 200, 'dfe': 100, ('dfe', 'co2net'): 200}
 LEARNING_RATE = {'co2net': 1e-4, 'dfe': 1e-4}  # Else the method's synthetic preset's (1e-3).
 EVALUATIONS = 3  # Validation evaluations per run (the selected checkpoint is one of them).
 DATA = {'data.kind': 'hdf5', 'data.path': str(STORE), 'data.streams': 'rgb',
@@ -90,7 +92,7 @@ def label(method: str, base: str) -> str:
 def variant_config(method: str, base: str, seed: int, args):
   arg = f'{method},base={base}' if base else method
   config = _preset(arg + (',smoke' if args.mode == 'smoke' else ''))
-  steps = args.steps or (2 if args.mode == 'smoke' else STEPS[method])
+  steps = args.steps or (2 if args.mode == 'smoke' else STEPS.get((method, base), STEPS[method]))
   every = args.eval_every or max(1, steps // EVALUATIONS)
   overrides = dict(DATA, **{
       'train.learning_rate': LEARNING_RATE.get(method, config.train.learning_rate),
