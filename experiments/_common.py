@@ -442,6 +442,22 @@ def add_output_arguments(parser, data_dir: bool = True) -> None:
                            'resume the interrupted ones from their checkpoints')
 
 
+def split_choices(parser, text: str, allowed, what: str) -> List[str]:
+  """The comma-separated names in `text`; a one-line parser error names any not in `allowed`."""
+  names = [n for n in text.split(',') if n]
+  unknown = sorted(set(names) - set(allowed))
+  if unknown:
+    parser.error(f'unknown {what} {unknown}; choose from {tuple(allowed)}')
+  return names
+
+
+def add_set_argument(parser, example: str = '') -> None:
+  """--set FIELD=VALUE (repeatable): config overrides for every run, as (field, value) pairs."""
+  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                      type=lambda s: tuple(s.split('=', 1)),
+                      help=f'config override for every run{example} (repeatable)')
+
+
 def resolve_output_arguments(args, name: str):
   """Defaults of `add_output_arguments`: OUT = runs/experiments/<name>, OUT/data, OUT/jax_cache."""
   args.out = args.out or ROOT / 'runs' / 'experiments' / name
@@ -493,6 +509,14 @@ def write_outputs(out: pathlib.Path, markdown: str, results: Dict[str, Any], fig
     paths.append(out / 'plot.png')
     figure.savefig(paths[-1], dpi=110, bbox_inches='tight')
   return paths
+
+
+def finish(out: pathlib.Path, markdown: str, results: Dict[str, Any], figure=None) -> int:
+  """A script's end: `write_outputs`, the markdown and the written paths printed; exit status 0."""
+  paths = write_outputs(out, markdown, results, figure)
+  print(markdown)
+  print('wrote ' + ', '.join(str(p) for p in paths))
+  return 0
 
 
 def new_figure(ncols: int, width: float = 5.0, height: float = 3.6):

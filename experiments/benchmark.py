@@ -189,10 +189,7 @@ def main(argv=None) -> int:
   parser.add_argument('--out', type=pathlib.Path, default=None)
   parser.add_argument('--data-dir', type=pathlib.Path, help='synthetic store (default OUT/data)')
   args = parser.parse_args(argv)
-  only = [s for s in args.only.split(',') if s]
-  unknown = sorted(set(only) - set(SECTIONS))
-  if unknown:
-    parser.error(f'unknown sections {unknown}; choose from {SECTIONS}')
+  only = _common.split_choices(parser, args.only, SECTIONS, 'sections')
   out = args.out or _common.ROOT / 'runs' / 'experiments' / NAME
   start = time.perf_counter()
   meta = _common.run_metadata(argv)

@@ -228,9 +228,7 @@ def parse_args(argv):
   parser.add_argument('--methods', default='', help='comma-separated (default: all registered)')
   parser.add_argument('--datasets', default=','.join(DATASETS),
                       help=f'comma-separated subset of {",".join(DATASETS)}')
-  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                      type=lambda s: tuple(s.split('=', 1)),
-                      help='config override for every variant (repeatable)')
+  _common.add_set_argument(parser)
   _common.add_output_arguments(parser)
   args = parser.parse_args(argv)
   from d2net_jax import methods  # pylint: disable=import-outside-toplevel
@@ -279,10 +277,7 @@ def main(argv=None) -> int:
   markdown = (_common.markdown_header('Every method on the synthetic benchmarks', meta, notes)
               + '\n' + '\n'.join(sections))
   results = {'meta': meta, 'args': {k: str(v) for k, v in vars(args).items()}, 'runs': runs}
-  paths = _common.write_outputs(args.out, markdown, results, figure)
-  print(markdown)
-  print('wrote ' + ', '.join(str(p) for p in paths))
-  return 0
+  return _common.finish(args.out, markdown, results, figure)
 
 
 if __name__ == '__main__':

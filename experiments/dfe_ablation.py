@@ -115,18 +115,13 @@ def parse_args(argv):
   parser.add_argument('--steps', type=int, help='training steps per run')
   parser.add_argument('--variants', default=','.join(VARIANTS),
                       help=f'comma-separated subset of {",".join(VARIANTS)}')
-  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                      type=lambda s: tuple(s.split('=', 1)),
-                      help='config override, e.g. --set dfe.gmm.momentum=0.99 (repeatable)')
+  _common.add_set_argument(parser, ', e.g. --set dfe.gmm.momentum=0.99')
   _common.add_output_arguments(parser)
   args = parser.parse_args(argv)
   size = _common.SIZES[args.mode]
   args.seeds = args.seeds or size['seeds']
   args.steps = args.steps or size['steps']
-  args.variants = [v for v in args.variants.split(',') if v]
-  unknown = sorted(set(args.variants) - set(VARIANTS))
-  if unknown:
-    parser.error(f'unknown variants {unknown}; choose from {VARIANTS}')
+  args.variants = _common.split_choices(parser, args.variants, VARIANTS, 'variants')
   _common.resolve_output_arguments(args, NAME)
   return args
 
@@ -169,10 +164,7 @@ def main(argv=None) -> int:
   figure.tight_layout()
   results = {'meta': meta, 'args': {k: str(v) for k, v in vars(args).items()}, 'runs': runs,
              'parameters': params}
-  paths = _common.write_outputs(args.out, markdown, results, figure)
-  print(markdown)
-  print('wrote ' + ', '.join(str(p) for p in paths))
-  return 0
+  return _common.finish(args.out, markdown, results, figure)
 
 
 if __name__ == '__main__':

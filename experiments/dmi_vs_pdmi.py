@@ -413,9 +413,7 @@ def parse_args(argv):
   parser.add_argument('--config', default='synthetic', help='a preset in configs/ (synthetic, '
                       'thumos14, activitynet12); real data needs --set data.path=...')
   parser.add_argument('--config-arg', default=None, help="the preset's argument, e.g. 'paper'")
-  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                      type=lambda s: tuple(s.split('=', 1)),
-                      help='config override, e.g. --set data.path=/data/thumos14 (repeatable)')
+  _common.add_set_argument(parser, ', e.g. --set data.path=/data/thumos14')
   parser.add_argument('--data-dir', type=pathlib.Path,
                       help='synthetic store cache (default OUT/data)')
   parser.add_argument('--out', type=pathlib.Path, default=None)
@@ -425,10 +423,7 @@ def parse_args(argv):
   size = _common.SIZES[args.mode]
   args.seeds = args.seeds or size['seeds']
   args.steps = args.steps or size['steps']
-  args.variants = [v for v in args.variants.split(',') if v]
-  unknown = sorted(set(args.variants) - set(VARIANTS))
-  if unknown:
-    parser.error(f'unknown variants {unknown}; choose from {VARIANTS}')
+  args.variants = _common.split_choices(parser, args.variants, VARIANTS, 'variants')
   args.pdmi_start = args.steps // 10 if args.pdmi_start is None else args.pdmi_start
   args.probe_every = args.probe_every or max(1, args.steps // 6)
   ks, draws = PROBE_SIZES[args.mode]
@@ -488,10 +483,7 @@ def main(argv=None) -> int:
   figure = plot(runs, probe_rows)
   results = {'meta': meta, 'args': {k: str(v) for k, v in vars(args).items()},
              'probe': probe_rows, 'runs': runs}
-  paths = _common.write_outputs(args.out, markdown, results, figure)
-  print(markdown)
-  print('wrote ' + ', '.join(str(p) for p in paths))
-  return 0
+  return _common.finish(args.out, markdown, results, figure)
 
 
 if __name__ == '__main__':

@@ -158,16 +158,11 @@ def parse_args(argv):
   parser.add_argument('--no-test', action='store_true',
                       help='validation curves only: the test split is not scored')
   parser.add_argument('--methods', default=','.join(METHODS), help='comma-separated subset')
-  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                      type=lambda s: tuple(s.split('=', 1)),
-                      help='config override for every variant (repeatable)')
+  _common.add_set_argument(parser)
   _common.add_output_arguments(parser, data_dir=False)
   args = parser.parse_args(argv)
   args.seeds = [int(s) for s in args.seeds.split(',') if s]
-  args.methods = [m for m in args.methods.split(',') if m]
-  unknown = sorted(set(args.methods) - set(METHODS))
-  if unknown:
-    parser.error(f'unknown methods {unknown}: {METHODS}')
+  args.methods = _common.split_choices(parser, args.methods, METHODS, 'methods')
   _common.resolve_output_arguments(args, NAME)
   return args
 
@@ -186,10 +181,7 @@ def main(argv=None) -> int:
   if not args.no_test:
     markdown += '\n## Test mAP (%), mean ± std over seeds\n\n' + table(runs)
   results = {'meta': meta, 'args': {k: str(v) for k, v in vars(args).items()}, 'runs': runs}
-  paths = _common.write_outputs(args.out, markdown, results)
-  print(markdown)
-  print('wrote ' + ', '.join(str(p) for p in paths))
-  return 0
+  return _common.finish(args.out, markdown, results)
 
 
 if __name__ == '__main__':

@@ -167,10 +167,7 @@ def parse_args(argv):
                            'earlier preset (default: every recipe on every seed)')
   _common.add_output_arguments(parser)
   args = parser.parse_args(argv)
-  args.recipes = [r for r in args.recipes.split(',') if r]
-  unknown = sorted(set(args.recipes) - set(RECIPES))
-  if unknown:
-    parser.error(f'unknown recipes {unknown}: {",".join(RECIPES)}')
+  args.recipes = _common.split_choices(parser, args.recipes, RECIPES, 'recipes')
   args.seeds = list(range(1, (args.seeds or SIZES[args.mode]['seeds']) + 1))
   args.test_seeds = ([int(s) for s in args.test_seeds.split(',') if s]
                      or list(SIZES[args.mode]['test_seeds']))
@@ -206,10 +203,7 @@ def main(argv=None) -> int:
   results = {'meta': meta, 'args': {k: str(v) for k, v in vars(args).items()}, 'chosen': chosen,
              'recipes': {k: {'label': v[0], 'settings': v[1]} for k, v in RECIPES.items()},
              'runs': runs}
-  paths = _common.write_outputs(args.out, markdown, results)
-  print(markdown)
-  print('wrote ' + ', '.join(str(p) for p in paths))
-  return 0
+  return _common.finish(args.out, markdown, results)
 
 
 if __name__ == '__main__':
