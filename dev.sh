@@ -8,13 +8,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
+cmd=${1:-}
+shift || true
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import d2net_jax, pytest, xdist, chex, importlinter' 2>/dev/null; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  # `test` installs the video extra in the same pip run (one resolution instead of two).
+  if [ "$cmd" = test ] && [ "${D2NET_VIDEO_SETUP:-1}" != 0 ]; then
+    .venv/bin/python -m pip install --quiet -e '.[test,video]' ||
+      .venv/bin/python -m pip install --quiet -e '.[test]'
+  else
+    .venv/bin/python -m pip install --quiet -e '.[test]'
+  fi
 fi
-cmd=${1:-}
-shift || true
 # The video tests (tests/test_video*.py, `d2net-jax extract`) need the optional `video` extra and
 # real footage: Debian's opencv-doc package. Installed here when absent (D2NET_VIDEO_SETUP=0
 # skips this); when it cannot be, those tests skip and say why.
