@@ -5,29 +5,17 @@ and the command in the .json beside it) replayed through the comparison the scri
 comparison to fail there, so the fixture is known to catch such changes.
 """
 
-import importlib.util
 import pathlib
 
 import numpy as np
 import pytest
 from test_parity_fixtures import _config as parity_mutation_config
+from test_parity_fixtures import _load
 
 pytestmark = pytest.mark.usefixtures('fast_compile')  # Numbers only: compile quickly.
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'parity_co2net.npz'
-
-if not (ROOT / 'experiments' / 'parity_common.py').exists():
-  pytest.skip('experiments/parity_common.py (the parity scripts\' shared part) is not in this '
-              'checkout yet', allow_module_level=True)
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, ROOT / 'experiments' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
 
 co2net = _load('parity_co2net')
 pc = co2net.pc
