@@ -47,6 +47,8 @@ CODE_PATHS = ('d2net_jax', 'configs', 'setup.cfg', 'pyproject.toml')
 DEMO_TIOUS = ('0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7')
 DEMO_COLUMNS = ('method', 'seed', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7',
                 'avg 0.1:0.7', 'selected step', 'wall time')
+README_METHOD_COLUMNS = ('method', 'config', 'seeds', 'avg 0.1:0.7 per seed', 'avg 0.1:0.7',
+                         'mAP@0.5', 'wall time / run')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +190,36 @@ def produce_demo(args, table: Table):  # pylint: disable=unused-argument
   return _demo_rows(args, 'smoke' if args.smoke else '', 'D2-Net (demo)')
 
 
+# (configs/synthetic.py argument, label) of every method in README's comparison; '' is the demo.
+README_METHODS = (('', 'D2-Net'), ('co2net', 'CO2-Net'), ('sal', 'SAL'), ('mil', '`mil`'),
+                  ('dfe', 'DFE over CO2-Net (its default base)'))
+
+
+def summarize_demo_rows(label: str, arg: str, rows: List[List[str]]) -> List[str]:
+  """One README row from a method's per-seed demo rows (DEMO_COLUMNS): its config, the seeds,
+  each seed's avg 0.1:0.7, their mean ± std (sample std), mAP@0.5's and the mean wall time."""
+  avg = [float(r[DEMO_COLUMNS.index('avg 0.1:0.7')]) for r in rows]
+  at_05 = [float(r[DEMO_COLUMNS.index('0.5')]) for r in rows]
+  wall = [float(r[DEMO_COLUMNS.index('wall time')].rstrip(' s')) for r in rows]
+  return [label, f'`configs/synthetic.py{":" + arg if arg else ""}`',
+          ', '.join(r[1] for r in rows), ' / '.join(f'{a:.2f}' for a in avg),
+          _common.pm(avg, digits=2), _common.pm(at_05, digits=2),
+          f'{sum(wall) / len(wall):.0f} s']
+
+
+def produce_readme_methods(args, table: Table):  # pylint: disable=unused-argument
+  """Every method's demo-size run (`configs/synthetic.py:METHOD`, its own synthetic recipe) at
+  each seed, one row a method; D2-Net's seed-1 run is the demo's (readme_demo reuses it)."""
+  rows, commits = [], set()
+  for arg, label in README_METHODS:
+    run_arg = ','.join(filter(None, (arg, 'smoke' if args.smoke else '')))
+    seed_rows, commit, _ = _demo_rows(args, run_arg, label)
+    commits.add(commit)
+    rows.append(summarize_demo_rows(label, arg, seed_rows))
+  seeds = ', '.join(map(str, args.seeds))
+  return rows, ', '.join(sorted(commits)), f'seeds {seeds} per method; mean ± std over seeds'
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry.
 
@@ -218,10 +250,15 @@ TABLES: Tuple[Table, ...] = (
           'python -m d2net_jax.commands.cli train --config configs/synthetic.py[:mil] '
           '--config.train.seed=S', (1, 2), '~30 min (2 seeds x D2-Net and mil)',
           kept='the earlier demo table (D2-Net and mil, 2 seeds); superseded by `demo`'),
-    Table('readme_methods', 'README.md',
-          ('method', 'page', 'status', 'published (real I3D features)', 'reproduced here'),
-          _COMPARE, (1, 2, 3), _COMPARE_COST,
-          kept='its synthetic column quotes the method comparison (2 seeds, 2026-12-03)'),
+    Table('readme_methods', 'README.md', README_METHOD_COLUMNS,
+          'd2net-jax train --config configs/synthetic.py:METHOD --config.train.seed=S',
+          (1, 2, 3),
+          '~25 min on 2 idle cores (5 methods x 3 seeds; SAL\'s 8000 steps and DFE the longest)',
+          produce_readme_methods),
+    Table('readme_extract_speed', 'README.md',
+          ('what', 'snippets/s', 'GFLOPs per snippet', 'GFLOP/s', 'of the convolution'),
+          'python experiments/bench_extract.py', (), '~3 min (I3D compiles, 3 repeats, one video)',
+          script_producer('experiments/bench_extract.py')),
     Table('compare_thumos14_like', 'docs/results.md',
           ('method', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6',
            'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'train s / run', 'steps/s'),
