@@ -3,6 +3,7 @@ r"""One fair comparison of every registered method on the synthetic THUMOS14 and
   python experiments/compare_methods.py                 # quick: every method, both datasets
   python experiments/compare_methods.py --mode smoke    # seconds; what the tests run
   python experiments/compare_methods.py --methods d2net,mil --datasets thumos14_like
+  python experiments/compare_methods.py --methods co2net,dfe,mil --bases co2net   # DFE's default
 
 Variants: every method of `d2net_jax.methods.names()` on the `i3d_like` features; a method that
 wraps another (`Method.wraps`, DFE) once over every method it accepts as its base
@@ -35,7 +36,7 @@ import argparse
 import pathlib
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -137,9 +138,11 @@ def bases_of(method: str, candidates: List[str]) -> List[str]:
   return out
 
 
-def variants(selected: List[str]) -> List[Tuple[str, str, str]]:
+def variants(selected: List[str], bases: Optional[List[str]] = None
+             ) -> List[Tuple[str, str, str]]:
   """(method, base, features) of every compared variant, in table order: a method that wraps
-  another (Method.wraps, DFE) once over every method it accepts as its base."""
+  another (Method.wraps, DFE) once over every method it accepts as its base (of `bases` when
+  given)."""
   from d2net_jax import methods  # pylint: disable=import-outside-toplevel
   names = list(methods.names())
   wrappers = [m for m in names if methods.get(m).wraps is not None]
@@ -148,7 +151,8 @@ def variants(selected: List[str]) -> List[Tuple[str, str, str]]:
     if m not in selected:
       continue
     if m in wrappers:
-      out += [(m, b, 'i3d_like') for b in bases_of(m, [n for n in names if n not in wrappers])]
+      out += [(m, b, 'i3d_like') for b in bases_of(m, [n for n in names if n not in wrappers])
+              if bases is None or b in bases]
     else:
       out.append((m, '', 'i3d_like'))
   out += [(m, '', 'gaussian') for m in BOTH_FEATURES if m in selected]
@@ -172,7 +176,7 @@ def steps_per_second(metrics: List[Dict[str, Any]]) -> float:
 def run_all(args, log) -> List[Dict[str, Any]]:
   runs = []
   for dataset in args.datasets:
-    for method, base, features in variants(args.methods):
+    for method, base, features in variants(args.methods, args.bases):
       for seed in range(1, args.seeds + 1):
         config = variant_config(method, base, features, dataset, args)
         config = _common.apply_overrides(config, dict(args.set, **{'train.seed': seed}))
@@ -226,6 +230,9 @@ def parse_args(argv):
   parser.add_argument('--seeds', type=int, help='seeds per variant (train.seed = 1..N)')
   parser.add_argument('--steps', type=int, help='training steps per run')
   parser.add_argument('--methods', default='', help='comma-separated (default: all registered)')
+  parser.add_argument('--bases', default='',
+                      help='comma-separated: the bases a wrapper (DFE) is compared over '
+                           '(default: every base it accepts)')
   parser.add_argument('--datasets', default=','.join(DATASETS),
                       help=f'comma-separated subset of {",".join(DATASETS)}')
   _common.add_set_argument(parser)
@@ -235,7 +242,9 @@ def parse_args(argv):
   args.seeds = args.seeds or SIZES[args.mode]['seeds']
   args.methods = [m for m in args.methods.split(',') if m] or list(methods.names())
   args.datasets = [d for d in args.datasets.split(',') if d]
+  args.bases = [b for b in args.bases.split(',') if b] or None
   unknown = sorted(set(args.methods) - set(methods.names()))
+  unknown += sorted(set(args.bases or ()) - set(methods.names()))
   unknown += sorted(set(args.datasets) - set(DATASETS))
   if unknown:
     parser.error(f'unknown methods or datasets {unknown}: methods {methods.names()}, '

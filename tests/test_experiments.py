@@ -223,6 +223,10 @@ def test_compare_methods_variants_and_configs():
   assert ('co2net', '', 'i3d_like') in variants and ('dfe', 'co2net', 'i3d_like') in variants
   assert compare_methods.label('dfe', 'co2net', 'i3d_like') == 'dfe on co2net'
   assert not any(m == 'dfe' and b in ('mil', 'dfe') for m, b, _ in variants)
+  # --bases: a wrapper over the named bases only.
+  assert sorted(compare_methods.variants(['co2net', 'dfe', 'mil'], ['co2net'])) == [
+      ('co2net', '', 'i3d_like'), ('dfe', 'co2net', 'i3d_like'), ('mil', '', 'gaussian'),
+      ('mil', '', 'i3d_like')]
   args = argparse.Namespace(mode='smoke', steps=None, data_dir=pathlib.Path('/nonexistent'))
   for method, base, _ in [v for v in variants if v[2] == 'i3d_like']:
     arg = compare_methods.preset_arg(method, base)
