@@ -226,6 +226,14 @@ def produce_readme_methods(args, table: Table):  # pylint: disable=unused-argume
 _COMPARE = 'python experiments/compare_methods.py --mode quick --seeds 3 --reuse'
 _COMPARE_COST = ('~4 h on 2 shared cores for 3 seeds x 7 variants x 2 datasets (2 seeds trained '
                  '154 min in all, 73% of it in the DFE runs)')
+_DFE_CO2NET = 'python experiments/dfe_ablation.py --mode quick --seeds 3 --reuse'
+_COMPARE_CO2NET = ('python experiments/compare_methods.py --mode quick --seeds 3 --methods '
+                   'co2net,mil --datasets thumos14_like --reuse')
+_COMPARE_THUMOS_COLUMNS = ('method', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4',
+                           'mAP@0.5', 'mAP@0.6', 'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7',
+                           'train s / run', 'steps/s')
+_BY_THE_SCRIPT = ('produced by the script itself at the commit it names: the '
+                  'block keeps that run\'s provenance; --only NAME reruns it')
 _BENCH_COLUMNS = ('method', 'shape', 'dtype', 'steps/s', 'videos/s', 'compile s', 'peak GB',
                   'GFLOP/step', 'GFLOP/s', 'of matmul')
 _ABLATION_COLUMNS = ('variant', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5',
@@ -259,10 +267,12 @@ TABLES: Tuple[Table, ...] = (
           ('what', 'snippets/s', 'GFLOPs per snippet', 'GFLOP/s', 'of the convolution'),
           'python experiments/bench_extract.py', (), '~3 min (I3D compiles, 3 repeats, one video)',
           script_producer('experiments/bench_extract.py')),
-    Table('compare_thumos14_like', 'docs/results.md',
-          ('method', 'seeds', 'mAP@0.1', 'mAP@0.2', 'mAP@0.3', 'mAP@0.4', 'mAP@0.5', 'mAP@0.6',
-           'mAP@0.7', 'avg 0.1:0.5', 'avg 0.1:0.7', 'train s / run', 'steps/s'),
+    Table('compare_thumos14_like', 'docs/results.md', _COMPARE_THUMOS_COLUMNS,
           _COMPARE, (1, 2, 3), _COMPARE_COST, kept='2 seeds, runs at 4 commits (2026-12-03)'),
+    Table('compare_co2net_thumos14_like', 'docs/results.md', _COMPARE_THUMOS_COLUMNS,
+          _COMPARE_CO2NET, (1, 2, 3),
+          '~5 min on 2 idle cores (3 variants x 3 seeds)',
+          script_producer(*_COMPARE_CO2NET.split()[1:]), kept=_BY_THE_SCRIPT),
     Table('compare_activitynet12_like', 'docs/results.md',
           ('method', 'seeds', 'mAP@0.5', 'mAP@0.55', 'mAP@0.6', 'mAP@0.65', 'mAP@0.7', 'mAP@0.75',
            'mAP@0.8', 'mAP@0.85', 'mAP@0.9', 'mAP@0.95', 'avg 0.5:0.95', 'train s / run',
@@ -323,6 +333,9 @@ TABLES: Tuple[Table, ...] = (
           '69 min for 3 seeds on 2 cores shared with other jobs (2026-12-05, b5f6691)',
           kept='run by the script itself at b5f6691 (SAL\'s synthetic preset of then, which the '
           '--set flags restore): the block keeps that run\'s provenance'),
+    Table('dfe_ablation_co2net', 'docs/dfe.md', _ABLATION_COLUMNS, _DFE_CO2NET, (1, 2, 3),
+          '~75 min for 3 seeds on 2 idle cores (a run with our transformer LFE ~8 min)',
+          script_producer(*_DFE_CO2NET.split()[1:]), kept=_BY_THE_SCRIPT),
     Table('dfe_by_hand', 'docs/dfe.md',
           ('method', 'seed', 'validation mAP', 'mAP@0.1', '0.2', '0.3', '0.4', '0.5', '0.6',
            '0.7', 'avg 0.1:0.7'),
