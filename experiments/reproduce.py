@@ -202,7 +202,8 @@ def summarize_demo_rows(label: str, arg: str, rows: List[List[str]]) -> List[str
   at_05 = [float(r[DEMO_COLUMNS.index('0.5')]) for r in rows]
   wall = [float(r[DEMO_COLUMNS.index('wall time')].rstrip(' s')) for r in rows]
   return [label, f'`configs/synthetic.py{":" + arg if arg else ""}`',
-          ', '.join(r[1] for r in rows), ' / '.join(f'{a:.2f}' for a in avg),
+          ', '.join(r[DEMO_COLUMNS.index('seed')] for r in rows),
+          ' / '.join(f'{a:.2f}' for a in avg),
           _common.pm(avg, digits=2), _common.pm(at_05, digits=2),
           f'{sum(wall) / len(wall):.0f} s']
 
